@@ -1,0 +1,67 @@
+/**
+ * Slot-list elements are fixed-size records. A codec turns one element into `size` bytes and back;
+ * the map stores the bytes (little-endian where it has numbers) and never looks inside them.
+ */
+export interface ElementCodec<T> {
+  readonly size: number;
+  /** Writes `value` into `target[offset .. offset+size)`; throws TypeError/RangeError if it cannot. */
+  encode(value: T, target: Uint8Array, offset: number): void;
+  /** Reads one element from `source[offset .. offset+size)`; the result must not alias `source`. */
+  decode(source: Uint8Array, offset: number): T;
+}
+
+/** Elements of exactly `n` bytes, returned as fresh Uint8Array copies. */
+function bytes(n: number): ElementCodec<Uint8Array> {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_ELEMENT_SIZE) {
+    throw new RangeError(`codecs.bytes(n): n must be an integer from 1 to ${MAX_ELEMENT_SIZE}, got ${n}`);
+  }
+  return Object.freeze({
+    size: n,
+    encode(value: Uint8Array, target: Uint8Array, offset: number): void {
+      if (!(value instanceof Uint8Array)) throw new TypeError(`slot-list element must be a Uint8Array of ${n} bytes`);
+      if (value.length !== n) throw new RangeError(`slot-list element must be ${n} bytes, got ${value.length}`);
+      target.set(value, offset);
+    },
+    decode(source: Uint8Array, offset: number): Uint8Array {
+      return source.slice(offset, offset + n);
+    },
+  });
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** Unsigned 64-bit integers as bigint, stored little-endian. */
+const u64: ElementCodec<bigint> = Object.freeze({
+  size: 8,
+  encode(value: bigint, target: Uint8Array, offset: number): void {
+    if (typeof value !== 'bigint') throw new TypeError(`slot-list element must be a bigint, got ${typeof value}`);
+    if (value < 0n || value > U64_MAX) throw new RangeError(`slot-list element ${value} is outside the u64 range`);
+    const lo = Number(value & 0xffffffffn);
+    const hi = Number(value >> 32n);
+    target[offset] = lo; target[offset + 1] = lo >>> 8; target[offset + 2] = lo >>> 16; target[offset + 3] = lo >>> 24;
+    target[offset + 4] = hi; target[offset + 5] = hi >>> 8; target[offset + 6] = hi >>> 16; target[offset + 7] = hi >>> 24;
+  },
+  decode(source: Uint8Array, offset: number): bigint {
+    const lo = (source[offset] | (source[offset + 1] << 8) | (source[offset + 2] << 16) | (source[offset + 3] << 24)) >>> 0;
+    const hi = (source[offset + 4] | (source[offset + 5] << 8) | (source[offset + 6] << 16) | (source[offset + 7] << 24)) >>> 0;
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  },
+});
+
+/** The largest element the format stores (a data-file cell must fit the scratch buffers). */
+export const MAX_ELEMENT_SIZE = 4096;
+
+export const codecs = Object.freeze({ bytes, u64 });
+
+/** Checks that a user-supplied codec has the shape the map relies on. */
+export function checkCodec(codec: unknown): ElementCodec<unknown> {
+  if (codec === null || typeof codec !== 'object') throw new TypeError('codec must be an object with size, encode and decode');
+  const c = codec as Partial<ElementCodec<unknown>>;
+  if (typeof c.encode !== 'function' || typeof c.decode !== 'function') {
+    throw new TypeError('codec must have encode(value, target, offset) and decode(source, offset) functions');
+  }
+  if (typeof c.size !== 'number' || !Number.isInteger(c.size) || c.size < 1 || c.size > MAX_ELEMENT_SIZE) {
+    throw new RangeError(`codec.size must be an integer from 1 to ${MAX_ELEMENT_SIZE}, got ${String(c.size)}`);
+  }
+  return c as ElementCodec<unknown>;
+}

@@ -1,0 +1,49 @@
+/**
+ * Runtime failures carry a stable `code`; wrong arguments throw plain TypeError/RangeError.
+ * The codes are part of the public contract (listed in the README) and are never renamed.
+ */
+export const codes = Object.freeze({
+  /** The map was closed; every later call fails with this code. */
+  CLOSED: 'BUCKET_MAP_CLOSED',
+  /** The files on disk were written with a different configuration (maxBuckets, element size…). */
+  CONFIG_MISMATCH: 'BUCKET_MAP_CONFIG_MISMATCH',
+  /** A file failed a check: magic, version, size, checksum or a value out of range. */
+  CORRUPT: 'BUCKET_MAP_CORRUPT',
+  /** The restart file names a bucket file that is not in the drives. */
+  FILE_MISSING: 'BUCKET_MAP_FILE_MISSING',
+  /** The operating system refused a file operation (permissions, disk full, …); see `cause`. */
+  IO: 'BUCKET_MAP_IO',
+  /** A bucket cannot grow any further (capacity or mapping limits). */
+  CAPACITY: 'BUCKET_MAP_CAPACITY',
+  /** addref would take a refCount past 2^53−1. */
+  REFCOUNT_OVERFLOW: 'BUCKET_MAP_REFCOUNT_OVERFLOW',
+  /** unref of an entry whose refCount is already 0. */
+  REFCOUNT_UNDERFLOW: 'BUCKET_MAP_REFCOUNT_UNDERFLOW',
+  /** A map method was called from inside an update() callback. */
+  REENTRANT: 'BUCKET_MAP_REENTRANT',
+} as const);
+
+export type BucketMapErrorCode = (typeof codes)[keyof typeof codes];
+
+export class BucketMapError extends Error {
+  readonly code: BucketMapErrorCode;
+  /** The file the problem was found in, when there is one. */
+  readonly file: string | undefined;
+
+  constructor(code: BucketMapErrorCode, message: string, options: { cause?: unknown; file?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BucketMapError';
+    this.code = code;
+    this.file = options.file;
+  }
+}
+
+/** Wraps an fs error so callers see one error type for runtime failures. */
+export function ioError(what: string, cause: unknown, file?: string): BucketMapError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new BucketMapError(codes.IO, `${what}: ${detail}`, { cause, ...(file === undefined ? {} : { file }) });
+}
+
+export function corrupt(file: string, problem: string): BucketMapError {
+  return new BucketMapError(codes.CORRUPT, `${file}: ${problem}`, { file });
+}

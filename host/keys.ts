@@ -1,0 +1,100 @@
+/**
+ * Keys are 32-byte public keys. Callers hold them as raw bytes, as base58 address strings
+ * (@solana/kit's `Address`) or as objects with `toBytes()` (web3.js `PublicKey`); all three are
+ * accepted without depending on any Solana package.
+ */
+
+export const KEY_BYTES = 32;
+
+export type Key = Uint8Array | string | { toBytes(): Uint8Array };
+
+const ALPHABET = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
+const DIGIT = (() => {
+  const map = new Int8Array(128).fill(-1);
+  for (let i = 0; i < ALPHABET.length; i++) map[ALPHABET.charCodeAt(i)] = i;
+  return map;
+})();
+
+/** Decodes a base58 address into exactly 32 bytes, or throws naming `argName`. */
+export function base58ToBytes(text: string, argName = 'key'): Uint8Array {
+  // 32 bytes are at most 44 base58 digits; anything longer cannot be a key.
+  if (text.length === 0 || text.length > 44) {
+    throw new RangeError(`${argName} must be a base58 address of a 32-byte key (got a string of length ${text.length})`);
+  }
+  const out = new Uint8Array(KEY_BYTES);
+  let leadingZeros = 0;
+  while (leadingZeros < text.length && text.charCodeAt(leadingZeros) === 49 /* '1' */) leadingZeros++;
+  // Big-endian base conversion into `out`, least significant byte last.
+  let length = 0;
+  for (let i = leadingZeros; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    const digit = code < 128 ? DIGIT[code] : -1;
+    if (digit < 0) throw new TypeError(`${argName} is not base58: invalid character ${JSON.stringify(text[i])} at ${i}`);
+    let carry = digit;
+    for (let j = 0; j < length; j++) {
+      const k = KEY_BYTES - 1 - j;
+      carry += out[k] * 58;
+      out[k] = carry & 0xff;
+      carry >>= 8;
+    }
+    while (carry > 0) {
+      if (length >= KEY_BYTES) throw new RangeError(`${argName} decodes to more than 32 bytes`);
+      out[KEY_BYTES - 1 - length] = carry & 0xff;
+      length++;
+      carry >>= 8;
+    }
+  }
+  if (leadingZeros + length !== KEY_BYTES) {
+    throw new RangeError(`${argName} decodes to ${leadingZeros + length} bytes, not 32`);
+  }
+  return out;
+}
+
+/** Encodes 32 key bytes as a base58 address (for display and for tests). */
+export function bytesToBase58(bytes: Uint8Array): string {
+  const digits: number[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    let carry = bytes[i];
+    for (let j = 0; j < digits.length; j++) {
+      carry += digits[j] << 8;
+      digits[j] = carry % 58;
+      carry = (carry / 58) | 0;
+    }
+    while (carry > 0) {
+      digits.push(carry % 58);
+      carry = (carry / 58) | 0;
+    }
+  }
+  let out = '';
+  for (let i = 0; i < bytes.length && bytes[i] === 0; i++) out += '1';
+  for (let i = digits.length - 1; i >= 0; i--) out += ALPHABET[digits[i]];
+  return out;
+}
+
+/**
+ * Returns the key as 32 bytes. A Uint8Array of the right length is returned as is (no copy: the
+ * map never keeps a reference to it past the call).
+ */
+export function toKeyBytes(key: Key, argName = 'key'): Uint8Array {
+  if (key instanceof Uint8Array) {
+    if (key.length !== KEY_BYTES) throw new RangeError(`${argName} must be 32 bytes, got ${key.length}`);
+    return key;
+  }
+  if (typeof key === 'string') return base58ToBytes(key, argName);
+  if (key !== null && typeof key === 'object' && typeof (key as { toBytes?: unknown }).toBytes === 'function') {
+    const bytes = (key as { toBytes(): unknown }).toBytes();
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`${argName}.toBytes() must return a Uint8Array`);
+    if (bytes.length !== KEY_BYTES) throw new RangeError(`${argName}.toBytes() must return 32 bytes, got ${bytes.length}`);
+    return bytes;
+  }
+  throw new TypeError(`${argName} must be a 32-byte Uint8Array, a base58 string or an object with toBytes()`);
+}
+
+/**
+ * The top `bits` bits of the key's first 8 bytes read big-endian, as Agave's `bucket_ix`.
+ * With at most 65,536 buckets only the first two bytes matter.
+ */
+export function bucketIndexOf(key: Uint8Array, bits: number): number {
+  if (bits === 0) return 0;
+  return ((key[0] << 8) | key[1]) >>> (16 - bits);
+}
