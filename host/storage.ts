@@ -1,0 +1,222 @@
+/**
+ * Storage: one bucket file, mapped. The only module that imports mmap-io.
+ *
+ * mmap-io reads sizes and offsets as C ints, so one mapping must stay below 2 GiB and cannot start
+ * at a file offset of 2 GiB or more. A file is therefore split into segment files of at most
+ * `segmentBytes` (1 GiB by default), each mapped whole from offset 0; a bucket can grow past 2 GiB.
+ * Every segment starts with its own header so that each can be checked on its own.
+ *
+ * Files are created sparse (ftruncate), mapped MAP_SHARED and advised MADV_RANDOM; the descriptor is
+ * closed once mapped. mmap-io cannot unmap: a mapping goes when its Buffer is collected, so `unlink`
+ * removes the files at once and `release` drops our references.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { BucketMapError, codes, corrupt, ioError } from './errors.js';
+import { checkFileHeader, encodeFileHeader, type FileSpec, type SegmentPlacement } from './format.js';
+import { HEADER_BYTES } from './layout.js';
+
+interface MmapIo {
+  map(size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number): Buffer;
+  sync(buffer: Buffer, offset: number, size: number, blocking: boolean, invalidate: boolean): void;
+  readonly PROT_READ: number;
+  readonly PROT_WRITE: number;
+  readonly MAP_SHARED: number;
+  readonly MADV_RANDOM: number;
+}
+
+const mmap = createRequire(import.meta.url)('mmap-io') as MmapIo;
+
+/** Largest mapping mmap-io can make (its size argument is a C int). */
+export const MAX_MAPPING_BYTES = 0x7fffffff;
+const SEGMENT_ALIGN = 1024;
+
+export function segmentPath(dir: string, name: string, segment: number): string {
+  return path.join(dir, `${name}.${segment}.bkt`);
+}
+
+/**
+ * Matches every segment file name the map creates: `<map id>-b<bucket>.<i|d<class>>.<generation>.<segment>.bkt`.
+ * Cleaning a drive only ever removes names that match and carry the map's own id.
+ */
+export const BUCKET_FILE_PATTERN = /^([0-9a-f]{8})-b([0-9a-f]{4})\.(i|d\d{1,2})\.(\d{1,10})\.(\d{1,6})\.bkt$/;
+
+export function bucketFileName(mapId: number, bucket: number, sizeClass: number | null, generation: number): string {
+  const id = (mapId >>> 0).toString(16).padStart(8, '0');
+  const ix = bucket.toString(16).padStart(4, '0');
+  return `${id}-b${ix}.${sizeClass === null ? 'i' : `d${sizeClass}`}.${generation}`;
+}
+
+export function recordsPerSegmentFor(recordBytes: number, segmentBytes: number): number {
+  return Math.max(1, Math.floor((segmentBytes - HEADER_BYTES) / recordBytes));
+}
+
+function placements(spec: FileSpec, segmentBytes: number): SegmentPlacement[] {
+  const recordsPerSegment = recordsPerSegmentFor(spec.recordBytes, segmentBytes);
+  const segmentCount = Math.max(1, Math.ceil(spec.totalRecords / recordsPerSegment));
+  const out: SegmentPlacement[] = [];
+  for (let segment = 0; segment < segmentCount; segment++) {
+    const recordsInSegment = Math.min(recordsPerSegment, spec.totalRecords - segment * recordsPerSegment);
+    out.push({ segment, segmentCount, recordsPerSegment, recordsInSegment });
+  }
+  return out;
+}
+
+function segmentFileBytes(spec: FileSpec, place: SegmentPlacement): number {
+  const raw = HEADER_BYTES + place.recordsInSegment * spec.recordBytes;
+  return Math.ceil(raw / SEGMENT_ALIGN) * SEGMENT_ALIGN;
+}
+
+/** The test suite swaps this to simulate a full disk or a failing filesystem. */
+export const faults = {
+  /** Called before every file creation with the path; throw to make it fail. */
+  beforeCreate: null as ((file: string, bytes: number) => void) | null,
+};
+
+function mapFd(fd: number, bytes: number, file: string): Buffer {
+  if (bytes > MAX_MAPPING_BYTES) throw new BucketMapError(codes.CAPACITY, `${file}: ${bytes} bytes exceed the mapping limit`, { file });
+  try {
+    return mmap.map(bytes, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0, mmap.MADV_RANDOM);
+  } catch (err) {
+    throw ioError(`cannot map ${file}`, err, file);
+  }
+}
+
+export class MappedFile {
+  readonly dir: string;
+  readonly name: string;
+  readonly spec: FileSpec;
+  readonly recordsPerSegment: number;
+  /** One Buffer per segment file, each mapping the whole file (header included). */
+  segments: Buffer[];
+
+  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, segments: Buffer[]) {
+    this.dir = dir;
+    this.name = name;
+    this.spec = spec;
+    this.recordsPerSegment = recordsPerSegment;
+    this.segments = segments;
+  }
+
+  /** Creates every segment (sparse, zero-filled, header written) and maps it. */
+  static create(dir: string, name: string, spec: FileSpec, segmentBytes: number): MappedFile {
+    const places = placements(spec, segmentBytes);
+    const segments: Buffer[] = [];
+    const created: string[] = [];
+    try {
+      for (const place of places) {
+        const file = segmentPath(dir, name, place.segment);
+        const bytes = segmentFileBytes(spec, place);
+        faults.beforeCreate?.(file, bytes);
+        let fd: number;
+        try {
+          fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
+        } catch (err) {
+          throw ioError(`cannot create ${file}`, err, file);
+        }
+        created.push(file);
+        try {
+          fs.ftruncateSync(fd, bytes);
+          fs.writeSync(fd, encodeFileHeader(spec, place), 0, HEADER_BYTES, 0);
+          segments.push(mapFd(fd, bytes, file));
+        } catch (err) {
+          throw err instanceof BucketMapError ? err : ioError(`cannot size ${file}`, err, file);
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+    } catch (err) {
+      for (const file of created) fs.rmSync(file, { force: true });
+      throw err;
+    }
+    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, segments);
+  }
+
+  /**
+   * Opens an existing file: each segment's type, size and header are checked against `spec` before
+   * anything is mapped, so a damaged or foreign file fails with a BucketMapError, never a SIGBUS.
+   */
+  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number): MappedFile {
+    const places = placements(spec, segmentBytes);
+    const checked: Array<{ fd: number; bytes: number; file: string }> = [];
+    try {
+      for (const place of places) {
+        const file = segmentPath(dir, name, place.segment);
+        let fd: number;
+        try {
+          fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });
+          if (code === 'ELOOP') throw corrupt(file, 'is a symbolic link; bucket files must be regular files inside the drives');
+          throw ioError(`cannot open ${file}`, err, file);
+        }
+        checked.push({ fd, bytes: 0, file });
+        const stat = fs.fstatSync(fd);
+        if (!stat.isFile()) throw corrupt(file, 'is not a regular file');
+        const expected = segmentFileBytes(spec, place);
+        if (stat.size !== expected) throw corrupt(file, `size is ${stat.size} bytes, expected ${expected}`);
+        const header = new Uint8Array(HEADER_BYTES);
+        const read = fs.readSync(fd, header, 0, HEADER_BYTES, 0);
+        if (read !== HEADER_BYTES) throw corrupt(file, 'header is truncated');
+        checkFileHeader(header, spec, place, file);
+        checked[checked.length - 1].bytes = expected;
+      }
+      const segments = checked.map(({ fd, bytes, file }) => mapFd(fd, bytes, file));
+      return new MappedFile(dir, name, spec, places[0].recordsPerSegment, segments);
+    } finally {
+      for (const { fd } of checked) fs.closeSync(fd);
+    }
+  }
+
+  /** Total bytes of all segment files. */
+  get bytes(): number {
+    let total = 0;
+    for (const segment of this.segments) total += segment.length;
+    return total;
+  }
+
+  get segmentPaths(): string[] {
+    return this.segments.map((_, i) => segmentPath(this.dir, this.name, i));
+  }
+
+  /** Writes dirty pages of every segment back to disk (msync MS_SYNC). */
+  sync(): void {
+    for (let i = 0; i < this.segments.length; i++) {
+      const segment = this.segments[i];
+      try {
+        mmap.sync(segment, 0, segment.length, true, false);
+      } catch (err) {
+        throw ioError('msync failed', err, segmentPath(this.dir, this.name, i));
+      }
+    }
+  }
+
+  /** Removes the files. The mappings stay valid until released and collected. */
+  unlink(): void {
+    for (let i = 0; i < this.segments.length; i++) fs.rmSync(segmentPath(this.dir, this.name, i), { force: true });
+  }
+
+  /** Drops the mappings; the memory goes when the garbage collector frees the Buffers. */
+  release(): void {
+    this.segments = [];
+  }
+}
+
+/** fsync a file or directory by path (used by durable flushes). */
+export function fsyncPath(file: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY);
+  } catch (err) {
+    throw ioError(`cannot open ${file} for fsync`, err, file);
+  }
+  try {
+    fs.fsyncSync(fd);
+  } catch (err) {
+    throw ioError(`fsync failed`, err, file);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
