@@ -1,0 +1,580 @@
+/**
+ * Bucket algorithms in TypeScript, straight on the mapped files (the host path). The same
+ * algorithms live in assembly/bucket.ts for the wasm core; the two must stay in step.
+ *
+ * The index is a Robin Hood linear-probing table: a key sits within `maxSearch` cells of its home
+ * cell (hash mod capacity), and every run of cells is kept ordered by home, so that
+ *  - a lookup stops at the first free cell or at the first resident closer to its own home than
+ *    the probe is to the key's home: a miss costs a few cells, not the whole window;
+ *  - the table fills to ~90% before a window overflows (plain linear probing overflows a 32-cell
+ *    window at 45–65% on large tables).
+ * Inserts shift the rest of a run one cell right; deletes shift it back (no tombstones).
+ *
+ * Crash ordering (stores reach the mapping in program order; a killed process loses none of them):
+ *  - content is written only into free cells, and a cell becomes live by its ctrl store after;
+ *  - a move writes the destination, makes it live, then frees the source (a crash leaves at most
+ *    one duplicate, which reopening removes by rebuilding the bucket);
+ *  - a live cell's value changes only through the journal (see layout.ts);
+ *  - a data cell is written before the index points at it and freed after it no longer does.
+ */
+import { hashKey, hashHi } from './hash.js';
+import type { MappedFile } from './storage.js';
+import {
+  CELL_BYTES, CELLS_PER_PAGE, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_HEADER_BYTES, DATA_OCCUPIED,
+  DATA_SEARCH_FACTOR, HEADER_BYTES, J_BODY, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
+  KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, PAGE_BYTES, PAGE_HEADER_BYTES, SIZE_CLASSES,
+  sizeClassOf,
+} from './layout.js';
+
+export const PUT_NEW = 0;
+export const PUT_UPDATED = 1;
+export const INDEX_FULL = 2;
+export const DATA_FULL = 3;
+
+const TWO_32 = 0x100000000;
+
+/** One data file of a size class, with typed views over each segment. */
+export class DataFile {
+  readonly file: MappedFile;
+  readonly pow2: number;
+  readonly capacity: number;
+  readonly cellBytes: number;
+  readonly cellsPerSegment: number;
+  readonly u8: Uint8Array[];
+  readonly u32: Uint32Array[];
+
+  constructor(file: MappedFile) {
+    this.file = file;
+    this.pow2 = file.spec.capacityPow2;
+    this.capacity = file.spec.capacity;
+    this.cellBytes = file.spec.cellBytes;
+    this.cellsPerSegment = file.recordsPerSegment;
+    this.u8 = file.segments.map((b) => new Uint8Array(b.buffer, b.byteOffset, b.length));
+    this.u32 = file.segments.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2));
+  }
+
+  segmentOf(cell: number): number {
+    return (cell / this.cellsPerSegment) | 0;
+  }
+
+  offsetOf(cell: number, segment: number): number {
+    return HEADER_BYTES + (cell - segment * this.cellsPerSegment) * this.cellBytes;
+  }
+
+  isOccupied(cell: number): boolean {
+    const s = this.segmentOf(cell);
+    return (this.u8[s][this.offsetOf(cell, s) + DATA_FLAGS_OFFSET] & DATA_OCCUPIED) !== 0;
+  }
+}
+
+/** What a lookup found: where the element bytes are, and the refCount. Valid until the next call. */
+export interface ValueRef {
+  kind: number;
+  refCount: number;
+  slots: number;
+  /** Bytes holding the elements (a mapped buffer or scratch); elements start at `off`. */
+  buf: Uint8Array;
+  off: number;
+}
+
+export class Table {
+  readonly maxSearch: number;
+  readonly elementSize: number;
+  seedLo = 0;
+  seedHi = 0;
+
+  index!: MappedFile;
+  capacity = 0;
+  private pagesPerSegment = 1;
+  private window = 0;
+  u8: Uint8Array[] = [];
+  private u16: Uint16Array[] = [];
+  u32: Uint32Array[] = [];
+  readonly data: Array<DataFile | null> = new Array<DataFile | null>(SIZE_CLASSES).fill(null);
+
+  /** Live entries, and occupied cells per data class (kept exact; saved by flush). */
+  count = 0;
+  readonly dataCount = new Int32Array(SIZE_CLASSES);
+  /** Size class whose data file was missing or full, after put() returned DATA_FULL. */
+  fullClass = 0;
+
+  readonly out: ValueRef = { kind: 0, refCount: 0, slots: 0, buf: new Uint8Array(0), off: 0 };
+
+  private random = 0x9e3779b9;
+  private journalSeq = 0;
+  // Where the last failed probe would insert, its distance, and whether a run must shift.
+  private insAt = -1;
+  private insDist = 0;
+  private insShift = false;
+  private tag = 0;
+  private readonly value = new Uint8Array(16);
+  private readonly value32 = new Uint32Array(this.value.buffer);
+  private readonly journalBody = new Uint8Array(32);
+  private readonly journalBody32 = new Uint32Array(this.journalBody.buffer);
+
+  constructor(maxSearch: number, elementSize: number, randomSeed = 0x9e3779b9) {
+    this.maxSearch = maxSearch;
+    this.elementSize = elementSize;
+    this.random = randomSeed | 1;
+  }
+
+  bindIndex(file: MappedFile, seedLo: number, seedHi: number): void {
+    this.index = file;
+    this.capacity = file.spec.capacity;
+    this.pagesPerSegment = file.recordsPerSegment;
+    this.window = Math.min(this.maxSearch, this.capacity);
+    this.u8 = file.segments.map((b) => new Uint8Array(b.buffer, b.byteOffset, b.length));
+    this.u16 = file.segments.map((b) => new Uint16Array(b.buffer, b.byteOffset, b.length >>> 1));
+    this.u32 = file.segments.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2));
+    this.seedLo = seedLo | 0;
+    this.seedHi = seedHi | 0;
+  }
+
+  bindData(sizeClass: number, file: MappedFile | null): void {
+    this.data[sizeClass] = file === null ? null : new DataFile(file);
+  }
+
+  // ── cell addressing ────────────────────────────────────────────────────────────────────────────
+
+  /** Byte offset of cell `c`'s page within its segment; sets `seg`. */
+  seg = 0;
+  private pageOffset(c: number): number {
+    const page = (c / CELLS_PER_PAGE) | 0;
+    const s = (page / this.pagesPerSegment) | 0;
+    this.seg = s;
+    return HEADER_BYTES + (page - s * this.pagesPerSegment) * PAGE_BYTES;
+  }
+
+  ctrl(c: number): number {
+    const base = this.pageOffset(c);
+    return this.u16[this.seg][(base >>> 1) + (c % CELLS_PER_PAGE)];
+  }
+
+  private setCtrl(c: number, value: number): void {
+    const base = this.pageOffset(c);
+    this.u16[this.seg][(base >>> 1) + (c % CELLS_PER_PAGE)] = value;
+  }
+
+  /** Byte offset of cell `c` within its segment; sets `seg`. */
+  cellOffset(c: number): number {
+    return this.pageOffset(c) + PAGE_HEADER_BYTES + (c % CELLS_PER_PAGE) * CELL_BYTES;
+  }
+
+  cellSegment(c: number): Uint8Array {
+    this.pageOffset(c);
+    return this.u8[this.seg];
+  }
+
+  private next(c: number): number {
+    return c + 1 === this.capacity ? 0 : c + 1;
+  }
+
+  private prev(c: number): number {
+    return c === 0 ? this.capacity - 1 : c - 1;
+  }
+
+  private keyEquals(c: number, key: Uint8Array, koff: number): boolean {
+    const off = this.cellOffset(c);
+    const bytes = this.u8[this.seg];
+    for (let i = 0; i < 32; i++) if (bytes[off + i] !== key[koff + i]) return false;
+    return true;
+  }
+
+  private copyCell(from: number, to: number): void {
+    const src = this.cellOffset(from) >>> 2;
+    const srcWords = this.u32[this.seg];
+    const dst = this.cellOffset(to) >>> 2;
+    const dstWords = this.u32[this.seg];
+    for (let i = 0; i < CELL_BYTES / 4; i++) dstWords[dst + i] = srcWords[src + i];
+  }
+
+  // ── lookup ─────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Finds `key`; returns its cell or -1. On a miss, records where an insert would go
+   * (insAt/insDist/insShift, insAt = -1 if the window has no room).
+   */
+  probe(key: Uint8Array, koff: number): number {
+    const lo = hashKey(key, koff, this.seedLo, this.seedHi);
+    const tag = hashHi >>> 26;
+    this.tag = tag;
+    let c = (lo >>> 0) % this.capacity;
+    for (let d = 0; d < this.window; d++) {
+      const ctl = this.ctrl(c);
+      const cd = ctl & 0xff;
+      if (cd === 0 || cd - 1 < d) {
+        this.insAt = c;
+        this.insDist = d;
+        this.insShift = cd !== 0;
+        return -1;
+      }
+      if (((ctl >>> 8) & 63) === tag && this.keyEquals(c, key, koff)) return c;
+      c = this.next(c);
+    }
+    this.insAt = -1;
+    return -1;
+  }
+
+  /** Reads the value of the key into `out`; false if absent. */
+  read(key: Uint8Array, koff = 0): boolean {
+    const c = this.probe(key, koff);
+    if (c < 0) return false;
+    this.readCell(c);
+    return true;
+  }
+
+  /** Fills `out` from live cell `c`. */
+  readCell(c: number): void {
+    const out = this.out;
+    const kind = this.ctrl(c) >>> CTRL_KIND_SHIFT;
+    const off = this.cellOffset(c) + 32;
+    const bytes = this.u8[this.seg];
+    out.kind = kind;
+    if (kind === KIND_INLINE) {
+      out.refCount = 1;
+      out.slots = 1;
+      out.buf = bytes;
+      out.off = off;
+    } else if (kind === KIND_ZERO) {
+      const words = this.u32[this.seg];
+      out.refCount = words[off >>> 2] + words[(off >>> 2) + 1] * TWO_32;
+      out.slots = 0;
+      out.buf = bytes;
+      out.off = off;
+    } else {
+      const words = this.u32[this.seg];
+      const w = off >>> 2;
+      const createdCell = words[w];
+      const createdPow2 = bytes[off + 4];
+      const sizeClass = bytes[off + 5];
+      const slots = words[w + 2];
+      const data = this.data[sizeClass] as DataFile;
+      const cell = createdCell * 2 ** (data.pow2 - createdPow2);
+      const s = data.segmentOf(cell);
+      const at = data.offsetOf(cell, s);
+      const dw = data.u32[s];
+      out.refCount = dw[at >>> 2] + (dw[(at >>> 2) + 1] & 0xffffff) * TWO_32;
+      out.slots = slots;
+      out.buf = data.u8[s];
+      out.off = at + DATA_HEADER_BYTES;
+    }
+  }
+
+  // ── writes ─────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Upsert of `slots` elements (bytes at list[0..slots*elementSize)) with `refCount`. One attempt:
+   * on INDEX_FULL / DATA_FULL nothing has been written.
+   */
+  put(key: Uint8Array, koff: number, list: Uint8Array, slots: number, refCount: number): number {
+    const es = this.elementSize;
+    const needsData = slots > 1 || (slots === 1 && (refCount !== 1 || es > MAX_INLINE_ELEMENT));
+    const kind = slots === 0 ? KIND_ZERO : needsData ? KIND_DATA : KIND_INLINE;
+    const sizeClass = needsData ? sizeClassOf(slots) : 0;
+    if (needsData && this.data[sizeClass] === null) {
+      this.fullClass = sizeClass;
+      return DATA_FULL;
+    }
+    const found = this.probe(key, koff);
+    if (found >= 0) return this.update(found, kind, sizeClass, list, slots, refCount);
+
+    if (this.insAt < 0 || (this.count + 1) * LOAD_MAX_D > this.capacity * LOAD_MAX_N) return INDEX_FULL;
+    const at = this.insAt;
+    const dist = this.insDist;
+    let end = -1;
+    if (this.insShift) {
+      end = this.shiftEnd(at);
+      if (end < 0) return INDEX_FULL;
+    }
+    let dataCell = -1;
+    if (needsData) {
+      dataCell = this.allocData(sizeClass);
+      if (dataCell < 0) {
+        this.fullClass = sizeClass;
+        return DATA_FULL;
+      }
+      this.writeData(sizeClass, dataCell, list, slots, refCount);
+    }
+    if (end >= 0) this.shiftRight(at, end);
+    this.buildValue(kind, sizeClass, dataCell, list, slots, refCount);
+    const off = this.cellOffset(at);
+    const bytes = this.u8[this.seg];
+    for (let i = 0; i < 32; i++) bytes[off + i] = key[koff + i];
+    bytes.set(this.value, off + 32);
+    this.setCtrl(at, (dist + 1) | (this.tag << 8) | (kind << CTRL_KIND_SHIFT));
+    this.count++;
+    return PUT_NEW;
+  }
+
+  private update(c: number, kind: number, sizeClass: number, list: Uint8Array, slots: number, refCount: number): number {
+    const oldCtrl = this.ctrl(c);
+    const oldKind = oldCtrl >>> CTRL_KIND_SHIFT;
+    let dataCell = -1;
+    if (kind === KIND_DATA) {
+      dataCell = this.allocData(sizeClass);
+      if (dataCell < 0) {
+        this.fullClass = sizeClass;
+        return DATA_FULL;
+      }
+      this.writeData(sizeClass, dataCell, list, slots, refCount);
+    }
+    this.buildValue(kind, sizeClass, dataCell, list, slots, refCount);
+    const newCtrl = (oldCtrl & 0x3fff) | (kind << CTRL_KIND_SHIFT);
+    const off = this.cellOffset(c) + 32;
+    const bytes = this.u8[this.seg];
+    if (newCtrl === oldCtrl && kind !== KIND_DATA) {
+      let same = true;
+      for (let i = 0; i < 16; i++) if (bytes[off + i] !== this.value[i]) same = false;
+      if (same) return PUT_UPDATED;
+    }
+    let oldData = -1;
+    let oldClass = 0;
+    if (oldKind === KIND_DATA) {
+      oldClass = bytes[off + 5];
+      oldData = this.currentDataCell(bytes, off);
+    }
+    this.journaledUpdate(c, newCtrl);
+    if (oldData >= 0) this.freeData(oldClass, oldData);
+    return PUT_UPDATED;
+  }
+
+  /** Deletes `key`; false if it was absent. */
+  remove(key: Uint8Array, koff = 0): boolean {
+    const c = this.probe(key, koff);
+    if (c < 0) return false;
+    const ctl = this.ctrl(c);
+    let oldData = -1;
+    let oldClass = 0;
+    if (ctl >>> CTRL_KIND_SHIFT === KIND_DATA) {
+      const off = this.cellOffset(c) + 32;
+      const bytes = this.u8[this.seg];
+      oldClass = bytes[off + 5];
+      oldData = this.currentDataCell(bytes, off);
+    }
+    this.setCtrl(c, 0);
+    this.shiftLeft(c);
+    this.count--;
+    if (oldData >= 0) this.freeData(oldClass, oldData);
+    return true;
+  }
+
+  /** The first free cell of the run starting at `from`, or -1 if shifting it would push a resident out of its window. */
+  private shiftEnd(from: number): number {
+    let c = from;
+    for (let n = 0; n < this.capacity; n++) {
+      const cd = this.ctrl(c) & 0xff;
+      if (cd === 0) return c;
+      if (cd >= this.window) return -1;
+      c = this.next(c);
+    }
+    return -1;
+  }
+
+  /** Moves cells [from, end) one to the right, last first, so every key stays reachable. */
+  private shiftRight(from: number, end: number): void {
+    let j = end;
+    while (j !== from) {
+      const p = this.prev(j);
+      this.copyCell(p, j);
+      this.setCtrl(j, this.ctrl(p) + 1);
+      this.setCtrl(p, 0);
+      j = p;
+    }
+  }
+
+  /** Backward-shift after freeing cell `hole`: pulls the rest of the run one cell closer to home. */
+  private shiftLeft(hole: number): void {
+    let prev = hole;
+    let j = this.next(hole);
+    for (let n = 0; n < this.capacity; n++) {
+      const ctl = this.ctrl(j);
+      if ((ctl & 0xff) <= 1) return;
+      this.copyCell(j, prev);
+      this.setCtrl(prev, ctl - 1);
+      this.setCtrl(j, 0);
+      prev = j;
+      j = this.next(j);
+    }
+  }
+
+  /** The 16-byte value of a cell into `this.value`. */
+  private buildValue(kind: number, sizeClass: number, dataCell: number, list: Uint8Array, slots: number, refCount: number): void {
+    const v = this.value;
+    const w = this.value32;
+    w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0;
+    if (kind === KIND_INLINE) {
+      for (let i = 0; i < this.elementSize; i++) v[i] = list[i];
+    } else if (kind === KIND_ZERO) {
+      w[0] = refCount >>> 0;
+      w[1] = Math.floor(refCount / TWO_32);
+    } else {
+      const data = this.data[sizeClass] as DataFile;
+      w[0] = dataCell;
+      v[4] = data.pow2;
+      v[5] = sizeClass;
+      w[2] = slots;
+    }
+  }
+
+  /** Writes `this.value` and `ctrl` into live cell `c` through the journal. */
+  private journaledUpdate(c: number, ctrl: number): void {
+    const head = this.u8[0];
+    const head32 = this.u32[0];
+    const body = this.journalBody;
+    const body32 = this.journalBody32;
+    body32[0] = c;
+    body32[1] = ctrl;
+    body.set(this.value, 8);
+    body32[6] = ++this.journalSeq;
+    body32[7] = 0;
+    head.set(body, J_BODY);
+    head32[J_CHECK >>> 2] = hashKey(body, 0, JOURNAL_SEED_LO, JOURNAL_SEED_HI);
+    head32[J_COMMIT >>> 2] = this.journalSeq;
+    const off = this.cellOffset(c) + 32;
+    this.u8[this.seg].set(this.value, off);
+    this.setCtrl(c, ctrl);
+    head32[J_COMMIT >>> 2] = 0;
+  }
+
+  // ── resize ─────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Inserts every live cell of `src` into this table, which is bound to a fresh file with the same
+   * seed. A key seen twice (a move cut short by a crash) is kept once. Returns false if some key
+   * found no room, in which case the caller discards this file and tries a larger one.
+   */
+  rehashFrom(src: Table): boolean {
+    for (let c = 0; c < src.capacity; c++) {
+      const ctl = src.ctrl(c);
+      if ((ctl & 0xff) === 0) continue;
+      const off = src.cellOffset(c);
+      const from = src.u32[src.seg];
+      const fromBytes = src.u8[src.seg];
+      if (this.probe(fromBytes, off) >= 0) continue;
+      const at = this.insAt;
+      if (at < 0) return false;
+      if (this.insShift) {
+        const end = this.shiftEnd(at);
+        if (end < 0) return false;
+        this.shiftRight(at, end);
+      }
+      const to = this.cellOffset(at) >>> 2;
+      const words = this.u32[this.seg];
+      for (let i = 0; i < CELL_BYTES / 4; i++) words[to + i] = from[(off >>> 2) + i];
+      this.setCtrl(at, (this.insDist + 1) | (this.tag << 8) | (ctl & 0xc000));
+      this.count++;
+    }
+    for (let k = 0; k < SIZE_CLASSES; k++) this.dataCount[k] = src.dataCount[k];
+    return true;
+  }
+
+  /** Copies every occupied cell j of this table's data class to cell j·2^Δ of `target` (a fresh, larger file). */
+  copyDataInto(sizeClass: number, target: DataFile): void {
+    const src = this.data[sizeClass] as DataFile;
+    const shift = target.pow2 - src.pow2;
+    const words = src.cellBytes >>> 2;
+    for (let k = 0; k < src.capacity; k++) {
+      if (!src.isOccupied(k)) continue;
+      const s = src.segmentOf(k);
+      const from = src.offsetOf(k, s) >>> 2;
+      const cell = k * 2 ** shift;
+      const t = target.segmentOf(cell);
+      const to = target.offsetOf(cell, t) >>> 2;
+      const a = src.u32[s];
+      const b = target.u32[t];
+      for (let i = 0; i < words; i++) b[to + i] = a[from + i];
+    }
+  }
+
+  // ── scanning ───────────────────────────────────────────────────────────────────────────────────
+
+  isLive(c: number): boolean {
+    return (this.ctrl(c) & 0xff) !== 0;
+  }
+
+  /** Copies the key of cell `c` into `out[outOff..outOff+32)`. */
+  copyKey(c: number, out: Uint8Array, outOff: number): void {
+    const off = this.cellOffset(c);
+    const bytes = this.u8[this.seg];
+    for (let i = 0; i < 32; i++) out[outOff + i] = bytes[off + i];
+  }
+
+  /** Where the DATA value of live cell `c` points: [sizeClass, current cell], or null for other kinds. */
+  dataRef(c: number): [number, number] | null {
+    if (this.ctrl(c) >>> CTRL_KIND_SHIFT !== KIND_DATA) return null;
+    const off = this.cellOffset(c) + 32;
+    const bytes = this.u8[this.seg];
+    return [bytes[off + 5], this.currentDataCell(bytes, off)];
+  }
+
+  /**
+   * Re-applies a committed journal record (the process died between its commit and its clear).
+   * The record is redo-only, so applying it twice is harmless.
+   */
+  replayJournal(): 'none' | 'applied' | 'invalid' {
+    const head32 = this.u32[0];
+    if (head32[J_COMMIT >>> 2] === 0) return 'none';
+    const body = this.u8[0].slice(J_BODY, J_BODY + 32);
+    if ((hashKey(body, 0, JOURNAL_SEED_LO, JOURNAL_SEED_HI) >>> 0) !== head32[J_CHECK >>> 2]) return 'invalid';
+    const words = new Uint32Array(body.buffer);
+    const cell = words[0];
+    const ctrl = words[1];
+    if (cell >= this.capacity || ctrl > 0xffff || (ctrl & 0xff) === 0 || ctrl >>> CTRL_KIND_SHIFT === 0) return 'invalid';
+    this.cellSegment(cell).set(body.subarray(8, 24), this.cellOffset(cell) + 32);
+    this.setCtrl(cell, ctrl);
+    head32[J_COMMIT >>> 2] = 0;
+    return 'applied';
+  }
+
+  // ── data cells ─────────────────────────────────────────────────────────────────────────────────
+
+  /** The current cell of a DATA value at `off` (files double; cell j moved to j·2^Δ). */
+  private currentDataCell(bytes: Uint8Array, off: number): number {
+    const created = (bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24)) >>> 0;
+    const data = this.data[bytes[off + 5]] as DataFile;
+    return created * 2 ** (data.pow2 - bytes[off + 4]);
+  }
+
+  private nextRandom(): number {
+    let x = this.random;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.random = x;
+    return x >>> 0;
+  }
+
+  /** A free cell of the class (searched from a random start), or -1 when the file should grow. */
+  allocData(sizeClass: number): number {
+    const data = this.data[sizeClass] as DataFile;
+    const cap = data.capacity;
+    if ((this.dataCount[sizeClass] + 1) * LOAD_MAX_D > cap * LOAD_MAX_N) return -1;
+    const limit = Math.min(cap, this.maxSearch * DATA_SEARCH_FACTOR);
+    let cell = this.nextRandom() & (cap - 1);
+    for (let i = 0; i < limit; i++) {
+      if (!data.isOccupied(cell)) return cell;
+      cell = cell + 1 === cap ? 0 : cell + 1;
+    }
+    return -1;
+  }
+
+  private writeData(sizeClass: number, cell: number, list: Uint8Array, slots: number, refCount: number): void {
+    const data = this.data[sizeClass] as DataFile;
+    const s = data.segmentOf(cell);
+    const at = data.offsetOf(cell, s);
+    const bytes = data.u8[s];
+    const n = slots * this.elementSize;
+    for (let i = 0; i < n; i++) bytes[at + DATA_HEADER_BYTES + i] = list[i];
+    const words = data.u32[s];
+    words[at >>> 2] = refCount >>> 0;
+    words[(at >>> 2) + 1] = Math.floor(refCount / TWO_32) | (DATA_OCCUPIED << 24);
+    this.dataCount[sizeClass]++;
+  }
+
+  private freeData(sizeClass: number, cell: number): void {
+    const data = this.data[sizeClass] as DataFile;
+    const s = data.segmentOf(cell);
+    data.u8[s][data.offsetOf(cell, s) + DATA_FLAGS_OFFSET] = 0;
+    this.dataCount[sizeClass]--;
+  }
+}
