@@ -1,0 +1,586 @@
+/**
+ * Bucket algorithms over the page cache: Robin Hood linear probing within `maxSearch` cells,
+ * occupancy in page headers, backward-shift delete, data cells per size class, and the resize
+ * copies. This is the same algorithm as host/table.ts (the host path), step for step, and it
+ * writes in the same order, which crash safety relies on; see the comment at the top of that file.
+ *
+ * Bucket descriptors (DESC_BYTES each) are written by the host when a bucket's files change:
+ *   ┌──────────┬───────┬────────────┬──────────┬────────┬────────┬───────┬─────────────┐
+ *   │ indexFid │ pages │ pagesPerSeg│ capacity │ seedLo │ seedHi │ count │ journalSeq  │ (0..32)
+ *   ├──────────┴───────┴────────────┴──────────┴────────┴────────┴───────┴─────────────┤
+ *   │ per size class (17 × 16): dataFid │ pow2 │ cellsPerSeg │ count                   │ (32..304)
+ *   └───────────────────────────────────────────────────────────────────────────────────┘
+ * A file id of 0 means "no file". Segments of one file have consecutive ids.
+ */
+import {
+  CELL_BYTES, CELLS_PER_PAGE, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_FULL, DATA_HEADER_BYTES, DATA_OCCUPIED,
+  DATA_SEARCH_FACTOR, HEADER_BYTES, INDEX_FULL, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
+  KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, PAGE_BYTES, PAGE_HEADER_BYTES, PAGE_SHIFT,
+  PUT_NEW, PUT_UPDATED, VALUE_OFFSET, dataCellBytes, sizeClassOf,
+} from './layout';
+import { hashHi, hashKey } from './hash';
+import {
+  drainLog, flushDirty, markDirty, page, readRange, writeRangeBuilding, writeThrough, writeU16Through, writeU32Through,
+} from './page_cache';
+
+// @ts-ignore: decorator
+@inline export const DESC_BYTES: u32 = 320;
+// @ts-ignore: decorator
+@inline export const D_INDEX_FID: u32 = 0;
+// @ts-ignore: decorator
+@inline export const D_PAGES: u32 = 4;
+// @ts-ignore: decorator
+@inline export const D_PAGES_PER_SEG: u32 = 8;
+// @ts-ignore: decorator
+@inline export const D_CAPACITY: u32 = 12;
+// @ts-ignore: decorator
+@inline export const D_SEED_LO: u32 = 16;
+// @ts-ignore: decorator
+@inline export const D_SEED_HI: u32 = 20;
+// @ts-ignore: decorator
+@inline export const D_COUNT: u32 = 24;
+// @ts-ignore: decorator
+@inline export const D_JOURNAL_SEQ: u32 = 28;
+// @ts-ignore: decorator
+@inline export const D_DATA: u32 = 32;
+// @ts-ignore: decorator
+@inline export const DD_FID: u32 = 0;
+// @ts-ignore: decorator
+@inline export const DD_POW2: u32 = 4;
+// @ts-ignore: decorator
+@inline export const DD_CELLS_PER_SEG: u32 = 8;
+// @ts-ignore: decorator
+@inline export const DD_COUNT: u32 = 12;
+// @ts-ignore: decorator
+@inline const NONE: u32 = 0xffffffff;
+
+// OUT region: results of get(), then element bytes at OUT_ELEMENTS.
+// @ts-ignore: decorator
+@inline export const OUT_KIND: u32 = 0;
+// @ts-ignore: decorator
+@inline export const OUT_RC_LO: u32 = 4;
+// @ts-ignore: decorator
+@inline export const OUT_RC_HI: u32 = 8;
+// @ts-ignore: decorator
+@inline export const OUT_SLOTS: u32 = 12;
+// @ts-ignore: decorator
+@inline export const OUT_FULL_CLASS: u32 = 16;
+// @ts-ignore: decorator
+@inline export const OUT_ELEMENTS: u32 = 32;
+
+/** One index file as the algorithms see it. */
+@unmanaged class IndexView {
+  fid: u32 = 0;
+  pagesPerSeg: u32 = 1;
+  capacity: u32 = 0;
+  window: u32 = 0;
+  /** 1 while the file is being built by a resize: writes go to dirty pages, not the log. */
+  building: u32 = 0;
+}
+
+// Configuration and buffers, set by init().
+let maxSearch: u32 = 32;
+let elementSize: u32 = 16;
+export let descBase: usize = 0;
+export let keyPtr: usize = 0;
+export let inPtr: usize = 0;
+export let outPtr: usize = 0;
+let cellTmp: usize = 0;
+let pageTmp: usize = 0;
+let valueTmp: usize = 0;
+let journalTmp: usize = 0;
+let byteTmp: usize = 0;
+let random: u32 = 0x9e3779b9;
+
+// The bucket being worked on.
+let cur: IndexView = changetype<IndexView>(0);
+let target: IndexView = changetype<IndexView>(0);
+let curDesc: usize = 0;
+let seedLo: u32 = 0;
+let seedHi: u32 = 0;
+
+// Where the last failed probe would insert.
+let insAt: u32 = NONE;
+let insDist: u32 = 0;
+let insShift: bool = false;
+let probeTag: u32 = 0;
+/** Cells examined by lookups so far (the specs use it to check that misses stop early). */
+export let probeSteps: u32 = 0;
+
+// Cell location, set by locate().
+let locFid: u32 = 0;
+let locPage: u32 = 0;
+let locSlot: u32 = 0;
+
+export function initBuckets(maxBuckets: u32, search: u32, size: u32, seed: u32, listBytes: u32): void {
+  maxSearch = search;
+  elementSize = size;
+  random = seed | 1;
+  descBase = heap.alloc(<usize>maxBuckets * DESC_BYTES);
+  memory.fill(descBase, 0, <usize>maxBuckets * DESC_BYTES);
+  keyPtr = heap.alloc(64);
+  inPtr = heap.alloc(listBytes + 64);
+  outPtr = heap.alloc(OUT_ELEMENTS + listBytes + 64);
+  cellTmp = heap.alloc(64);
+  pageTmp = heap.alloc(PAGE_BYTES);
+  valueTmp = heap.alloc(16);
+  journalTmp = heap.alloc(64);
+  byteTmp = heap.alloc(8);
+  cur = changetype<IndexView>(heap.alloc(offsetof<IndexView>()));
+  target = changetype<IndexView>(heap.alloc(offsetof<IndexView>()));
+}
+
+function bindCurrent(ix: u32): void {
+  curDesc = descBase + <usize>ix * DESC_BYTES;
+  cur.fid = load<u32>(curDesc + D_INDEX_FID);
+  cur.pagesPerSeg = load<u32>(curDesc + D_PAGES_PER_SEG);
+  cur.capacity = load<u32>(curDesc + D_CAPACITY);
+  cur.window = min(maxSearch, cur.capacity);
+  cur.building = 0;
+  seedLo = load<u32>(curDesc + D_SEED_LO);
+  seedHi = load<u32>(curDesc + D_SEED_HI);
+}
+
+// ── cell addressing ──────────────────────────────────────────────────────────────────────────────
+
+// @ts-ignore: decorator
+@inline function locate(v: IndexView, c: u32): void {
+  const p = c / CELLS_PER_PAGE;
+  const seg = p / v.pagesPerSeg;
+  locFid = v.fid + seg;
+  locPage = 1 + p - seg * v.pagesPerSeg;
+  locSlot = c - p * CELLS_PER_PAGE;
+}
+
+function ctrlOf(v: IndexView, c: u32): u32 {
+  locate(v, c);
+  return load<u16>(page(locFid, locPage) + (locSlot << 1));
+}
+
+function cellPtr(v: IndexView, c: u32): usize {
+  locate(v, c);
+  return page(locFid, locPage) + PAGE_HEADER_BYTES + locSlot * CELL_BYTES;
+}
+
+function setCtrl(v: IndexView, c: u32, value: u32): void {
+  locate(v, c);
+  if (v.building != 0) {
+    const p = page(locFid, locPage);
+    store<u16>(p + (locSlot << 1), <u16>value);
+    markDirty(p);
+  } else {
+    writeU16Through(locFid, (locPage << PAGE_SHIFT) + (locSlot << 1), value);
+  }
+}
+
+/** Writes `length` bytes at `offset` within cell `c`. */
+function writeCell(v: IndexView, c: u32, offset: u32, src: usize, length: u32): void {
+  locate(v, c);
+  const within = PAGE_HEADER_BYTES + locSlot * CELL_BYTES + offset;
+  if (v.building != 0) {
+    const p = page(locFid, locPage);
+    memory.copy(p + within, src, length);
+    markDirty(p);
+  } else {
+    writeThrough(locFid, (locPage << PAGE_SHIFT) + within, src, length);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function next(v: IndexView, c: u32): u32 {
+  return c + 1 == v.capacity ? 0 : c + 1;
+}
+
+// @ts-ignore: decorator
+@inline function prev(v: IndexView, c: u32): u32 {
+  return c == 0 ? v.capacity - 1 : c - 1;
+}
+
+// @ts-ignore: decorator
+@inline function keyEquals(cell: usize, key: usize): bool {
+  return load<u64>(cell) == load<u64>(key) && load<u64>(cell, 8) == load<u64>(key, 8)
+    && load<u64>(cell, 16) == load<u64>(key, 16) && load<u64>(cell, 24) == load<u64>(key, 24);
+}
+
+// ── lookup ───────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * Finds the 32-byte key at `key`; returns its cell or NONE. On a miss, records where an insert
+ * would go (insAt/insDist/insShift; insAt = NONE if the window has no room).
+ */
+function probe(v: IndexView, key: usize): u32 {
+  const lo = hashKey(key, seedLo, seedHi);
+  const tag = hashHi >>> 26;
+  probeTag = tag;
+  let c = lo % v.capacity;
+  for (let d: u32 = 0; d < v.window; d++) {
+    probeSteps++;
+    locate(v, c);
+    const p = page(locFid, locPage);
+    const ctl = <u32>load<u16>(p + (locSlot << 1));
+    const cd = ctl & 0xff;
+    if (cd == 0 || cd - 1 < d) {
+      insAt = c;
+      insDist = d;
+      insShift = cd != 0;
+      return NONE;
+    }
+    if (((ctl >> 8) & 63) == tag && keyEquals(p + PAGE_HEADER_BYTES + locSlot * CELL_BYTES, key)) return c;
+    c = next(v, c);
+  }
+  insAt = NONE;
+  return NONE;
+}
+
+/** Looks up the key at keyPtr in bucket `ix`; fills OUT and returns 1, or returns 0 if absent. */
+export function get(ix: u32): u32 {
+  bindCurrent(ix);
+  const c = probe(cur, keyPtr);
+  if (c == NONE) return 0;
+  readCell(c);
+  return 1;
+}
+
+function readCell(c: u32): void {
+  const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
+  const value = cellPtr(cur, c) + VALUE_OFFSET;
+  store<u32>(outPtr + OUT_KIND, kind);
+  if (kind == KIND_INLINE) {
+    store<u32>(outPtr + OUT_RC_LO, 1);
+    store<u32>(outPtr + OUT_RC_HI, 0);
+    store<u32>(outPtr + OUT_SLOTS, 1);
+    memory.copy(outPtr + OUT_ELEMENTS, value, elementSize);
+  } else if (kind == KIND_ZERO) {
+    store<u32>(outPtr + OUT_RC_LO, load<u32>(value));
+    store<u32>(outPtr + OUT_RC_HI, load<u32>(value, 4));
+    store<u32>(outPtr + OUT_SLOTS, 0);
+  } else {
+    const sizeClass = <u32>load<u8>(value, 5);
+    const cell = currentDataCell(value);
+    const slots = load<u32>(value, 8);
+    store<u32>(outPtr + OUT_SLOTS, slots);
+    locateData(sizeClass, cell);
+    // Header lands just before OUT_ELEMENTS, the elements at OUT_ELEMENTS.
+    readRange(dataFidAt, dataOffAt, outPtr + OUT_ELEMENTS - DATA_HEADER_BYTES, DATA_HEADER_BYTES + slots * elementSize);
+    store<u32>(outPtr + OUT_RC_LO, load<u32>(outPtr + OUT_ELEMENTS - 8));
+    store<u32>(outPtr + OUT_RC_HI, load<u32>(outPtr + OUT_ELEMENTS - 4) & 0xffffff);
+  }
+}
+
+// ── writes ───────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * Upsert of the key at keyPtr with `slots` elements at inPtr and refCount (rcLo, rcHi). One
+ * attempt: on INDEX_FULL / DATA_FULL nothing has been written (OUT_FULL_CLASS names the class).
+ */
+export function put(ix: u32, slots: u32, rcLo: u32, rcHi: u32): u32 {
+  bindCurrent(ix);
+  const result = putCurrent(slots, rcLo, rcHi);
+  drainLogAfterWrite();
+  return result;
+}
+
+function putCurrent(slots: u32, rcLo: u32, rcHi: u32): u32 {
+  const rcIsOne = rcLo == 1 && rcHi == 0;
+  const needsData = slots > 1 || (slots == 1 && (!rcIsOne || elementSize > MAX_INLINE_ELEMENT));
+  const kind = slots == 0 ? KIND_ZERO : needsData ? KIND_DATA : KIND_INLINE;
+  const sizeClass = needsData ? sizeClassOf(slots) : 0;
+  if (needsData && dataField(sizeClass, DD_FID) == 0) return dataFull(sizeClass);
+  const found = probe(cur, keyPtr);
+  if (found != NONE) return update(found, kind, sizeClass, slots, rcLo, rcHi);
+
+  const count = load<u32>(curDesc + D_COUNT);
+  if (insAt == NONE || <u64>(count + 1) * LOAD_MAX_D > <u64>cur.capacity * LOAD_MAX_N) return INDEX_FULL;
+  const at = insAt;
+  const dist = insDist;
+  const tag = probeTag;
+  let end = NONE;
+  if (insShift) {
+    end = shiftEnd(cur, at);
+    if (end == NONE) return INDEX_FULL;
+  }
+  let dataCell = NONE;
+  if (needsData) {
+    dataCell = allocData(sizeClass);
+    if (dataCell == NONE) return dataFull(sizeClass);
+    writeData(sizeClass, dataCell, slots, rcLo, rcHi);
+  }
+  if (end != NONE) shiftRight(cur, at, end);
+  buildValue(kind, sizeClass, dataCell, slots, rcLo, rcHi);
+  writeCell(cur, at, 0, keyPtr, 32);
+  writeCell(cur, at, VALUE_OFFSET, valueTmp, 16);
+  setCtrl(cur, at, (dist + 1) | (tag << 8) | (kind << CTRL_KIND_SHIFT));
+  store<u32>(curDesc + D_COUNT, count + 1);
+  return PUT_NEW;
+}
+
+function dataFull(sizeClass: u32): u32 {
+  store<u32>(outPtr + OUT_FULL_CLASS, sizeClass);
+  return DATA_FULL;
+}
+
+function update(c: u32, kind: u32, sizeClass: u32, slots: u32, rcLo: u32, rcHi: u32): u32 {
+  const oldCtrl = ctrlOf(cur, c);
+  const oldKind = oldCtrl >> CTRL_KIND_SHIFT;
+  let dataCell = NONE;
+  if (kind == KIND_DATA) {
+    dataCell = allocData(sizeClass);
+    if (dataCell == NONE) return dataFull(sizeClass);
+    writeData(sizeClass, dataCell, slots, rcLo, rcHi);
+  }
+  buildValue(kind, sizeClass, dataCell, slots, rcLo, rcHi);
+  const newCtrl = (oldCtrl & 0x3fff) | (kind << CTRL_KIND_SHIFT);
+  const value = cellPtr(cur, c) + VALUE_OFFSET;
+  if (newCtrl == oldCtrl && kind != KIND_DATA
+    && load<u64>(value) == load<u64>(valueTmp) && load<u64>(value, 8) == load<u64>(valueTmp, 8)) {
+    return PUT_UPDATED;
+  }
+  let oldData = NONE;
+  let oldClass: u32 = 0;
+  if (oldKind == KIND_DATA) {
+    oldClass = <u32>load<u8>(value, 5);
+    oldData = currentDataCell(value);
+  }
+  journaledUpdate(c, newCtrl);
+  if (oldData != NONE) freeData(oldClass, oldData);
+  return PUT_UPDATED;
+}
+
+/** Deletes the key at keyPtr from bucket `ix`; returns 1 if it was there. */
+export function remove(ix: u32): u32 {
+  bindCurrent(ix);
+  const c = probe(cur, keyPtr);
+  if (c == NONE) return 0;
+  const ctl = ctrlOf(cur, c);
+  let oldData = NONE;
+  let oldClass: u32 = 0;
+  if ((ctl >> CTRL_KIND_SHIFT) == KIND_DATA) {
+    const value = cellPtr(cur, c) + VALUE_OFFSET;
+    oldClass = <u32>load<u8>(value, 5);
+    oldData = currentDataCell(value);
+  }
+  setCtrl(cur, c, 0);
+  shiftLeft(cur, c);
+  store<u32>(curDesc + D_COUNT, load<u32>(curDesc + D_COUNT) - 1);
+  if (oldData != NONE) freeData(oldClass, oldData);
+  drainLogAfterWrite();
+  return 1;
+}
+
+/** The first free cell of the run starting at `from`, or NONE if shifting would push a resident out of its window. */
+function shiftEnd(v: IndexView, from: u32): u32 {
+  let c = from;
+  for (let n: u32 = 0; n < v.capacity; n++) {
+    const cd = ctrlOf(v, c) & 0xff;
+    if (cd == 0) return c;
+    if (cd >= v.window) return NONE;
+    c = next(v, c);
+  }
+  return NONE;
+}
+
+/** Moves cells [from, end) one to the right, last first, so every key stays reachable. */
+function shiftRight(v: IndexView, from: u32, end: u32): void {
+  let j = end;
+  while (j != from) {
+    const p = prev(v, j);
+    const ctl = ctrlOf(v, p);
+    memory.copy(cellTmp, cellPtr(v, p), CELL_BYTES);
+    writeCell(v, j, 0, cellTmp, CELL_BYTES);
+    setCtrl(v, j, ctl + 1);
+    setCtrl(v, p, 0);
+    j = p;
+  }
+}
+
+/** Backward-shift after freeing cell `hole`: pulls the rest of the run one cell closer to home. */
+function shiftLeft(v: IndexView, hole: u32): void {
+  let before = hole;
+  let j = next(v, hole);
+  for (let n: u32 = 0; n < v.capacity; n++) {
+    const ctl = ctrlOf(v, j);
+    if ((ctl & 0xff) <= 1) return;
+    memory.copy(cellTmp, cellPtr(v, j), CELL_BYTES);
+    writeCell(v, before, 0, cellTmp, CELL_BYTES);
+    setCtrl(v, before, ctl - 1);
+    setCtrl(v, j, 0);
+    before = j;
+    j = next(v, j);
+  }
+}
+
+/** The 16-byte value of a cell into valueTmp. */
+function buildValue(kind: u32, sizeClass: u32, dataCell: u32, slots: u32, rcLo: u32, rcHi: u32): void {
+  memory.fill(valueTmp, 0, 16);
+  if (kind == KIND_INLINE) {
+    memory.copy(valueTmp, inPtr, elementSize);
+  } else if (kind == KIND_ZERO) {
+    store<u32>(valueTmp, rcLo);
+    store<u32>(valueTmp, rcHi, 4);
+  } else {
+    store<u32>(valueTmp, dataCell);
+    store<u8>(valueTmp, <u8>dataField(sizeClass, DD_POW2), 4);
+    store<u8>(valueTmp, <u8>sizeClass, 5);
+    store<u32>(valueTmp, slots, 8);
+  }
+}
+
+/**
+ * Writes valueTmp and `ctrl` into live cell `c` through the journal in the index header: record
+ * (check + body), commit, the cell, then commit = 0. See host/layout.ts.
+ */
+function journaledUpdate(c: u32, ctrl: u32): void {
+  const seq = load<u32>(curDesc + D_JOURNAL_SEQ) + 1;
+  store<u32>(curDesc + D_JOURNAL_SEQ, seq);
+  const body = journalTmp + 4;
+  store<u32>(body, c);
+  store<u32>(body, ctrl, 4);
+  memory.copy(body + 8, valueTmp, 16);
+  store<u32>(body, seq, 24);
+  store<u32>(body, 0, 28);
+  store<u32>(journalTmp, hashKey(body, JOURNAL_SEED_LO, JOURNAL_SEED_HI));
+  writeThrough(cur.fid, J_CHECK, journalTmp, 36);
+  writeU32Through(cur.fid, J_COMMIT, seq);
+  writeCell(cur, c, VALUE_OFFSET, valueTmp, 16);
+  setCtrl(cur, c, ctrl);
+  writeU32Through(cur.fid, J_COMMIT, 0);
+}
+
+// ── data cells ───────────────────────────────────────────────────────────────────────────────────
+
+let dataFidAt: u32 = 0;
+let dataOffAt: u32 = 0;
+
+// @ts-ignore: decorator
+@inline function dataField(sizeClass: u32, field: u32): u32 {
+  return load<u32>(curDesc + D_DATA + (sizeClass << 4) + field);
+}
+
+/** Sets dataFidAt/dataOffAt to where cell `cell` of the class lives. */
+function locateData(sizeClass: u32, cell: u32): void {
+  const perSeg = dataField(sizeClass, DD_CELLS_PER_SEG);
+  const seg = cell / perSeg;
+  dataFidAt = dataField(sizeClass, DD_FID) + seg;
+  dataOffAt = HEADER_BYTES + (cell - seg * perSeg) * dataCellBytes(sizeClass, elementSize);
+}
+
+/** The current cell of a DATA value (files double; cell j moved to j·2^Δ). */
+function currentDataCell(value: usize): u32 {
+  const created = load<u32>(value);
+  const createdPow2 = <u32>load<u8>(value, 4);
+  const sizeClass = <u32>load<u8>(value, 5);
+  return created << (dataField(sizeClass, DD_POW2) - createdPow2);
+}
+
+function isOccupied(sizeClass: u32, cell: u32): bool {
+  locateData(sizeClass, cell);
+  return (load<u8>(page(dataFidAt, dataOffAt >> PAGE_SHIFT) + (dataOffAt & (PAGE_BYTES - 1)) + DATA_FLAGS_OFFSET) & DATA_OCCUPIED) != 0;
+}
+
+function nextRandom(): u32 {
+  let x = random;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  random = x;
+  return x;
+}
+
+/** A free cell of the class (searched from a random start), or NONE when the file should grow. */
+function allocData(sizeClass: u32): u32 {
+  const cap: u32 = 1 << dataField(sizeClass, DD_POW2);
+  if (<u64>(dataField(sizeClass, DD_COUNT) + 1) * LOAD_MAX_D > <u64>cap * LOAD_MAX_N) return NONE;
+  const limit = min(cap, maxSearch * DATA_SEARCH_FACTOR);
+  let cell = nextRandom() & (cap - 1);
+  for (let i: u32 = 0; i < limit; i++) {
+    if (!isOccupied(sizeClass, cell)) return cell;
+    cell = cell + 1 == cap ? 0 : cell + 1;
+  }
+  return NONE;
+}
+
+function writeData(sizeClass: u32, cell: u32, slots: u32, rcLo: u32, rcHi: u32): void {
+  locateData(sizeClass, cell);
+  store<u32>(cellTmp, rcLo);
+  store<u32>(cellTmp, rcHi | (DATA_OCCUPIED << 24), 4);
+  const n = slots * elementSize;
+  if (n != 0) writeThrough(dataFidAt, dataOffAt + DATA_HEADER_BYTES, inPtr, n);
+  writeThrough(dataFidAt, dataOffAt, cellTmp, DATA_HEADER_BYTES);
+  const field = curDesc + D_DATA + (sizeClass << 4) + DD_COUNT;
+  store<u32>(field, load<u32>(field) + 1);
+}
+
+function freeData(sizeClass: u32, cell: u32): void {
+  locateData(sizeClass, cell);
+  store<u8>(byteTmp, 0);
+  writeThrough(dataFidAt, dataOffAt + DATA_FLAGS_OFFSET, byteTmp, 1);
+  const field = curDesc + D_DATA + (sizeClass << 4) + DD_COUNT;
+  store<u32>(field, load<u32>(field) - 1);
+}
+
+// ── resize ───────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * Rehashes bucket `ix` into a fresh index file (first segment id `fid`), through dirty pages
+ * written back at the end. A key seen twice is kept once. Returns 1, or 0 if some key found no room
+ * (the caller discards the file and tries a larger one).
+ */
+export function rehash(ix: u32, fid: u32, pages: u32, pagesPerSeg: u32): u32 {
+  bindCurrent(ix);
+  target.fid = fid;
+  target.pagesPerSeg = pagesPerSeg;
+  target.capacity = pages * CELLS_PER_PAGE;
+  target.window = min(maxSearch, target.capacity);
+  target.building = 1;
+  let inserted: u32 = 0;
+  const pageCount = cur.capacity / CELLS_PER_PAGE;
+  for (let p: u32 = 0; p < pageCount; p++) {
+    // A private copy of the source page: probing the target may evict it from the cache.
+    memory.copy(pageTmp, cellPtr(cur, p * CELLS_PER_PAGE) - PAGE_HEADER_BYTES, PAGE_BYTES);
+    for (let s: u32 = 0; s < CELLS_PER_PAGE; s++) {
+      const ctl = <u32>load<u16>(pageTmp + (s << 1));
+      if ((ctl & 0xff) == 0) continue;
+      const cell = pageTmp + PAGE_HEADER_BYTES + s * CELL_BYTES;
+      if (probe(target, cell) != NONE) continue;
+      const at = insAt;
+      if (at == NONE) return 0;
+      if (insShift) {
+        const end = shiftEnd(target, at);
+        if (end == NONE) return 0;
+        shiftRight(target, at, end);
+      }
+      writeCell(target, at, 0, cell, CELL_BYTES);
+      setCtrl(target, at, (insDist + 1) | (probeTag << 8) | (ctl & 0xc000));
+      inserted++;
+    }
+  }
+  flushDirty();
+  store<u32>(curDesc + D_COUNT, inserted);
+  return 1;
+}
+
+/**
+ * Spaced copy of a data class of bucket `ix` into a fresh file of 2^pow2 cells (first segment id
+ * `fid`): cell j goes to j·2^Δ, so index entries stay valid.
+ */
+export function copyData(ix: u32, sizeClass: u32, fid: u32, pow2: u32, cellsPerSeg: u32): void {
+  bindCurrent(ix);
+  const cellBytes = dataCellBytes(sizeClass, elementSize);
+  const cap: u32 = 1 << dataField(sizeClass, DD_POW2);
+  const shift = pow2 - dataField(sizeClass, DD_POW2);
+  const buffer = outPtr;
+  for (let k: u32 = 0; k < cap; k++) {
+    if (!isOccupied(sizeClass, k)) continue;
+    readRange(dataFidAt, dataOffAt, buffer, cellBytes);
+    const to = k << shift;
+    const seg = to / cellsPerSeg;
+    writeRangeBuilding(fid + seg, HEADER_BYTES + (to - seg * cellsPerSeg) * cellBytes, buffer, cellBytes);
+  }
+  flushDirty();
+}
+
+/** Every write operation ends by handing its log to the host (see page_cache.ts). */
+// @ts-ignore: decorator
+@inline function drainLogAfterWrite(): void {
+  drainLog();
+}

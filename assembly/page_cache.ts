@@ -1,0 +1,259 @@
+/**
+ * The page cache: copies of 1 KiB file pages in wasm memory (wasm memory cannot map a file).
+ *
+ * 4-way set-associative, LRU within a set: a hit costs a set lookup, and the four most recently
+ * used pages of a set stay put, so an algorithm may hold pointers to two pages at once.
+ * Pages are addressed by (file id, page number in the segment file); file ids are handed out by
+ * the host, one per segment file, and never reused.
+ *
+ * Two ways to write, for two kinds of file:
+ *  - live files go through an ordered write log: the resident copy is updated and the bytes are
+ *    appended to the log, which the host applies to the mapping in order (`drainLog`) at the end of
+ *    every operation and before any page is fetched. The mapping therefore sees the same stores in
+ *    the same order as the host path makes them, which is what crash safety relies on.
+ *  - a file being built (the target of a resize) is written in its cached pages, which are marked
+ *    dirty and written back when evicted or by `flushDirty`; order does not matter there because
+ *    the file is not referenced until it is complete.
+ *
+ *   slot s: [ tagFid u32 | tagPage u32 | stamp u32 | dirty u8 ]   page bytes at slots + s·1024
+ *   log record: [ fid u32 | offset u32 | length u32 | bytes, padded to 4 ]
+ */
+import { PAGE_BYTES, PAGE_SHIFT } from './layout';
+
+// @ts-ignore: decorator
+@external("host", "fetchPage")
+declare function hostFetchPage(fid: u32, page: u32, dst: usize): void;
+// @ts-ignore: decorator
+@external("host", "writePages")
+declare function hostWritePages(list: usize, count: u32): void;
+// @ts-ignore: decorator
+@external("host", "applyLog")
+declare function hostApplyLog(log: usize, bytes: u32): void;
+// @ts-ignore: decorator
+@external("host", "writeRange")
+declare function hostWriteRange(fid: u32, offset: u32, src: usize, length: u32): void;
+
+// @ts-ignore: decorator
+@inline const WAYS: u32 = 4;
+// @ts-ignore: decorator
+@inline const LOG_BYTES: u32 = 64 * 1024;
+// @ts-ignore: decorator
+@inline const LOG_RECORD_HEADER: u32 = 12;
+// @ts-ignore: decorator
+@inline const WRITEBACK_BATCH: u32 = 256;
+
+/** Counters the host reads (f64 so they count past 2^32 exactly). */
+@unmanaged export class CacheStats {
+  hits: f64 = 0;
+  misses: f64 = 0;
+  pagesIn: f64 = 0;
+  pagesOut: f64 = 0;
+  logRecords: f64 = 0;
+}
+
+let slotBase: usize = 0;
+let tagFid: usize = 0;
+let tagPage: usize = 0;
+let stamps: usize = 0;
+let dirty: usize = 0;
+let slotCount: u32 = 0;
+let setMask: u32 = 0;
+let clock: u32 = 0;
+let logBase: usize = 0;
+let logUsed: u32 = 0;
+let writeBackList: usize = 0;
+export let stats: CacheStats = changetype<CacheStats>(0);
+
+/** Allocates `sets` × 4 slots (sets must be a power of two). */
+export function initCache(sets: u32): void {
+  slotCount = sets * WAYS;
+  setMask = sets - 1;
+  slotBase = heap.alloc(<usize>slotCount << PAGE_SHIFT);
+  tagFid = heap.alloc(<usize>slotCount << 2);
+  tagPage = heap.alloc(<usize>slotCount << 2);
+  stamps = heap.alloc(<usize>slotCount << 2);
+  dirty = heap.alloc(<usize>slotCount);
+  memory.fill(tagFid, 0, <usize>slotCount << 2);
+  memory.fill(dirty, 0, <usize>slotCount);
+  logBase = heap.alloc(LOG_BYTES);
+  writeBackList = heap.alloc(WRITEBACK_BATCH * 12);
+  stats = changetype<CacheStats>(heap.alloc(offsetof<CacheStats>()));
+  memory.fill(changetype<usize>(stats), 0, offsetof<CacheStats>());
+  logUsed = 0;
+  clock = 0;
+}
+
+export function cacheSlots(): u32 {
+  return slotCount;
+}
+
+// @ts-ignore: decorator
+@inline function setOf(fid: u32, page: u32): u32 {
+  return ((page + fid * 0x9e3779b1) & setMask) * WAYS;
+}
+
+/** Pointer to page `page` of file `fid`, fetched on a miss. */
+export function page(fid: u32, page: u32): usize {
+  const set = setOf(fid, page);
+  let victim = set;
+  let oldest: u32 = 0xffffffff;
+  for (let s = set; s < set + WAYS; s++) {
+    const f = load<u32>(tagFid + (<usize>s << 2));
+    if (f == fid && load<u32>(tagPage + (<usize>s << 2)) == page) {
+      store<u32>(stamps + (<usize>s << 2), ++clock);
+      stats.hits += 1;
+      return slotBase + (<usize>s << PAGE_SHIFT);
+    }
+    const age: u32 = f == 0 ? 0 : load<u32>(stamps + (<usize>s << 2));
+    if (age < oldest) {
+      oldest = age;
+      victim = s;
+    }
+  }
+  const ptr = slotBase + (<usize>victim << PAGE_SHIFT);
+  if (load<u8>(dirty + victim) != 0) writeBackSlot(victim);
+  // The mapping must be current before a page is copied from it.
+  if (logUsed != 0) drainLog();
+  hostFetchPage(fid, page, ptr);
+  store<u32>(tagFid + (<usize>victim << 2), fid);
+  store<u32>(tagPage + (<usize>victim << 2), page);
+  store<u32>(stamps + (<usize>victim << 2), ++clock);
+  stats.misses += 1;
+  stats.pagesIn += 1;
+  return ptr;
+}
+
+/** Pointer to the page if it is resident, else 0 (no fetch). */
+function peek(fid: u32, page: u32): usize {
+  const set = setOf(fid, page);
+  for (let s = set; s < set + WAYS; s++) {
+    if (load<u32>(tagFid + (<usize>s << 2)) == fid && load<u32>(tagPage + (<usize>s << 2)) == page) {
+      return slotBase + (<usize>s << PAGE_SHIFT);
+    }
+  }
+  return 0;
+}
+
+/** Marks the page holding `ptr` (a pointer into a slot) for write-back. */
+export function markDirty(ptr: usize): void {
+  store<u8>(dirty + ((ptr - slotBase) >> PAGE_SHIFT), 1);
+}
+
+function writeBackSlot(s: u32): void {
+  store<u32>(writeBackList, load<u32>(tagFid + (<usize>s << 2)));
+  store<u32>(writeBackList + 4, load<u32>(tagPage + (<usize>s << 2)));
+  store<u32>(writeBackList + 8, <u32>(slotBase + (<usize>s << PAGE_SHIFT)));
+  hostWritePages(writeBackList, 1);
+  store<u8>(dirty + s, 0);
+  stats.pagesOut += 1;
+}
+
+/** Writes every dirty page back to its file. */
+export function flushDirty(): void {
+  let n: u32 = 0;
+  for (let s: u32 = 0; s < slotCount; s++) {
+    if (load<u8>(dirty + s) == 0) continue;
+    const entry = writeBackList + <usize>n * 12;
+    store<u32>(entry, load<u32>(tagFid + (<usize>s << 2)));
+    store<u32>(entry + 4, load<u32>(tagPage + (<usize>s << 2)));
+    store<u32>(entry + 8, <u32>(slotBase + (<usize>s << PAGE_SHIFT)));
+    store<u8>(dirty + s, 0);
+    stats.pagesOut += 1;
+    if (++n == WRITEBACK_BATCH) {
+      hostWritePages(writeBackList, n);
+      n = 0;
+    }
+  }
+  if (n != 0) hostWritePages(writeBackList, n);
+}
+
+/** Forgets every cached page of files [fidFrom, fidTo), dirty or not (their files are gone). */
+export function invalidate(fidFrom: u32, fidTo: u32): void {
+  for (let s: u32 = 0; s < slotCount; s++) {
+    const f = load<u32>(tagFid + (<usize>s << 2));
+    if (f >= fidFrom && f < fidTo) {
+      store<u32>(tagFid + (<usize>s << 2), 0);
+      store<u8>(dirty + s, 0);
+    }
+  }
+}
+
+/** Hands the ordered write log to the host, which applies it to the mappings. */
+export function drainLog(): void {
+  if (logUsed == 0) return;
+  hostApplyLog(logBase, logUsed);
+  logUsed = 0;
+}
+
+/**
+ * Writes `length` bytes from `src` to a live file at byte `offset`: resident copies are updated,
+ * and the bytes go to the mapping through the log, in order.
+ */
+export function writeThrough(fid: u32, offset: u32, src: usize, length: u32): void {
+  let done: u32 = 0;
+  while (done < length) {
+    const at = offset + done;
+    const inPage = at & (PAGE_BYTES - 1);
+    const n = min(length - done, PAGE_BYTES - inPage);
+    const resident = peek(fid, at >> PAGE_SHIFT);
+    if (resident != 0) memory.copy(resident + inPage, src + done, n);
+    done += n;
+  }
+  const need = LOG_RECORD_HEADER + ((length + 3) & ~3);
+  if (need > LOG_BYTES) {
+    drainLog();
+    hostWriteRange(fid, offset, src, length);
+    stats.logRecords += 1;
+    return;
+  }
+  if (logUsed + need > LOG_BYTES) drainLog();
+  const record = logBase + logUsed;
+  store<u32>(record, fid);
+  store<u32>(record + 4, offset);
+  store<u32>(record + 8, length);
+  memory.copy(record + LOG_RECORD_HEADER, src, length);
+  logUsed += need;
+  stats.logRecords += 1;
+}
+
+let scratch16: usize = 0;
+
+/** A 2-byte write the host applies as one aligned store (ctrl words change atomically). */
+export function writeU16Through(fid: u32, offset: u32, value: u32): void {
+  if (scratch16 == 0) scratch16 = heap.alloc(8);
+  store<u16>(scratch16, <u16>value);
+  writeThrough(fid, offset, scratch16, 2);
+}
+
+/** A 4-byte write the host applies as one aligned store. */
+export function writeU32Through(fid: u32, offset: u32, value: u32): void {
+  if (scratch16 == 0) scratch16 = heap.alloc(8);
+  store<u32>(scratch16, value);
+  writeThrough(fid, offset, scratch16, 4);
+}
+
+/** Copies `length` bytes at file offset `offset` into `dst`, through the cache. */
+export function readRange(fid: u32, offset: u32, dst: usize, length: u32): void {
+  let done: u32 = 0;
+  while (done < length) {
+    const at = offset + done;
+    const inPage = at & (PAGE_BYTES - 1);
+    const n = min(length - done, PAGE_BYTES - inPage);
+    memory.copy(dst + done, page(fid, at >> PAGE_SHIFT) + inPage, n);
+    done += n;
+  }
+}
+
+/** Copies `length` bytes from `src` into a file being built, through its cached pages. */
+export function writeRangeBuilding(fid: u32, offset: u32, src: usize, length: u32): void {
+  let done: u32 = 0;
+  while (done < length) {
+    const at = offset + done;
+    const inPage = at & (PAGE_BYTES - 1);
+    const n = min(length - done, PAGE_BYTES - inPage);
+    const p = page(fid, at >> PAGE_SHIFT);
+    memory.copy(p + inPage, src + done, n);
+    markDirty(p);
+    done += n;
+  }
+}

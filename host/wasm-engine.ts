@@ -1,0 +1,317 @@
+/**
+ * The wasm engine: the AssemblyScript core (build/core.wasm) driven from the host.
+ *
+ * The core cannot map files (wasm memory cannot be backed by a file), so the host shuttles pages:
+ * it gives every mapped segment file an id, copies 1 KiB pages into the core's cache when the
+ * core asks (`fetchPage`), writes dirty pages back (`writePages`), and applies the core's ordered
+ * write log to the mappings (`applyLog`, `writeRange`). The module is compiled once per process
+ * and instantiated synchronously, so opening a map needs no `await`.
+ */
+import * as fs from 'node:fs';
+import { instantiateSync } from '@assemblyscript/loader';
+import type { BucketFiles, Engine, EngineStats } from './engine.js';
+import { BucketMapError, codes } from './errors.js';
+import { MAX_LIST_BYTES, PAGE_BYTES, SIZE_CLASSES } from './layout.js';
+import type { MappedFile } from './storage.js';
+import type { ValueRef } from './table.js';
+
+export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
+export const MIN_CACHE_BYTES = 64 * 1024;
+export const MAX_CACHE_BYTES = 1024 * 1024 * 1024;
+
+const DESC_BYTES = 320;
+const D_INDEX_FID = 0;
+const D_PAGES = 4;
+const D_PAGES_PER_SEG = 8;
+const D_CAPACITY = 12;
+const D_SEED_LO = 16;
+const D_SEED_HI = 20;
+const D_COUNT = 24;
+const D_DATA = 32;
+const OUT_KIND = 0;
+const OUT_RC_LO = 4;
+const OUT_RC_HI = 8;
+const OUT_SLOTS = 12;
+const OUT_FULL_CLASS = 16;
+const OUT_ELEMENTS = 32;
+const TWO_32 = 0x100000000;
+
+interface CoreExports {
+  memory: WebAssembly.Memory;
+  init(maxBuckets: number, maxSearch: number, elementSize: number, cacheSets: number, randomSeed: number): void;
+  layout(which: number): number;
+  layoutValue(which: number): number;
+  get(ix: number): number;
+  put(ix: number, slots: number, rcLo: number, rcHi: number): number;
+  remove(ix: number): number;
+  rehash(ix: number, fid: number, pages: number, pagesPerSeg: number): number;
+  copyData(ix: number, sizeClass: number, fid: number, pow2: number, cellsPerSeg: number): void;
+  flush(): void;
+  invalidate(fidFrom: number, fidTo: number): void;
+}
+
+let compiled: WebAssembly.Module | null = null;
+
+function coreModule(): WebAssembly.Module {
+  if (compiled === null) {
+    const url = new URL('../core.wasm', import.meta.url);
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(url);
+    } catch (err) {
+      throw new BucketMapError(codes.IO, `cannot load the wasm core (${url.pathname}); run npm run build`, { cause: err });
+    }
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+export interface WasmEngineOptions {
+  maxBuckets: number;
+  maxSearch: number;
+  elementSize: number;
+  cacheBytes: number;
+}
+
+/** Sets of 4 pages that fit `cacheBytes` (a power of two, at least 1). */
+export function cacheSetsFor(cacheBytes: number): number {
+  const sets = Math.max(1, Math.floor(cacheBytes / PAGE_BYTES / 4));
+  return 2 ** Math.floor(Math.log2(sets));
+}
+
+export class WasmEngine implements Engine {
+  readonly kind = 'wasm' as const;
+  readonly input: Uint8Array;
+  private readonly core: CoreExports;
+  private readonly mem: Buffer;
+  private readonly u8: Uint8Array;
+  private readonly u16: Uint16Array;
+  private readonly u32: Uint32Array;
+  private readonly keyAt: number;
+  private readonly outAt: number;
+  private readonly descAt: number;
+  private readonly stats64: Float64Array;
+  private readonly ref: ValueRef;
+  /** Mapped segment Buffers by file id, with 16- and 32-bit views for single-store writes. */
+  private files: Array<Buffer | undefined> = [undefined];
+  private files16: Array<Uint16Array | undefined> = [undefined];
+  private files32: Array<Uint32Array | undefined> = [undefined];
+  private readonly fidOf = new Map<MappedFile, number>();
+  /** Files bound to each bucket, to release the ids of files a bucket no longer uses. */
+  private readonly bound: Array<MappedFile[] | undefined>;
+
+  constructor(options: WasmEngineOptions) {
+    const imports = {
+      host: {
+        fetchPage: (fid: number, page: number, dst: number): void => this.fetchPage(fid, page, dst),
+        writePages: (list: number, count: number): void => this.writePages(list, count),
+        applyLog: (log: number, bytes: number): void => this.applyLog(log, bytes),
+        writeRange: (fid: number, offset: number, src: number, length: number): void => this.writeRange(fid, offset, src, length),
+      },
+    };
+    const { instance } = instantiateSync(coreModule(), imports);
+    this.core = instance.exports as unknown as CoreExports;
+    this.core.init(options.maxBuckets, options.maxSearch, options.elementSize, cacheSetsFor(options.cacheBytes), (Math.random() * 0xffffffff) >>> 0);
+    // Memory never grows after init, so these views stay valid.
+    const buffer = this.core.memory.buffer;
+    this.mem = Buffer.from(buffer);
+    this.u8 = new Uint8Array(buffer);
+    this.u16 = new Uint16Array(buffer);
+    this.u32 = new Uint32Array(buffer);
+    this.keyAt = this.core.layout(0);
+    this.input = new Uint8Array(buffer, this.core.layout(1), MAX_LIST_BYTES);
+    this.outAt = this.core.layout(2);
+    this.descAt = this.core.layout(3);
+    this.stats64 = new Float64Array(buffer, this.core.layout(4), 5);
+    this.ref = { kind: 0, refCount: 0, slots: 0, buf: this.u8, off: this.outAt + OUT_ELEMENTS };
+    this.bound = new Array<MappedFile[] | undefined>(options.maxBuckets);
+  }
+
+  /** A number compiled into the core (tests compare them with host/layout.ts). */
+  layoutValue(which: number): number {
+    return this.core.layoutValue(which) >>> 0;
+  }
+
+  get fullClass(): number {
+    return this.u32[(this.outAt + OUT_FULL_CLASS) >>> 2];
+  }
+
+  // ── host side of the shuttle ───────────────────────────────────────────────────────────────────
+
+  private fetchPage(fid: number, page: number, dst: number): void {
+    const file = this.files[fid];
+    if (file === undefined) throw new Error(`bucket-map core asked for page ${page} of unknown file ${fid}`);
+    const off = page * PAGE_BYTES;
+    file.copy(this.mem, dst, off, off + PAGE_BYTES);
+  }
+
+  private writePages(list: number, count: number): void {
+    const words = this.u32;
+    for (let i = 0; i < count; i++) {
+      const w = (list >>> 2) + 3 * i;
+      const file = this.files[words[w]];
+      // A file discarded after a failed resize may still have dirty pages; they are dropped.
+      if (file === undefined) continue;
+      const src = words[w + 2];
+      this.mem.copy(file, words[w + 1] * PAGE_BYTES, src, src + PAGE_BYTES);
+    }
+  }
+
+  private applyLog(log: number, bytes: number): void {
+    const words = this.u32;
+    const u8 = this.u8;
+    let p = log;
+    const end = log + bytes;
+    while (p < end) {
+      const w = p >>> 2;
+      const fid = words[w];
+      const off = words[w + 1];
+      const length = words[w + 2];
+      const src = p + 12;
+      const file = this.files[fid];
+      if (file !== undefined) {
+        if (length === 2 && (off & 1) === 0) {
+          (this.files16[fid] as Uint16Array)[off >>> 1] = this.u16[src >>> 1];
+        } else if (length === 4 && (off & 3) === 0) {
+          (this.files32[fid] as Uint32Array)[off >>> 2] = words[src >>> 2];
+        } else if (length <= 64) {
+          for (let i = 0; i < length; i++) file[off + i] = u8[src + i];
+        } else {
+          this.mem.copy(file, off, src, src + length);
+        }
+      }
+      p = src + ((length + 3) & ~3);
+    }
+  }
+
+  private writeRange(fid: number, offset: number, src: number, length: number): void {
+    const file = this.files[fid];
+    if (file !== undefined) this.mem.copy(file, offset, src, src + length);
+  }
+
+  // ── files ──────────────────────────────────────────────────────────────────────────────────────
+
+  /** The id of the file's first segment (segments have consecutive ids), registering it if new. */
+  private register(file: MappedFile): number {
+    const known = this.fidOf.get(file);
+    if (known !== undefined) return known;
+    const first = this.files.length;
+    for (const segment of file.segments) {
+      this.files.push(segment);
+      this.files16.push(new Uint16Array(segment.buffer, segment.byteOffset, segment.length >>> 1));
+      this.files32.push(new Uint32Array(segment.buffer, segment.byteOffset, segment.length >>> 2));
+    }
+    this.fidOf.set(file, first);
+    return first;
+  }
+
+  private release(file: MappedFile): void {
+    const first = this.fidOf.get(file);
+    if (first === undefined) return;
+    for (let i = 0; i < file.segments.length; i++) {
+      this.files[first + i] = undefined;
+      this.files16[first + i] = undefined;
+      this.files32[first + i] = undefined;
+    }
+    this.fidOf.delete(file);
+  }
+
+  bind(ix: number, files: BucketFiles): void {
+    const now = [files.index, ...files.data.filter((d): d is MappedFile => d !== null)];
+    for (const old of this.bound[ix] ?? []) if (!now.includes(old)) this.release(old);
+    this.bound[ix] = now;
+    const d = (this.descAt + ix * DESC_BYTES) >>> 2;
+    const w = this.u32;
+    const spec = files.index.spec;
+    w[d + D_INDEX_FID / 4] = this.register(files.index);
+    w[d + D_PAGES / 4] = spec.totalRecords;
+    w[d + D_PAGES_PER_SEG / 4] = files.index.recordsPerSegment;
+    w[d + D_CAPACITY / 4] = spec.capacity;
+    w[d + D_SEED_LO / 4] = files.seedLo;
+    w[d + D_SEED_HI / 4] = files.seedHi;
+    w[d + D_COUNT / 4] = files.count;
+    for (let c = 0; c < SIZE_CLASSES; c++) {
+      const at = d + D_DATA / 4 + 4 * c;
+      const data = files.data[c];
+      w[at] = data === null ? 0 : this.register(data);
+      w[at + 1] = data === null ? 0 : data.spec.capacityPow2;
+      w[at + 2] = data === null ? 0 : data.recordsPerSegment;
+      w[at + 3] = files.dataCounts[c];
+    }
+  }
+
+  unbind(ix: number): void {
+    for (const file of this.bound[ix] ?? []) this.release(file);
+    this.bound[ix] = undefined;
+    this.u8.fill(0, this.descAt + ix * DESC_BYTES, this.descAt + (ix + 1) * DESC_BYTES);
+  }
+
+  // ── operations ─────────────────────────────────────────────────────────────────────────────────
+
+  private setKey(key: Uint8Array): void {
+    const u8 = this.u8;
+    const at = this.keyAt;
+    for (let i = 0; i < 32; i++) u8[at + i] = key[i];
+  }
+
+  read(ix: number, key: Uint8Array): ValueRef | null {
+    this.setKey(key);
+    if (this.core.get(ix) === 0) return null;
+    const w = this.u32;
+    const o = this.outAt >>> 2;
+    const ref = this.ref;
+    ref.kind = w[o + OUT_KIND / 4];
+    ref.refCount = w[o + OUT_RC_LO / 4] + w[o + OUT_RC_HI / 4] * TWO_32;
+    ref.slots = w[o + OUT_SLOTS / 4];
+    return ref;
+  }
+
+  put(ix: number, key: Uint8Array, slots: number, refCount: number): number {
+    this.setKey(key);
+    return this.core.put(ix, slots, refCount >>> 0, Math.floor(refCount / TWO_32));
+  }
+
+  remove(ix: number, key: Uint8Array): boolean {
+    this.setKey(key);
+    return this.core.remove(ix) === 1;
+  }
+
+  count(ix: number): number {
+    return this.u32[((this.descAt + ix * DESC_BYTES) >>> 2) + D_COUNT / 4];
+  }
+
+  dataCounts(ix: number): ArrayLike<number> {
+    const at = ((this.descAt + ix * DESC_BYTES) >>> 2) + D_DATA / 4;
+    const out = new Array<number>(SIZE_CLASSES);
+    for (let c = 0; c < SIZE_CLASSES; c++) out[c] = this.u32[at + 4 * c + 3];
+    return out;
+  }
+
+  rehashInto(ix: number, target: MappedFile): boolean {
+    const fid = this.register(target);
+    const ok = this.core.rehash(ix, fid, target.spec.totalRecords, target.recordsPerSegment) === 1;
+    if (!ok) {
+      this.core.invalidate(fid, fid + target.segments.length);
+      this.release(target);
+    }
+    return ok;
+  }
+
+  copyDataInto(ix: number, sizeClass: number, target: MappedFile): void {
+    const fid = this.register(target);
+    this.core.copyData(ix, sizeClass, fid, target.spec.capacityPow2, target.recordsPerSegment);
+  }
+
+  stats(): EngineStats {
+    const s = this.stats64;
+    return { cacheHits: s[0], cacheMisses: s[1], pagesIn: s[2], pagesOut: s[3], writeRecords: s[4] };
+  }
+
+  close(): void {
+    this.core.flush();
+    this.files = [undefined];
+    this.files16 = [undefined];
+    this.files32 = [undefined];
+    this.fidOf.clear();
+  }
+}
