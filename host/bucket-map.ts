@@ -1,0 +1,476 @@
+/**
+ * BucketMap: the facade (Agave's BucketMap). It validates the configuration, owns the drives, the
+ * restart file and the engine, routes each key to its bucket, and adds Map-style conveniences on
+ * top of the same code paths.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Bucket, NoSpace, checkRefCount, type Entry, type MapGuard } from './bucket.js';
+import { BucketStorage, type MapContext } from './bucket-storage.js';
+import { checkCodec, codecs, type ElementCodec } from './codecs.js';
+import { HostEngine, type Engine, type EngineKind } from './engine.js';
+import { BucketMapError, codes, ioError } from './errors.js';
+import { bucketIndexOf, toKeyBytes, type Key } from './keys.js';
+import { DEFAULT_SEGMENT_BYTES, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
+import { Manifest } from './manifest.js';
+import { Counters, type BucketMapStats } from './stats.js';
+import { BUCKET_FILE_PATTERN, fsyncPath } from './storage.js';
+import { WasmEngine, DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, MAX_CACHE_BYTES } from './wasm-engine.js';
+
+export interface BucketMapConfig<T = Uint8Array> {
+  /** Number of buckets (shards): a power of two from 1 to 65,536. Required. */
+  maxBuckets: number;
+  /** Folders for the bucket files. Default: next to restartFile, or a new temporary folder. */
+  drives?: readonly string[];
+  /** How many cells from its home cell a key may sit (1..255, default 32). */
+  maxSearch?: number;
+  /** When set, the map is persistent: reopening with the same configuration restores everything. */
+  restartFile?: string;
+  /** Element codec of slot lists; default codecs.bytes(16). */
+  codec?: ElementCodec<T>;
+  /** Page-cache budget of the wasm engine, in bytes (default 64 MiB). */
+  cacheBytes?: number;
+  /** 'wasm' (the AssemblyScript core) or 'host' (TypeScript on the mapped files). */
+  engine?: EngineKind;
+  /** Advanced: size of the segment files a bucket file is split into (default 1 GiB). */
+  segmentBytes?: number;
+}
+
+export interface FlushOptions {
+  /** Also msync every mapping and fsync files and folders, so the state survives power loss. */
+  durable?: boolean;
+}
+
+const DEFAULT_MAX_SEARCH = 32;
+const MIN_SEGMENT_BYTES = 64 * 1024;
+
+interface ResolvedConfig {
+  maxBuckets: number;
+  maxSearch: number;
+  restartFile: string | null;
+  codec: ElementCodec<unknown>;
+  cacheBytes: number;
+  engine: EngineKind;
+  segmentBytes: number;
+  drives: string[] | null;
+}
+
+function resolveConfig(config: unknown): ResolvedConfig {
+  if (config === null || typeof config !== 'object') throw new TypeError('config must be an object');
+  const c = config as Record<string, unknown>;
+  const integer = (name: string, value: unknown, min: number, max: number): number => {
+    if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
+    if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+    return value;
+  };
+  const maxBuckets = integer('maxBuckets', c.maxBuckets, 1, 65536);
+  if ((maxBuckets & (maxBuckets - 1)) !== 0) throw new RangeError(`maxBuckets must be a power of two, got ${maxBuckets}`);
+  const maxSearch = c.maxSearch === undefined ? DEFAULT_MAX_SEARCH : integer('maxSearch', c.maxSearch, 1, 255);
+  let restartFile: string | null = null;
+  if (c.restartFile !== undefined) {
+    if (typeof c.restartFile !== 'string' || c.restartFile.length === 0) throw new TypeError('restartFile must be a non-empty string');
+    restartFile = path.resolve(c.restartFile);
+  }
+  let drives: string[] | null = null;
+  if (c.drives !== undefined) {
+    if (!Array.isArray(c.drives) || c.drives.length === 0) throw new TypeError('drives must be a non-empty array of folder paths');
+    if (c.drives.length > 255) throw new RangeError('drives may name at most 255 folders');
+    drives = c.drives.map((d: unknown, i: number) => {
+      if (typeof d !== 'string' || d.length === 0) throw new TypeError(`drives[${i}] must be a non-empty string`);
+      return path.resolve(d);
+    });
+    if (new Set(drives).size !== drives.length) throw new RangeError('drives must not name the same folder twice');
+  }
+  const codec = c.codec === undefined ? codecs.bytes(16) : checkCodec(c.codec);
+  const cacheBytes = c.cacheBytes === undefined ? DEFAULT_CACHE_BYTES : integer('cacheBytes', c.cacheBytes, MIN_CACHE_BYTES, MAX_CACHE_BYTES);
+  let engine: EngineKind = 'wasm';
+  if (c.engine !== undefined) {
+    if (c.engine !== 'wasm' && c.engine !== 'host') throw new TypeError(`engine must be 'wasm' or 'host', got ${String(c.engine)}`);
+    engine = c.engine;
+  }
+  let segmentBytes = DEFAULT_SEGMENT_BYTES;
+  if (c.segmentBytes !== undefined) {
+    segmentBytes = integer('segmentBytes', c.segmentBytes, MIN_SEGMENT_BYTES, DEFAULT_SEGMENT_BYTES);
+    if (segmentBytes % 1024 !== 0) throw new RangeError('segmentBytes must be a multiple of 1024');
+  }
+  return { maxBuckets, maxSearch, restartFile, codec, cacheBytes, engine, segmentBytes, drives };
+}
+
+function ensureWritableDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
+  } catch (err) {
+    throw ioError(`drive ${dir} cannot be used`, err, dir);
+  }
+  if (!fs.statSync(dir).isDirectory()) throw new BucketMapError(codes.IO, `drive ${dir} is not a directory`, { file: dir });
+}
+
+function mapIdInUse(drives: readonly string[], mapId: number): boolean {
+  const prefix = (mapId >>> 0).toString(16).padStart(8, '0') + '-';
+  return drives.some((d) => fs.readdirSync(d).some((name) => name.startsWith(prefix)));
+}
+
+export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>]> {
+  private readonly ctx: MapContext;
+  private readonly storages: BucketStorage[];
+  private readonly buckets: Array<Bucket<T> | undefined>;
+  private readonly codec: ElementCodec<T>;
+  private readonly bits: number;
+  private readonly persistent: boolean;
+  private readonly ownedTempDir: string | null;
+  private readonly guard: MapGuard;
+  private closed = false;
+  private inCallback = false;
+
+  constructor(config: BucketMapConfig<T>) {
+    const started = performance.now();
+    const cfg = resolveConfig(config);
+    this.codec = cfg.codec as ElementCodec<T>;
+    this.bits = Math.log2(cfg.maxBuckets);
+    this.persistent = cfg.restartFile !== null;
+
+    let drives = cfg.drives;
+    let ownedTempDir: string | null = null;
+    if (drives === null) {
+      if (cfg.restartFile !== null) {
+        drives = [`${cfg.restartFile}.buckets`];
+      } else {
+        ownedTempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bucket-map-'));
+        drives = [ownedTempDir];
+      }
+    }
+    this.ownedTempDir = ownedTempDir;
+    let manifest: Manifest | null = null;
+    let storages: BucketStorage[] = [];
+    let createdRestartFile = false;
+    let engine: Engine | null = null;
+    const self = this;
+    this.guard = {
+      enter: () => self.enter(),
+      runCallback: <R>(fn: () => R): R => self.runCallback(fn),
+      entries: 0,
+    };
+    try {
+      for (const d of drives) ensureWritableDir(d);
+      if (cfg.restartFile !== null) ensureWritableDir(path.dirname(cfg.restartFile));
+      const base = { maxBuckets: cfg.maxBuckets, elementSize: cfg.codec.size, maxSearch: cfg.maxSearch, drives: drives.length };
+      if (cfg.restartFile !== null && Manifest.exists(cfg.restartFile)) {
+        manifest = Manifest.open(cfg.restartFile, base);
+      } else {
+        let mapId = 0;
+        do mapId = randomBytes(4).readUInt32LE(0); while (mapId === 0 || mapIdInUse(drives, mapId));
+        const full = { ...base, segmentBytes: cfg.segmentBytes, mapId };
+        if (cfg.restartFile !== null) {
+          manifest = Manifest.create(cfg.restartFile, full);
+          createdRestartFile = true;
+        } else {
+          manifest = Manifest.inMemory(full);
+        }
+      }
+      engine = cfg.engine === 'wasm'
+        ? new WasmEngine({ maxBuckets: cfg.maxBuckets, maxSearch: cfg.maxSearch, elementSize: cfg.codec.size, cacheBytes: cfg.cacheBytes })
+        : new HostEngine(cfg.maxBuckets, cfg.maxSearch, cfg.codec.size);
+      this.ctx = {
+        maxBuckets: cfg.maxBuckets, maxSearch: cfg.maxSearch, elementSize: cfg.codec.size,
+        segmentBytes: manifest.config.segmentBytes, mapId: manifest.config.mapId, drives,
+        manifest, engine, counters: new Counters(),
+      };
+      storages = new Array<BucketStorage>(cfg.maxBuckets);
+      for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
+      this.storages = storages;
+      this.buckets = new Array<Bucket<T> | undefined>(cfg.maxBuckets);
+      for (const [ix, record] of manifest.allocated()) {
+        storages[ix].open(record);
+        this.guard.entries += engine.count(ix);
+      }
+      if (this.persistent) this.removeStrayFiles();
+    } catch (err) {
+      for (const s of storages) s.close(false);
+      engine?.close();
+      manifest?.close();
+      if (createdRestartFile && cfg.restartFile !== null) fs.rmSync(cfg.restartFile, { force: true });
+      if (ownedTempDir !== null) fs.rmSync(ownedTempDir, { recursive: true, force: true });
+      throw err;
+    }
+    this.ctx.counters.openMs = performance.now() - started;
+  }
+
+  /** Removes this map's files that no record references (left by a crash during growth). */
+  private removeStrayFiles(): void {
+    const keep = new Set<string>();
+    for (const storage of this.storages) for (const file of storage.files()) for (const p of file.segmentPaths) keep.add(p);
+    for (const dir of this.ctx.drives) {
+      for (const name of fs.readdirSync(dir)) {
+        const m = BUCKET_FILE_PATTERN.exec(name);
+        if (m === null || parseInt(m[1], 16) !== this.ctx.mapId) continue;
+        const full = path.join(dir, name);
+        if (!keep.has(full)) fs.rmSync(full, { force: true });
+      }
+    }
+  }
+
+  // ── guards ─────────────────────────────────────────────────────────────────────────────────────
+
+  private enter(): void {
+    if (this.closed) throw new BucketMapError(codes.CLOSED, 'the map is closed');
+    if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'map methods cannot be called from inside an update() callback');
+  }
+
+  private runCallback<R>(fn: () => R): R {
+    this.inCallback = true;
+    try {
+      return fn();
+    } finally {
+      this.inCallback = false;
+    }
+  }
+
+  private bucketFor(k: Uint8Array): Bucket<T> {
+    return this.bucketAt(bucketIndexOf(k, this.bits));
+  }
+
+  private bucketAt(ix: number): Bucket<T> {
+    let bucket = this.buckets[ix];
+    if (bucket === undefined) {
+      bucket = new Bucket<T>(this.ctx, this.storages[ix], this.codec, this.guard);
+      this.buckets[ix] = bucket;
+    }
+    return bucket;
+  }
+
+  // ── routing ────────────────────────────────────────────────────────────────────────────────────
+
+  get numBuckets(): number {
+    return this.ctx.maxBuckets;
+  }
+
+  /** The bucket a key belongs to: the top log2(maxBuckets) bits of its first bytes. */
+  bucketIx(key: Key): number {
+    this.enter();
+    return bucketIndexOf(toKeyBytes(key), this.bits);
+  }
+
+  getBucket(key: Key): Bucket<T> {
+    this.enter();
+    return this.bucketFor(toKeyBytes(key));
+  }
+
+  getBucketFromIndex(ix: number): Bucket<T> {
+    this.enter();
+    if (typeof ix !== 'number') throw new TypeError(`bucket index must be a number, got ${typeof ix}`);
+    if (!Number.isInteger(ix) || ix < 0 || ix >= this.ctx.maxBuckets) {
+      throw new RangeError(`bucket index must be an integer from 0 to ${this.ctx.maxBuckets - 1}, got ${ix}`);
+    }
+    return this.bucketAt(ix);
+  }
+
+  // ── entries ────────────────────────────────────────────────────────────────────────────────────
+
+  readValue(key: Key): Entry<T> | undefined {
+    this.enter();
+    const k = toKeyBytes(key);
+    return this.bucketFor(k).readKey(k);
+  }
+
+  insert(key: Key, slotList: readonly T[], refCount = 1): void {
+    this.enter();
+    const k = toKeyBytes(key);
+    const rc = checkRefCount(refCount);
+    const bucket = this.bucketFor(k);
+    bucket.writeEncoded(k, bucket.encode(slotList), rc);
+  }
+
+  tryInsert(key: Key, slotList: readonly T[], refCount = 1): NoSpace | undefined {
+    this.enter();
+    return this.bucketFor(toKeyBytes(key)).tryWrite(key, slotList, refCount);
+  }
+
+  /** Grows what a NoSpace from tryInsert names. */
+  grow(noSpace: NoSpace): void {
+    this.enter();
+    if (!(noSpace instanceof NoSpace)) throw new TypeError('grow(noSpace) takes the NoSpace a tryInsert returned');
+    this.getBucketFromIndex(noSpace.bucket).grow(noSpace);
+  }
+
+  update(key: Key, fn: (current: Entry<T> | undefined) => Entry<T> | undefined): void {
+    this.enter();
+    this.bucketFor(toKeyBytes(key)).update(key, fn);
+  }
+
+  deleteKey(key: Key): boolean {
+    this.enter();
+    const k = toKeyBytes(key);
+    return this.bucketFor(k).removeKey(k);
+  }
+
+  /** Adds one reference; returns the new refCount, or undefined if the key is absent. */
+  addref(key: Key): number | undefined {
+    return this.adjustRef(key, +1);
+  }
+
+  /** Drops one reference; returns the new refCount, or undefined if the key is absent. */
+  unref(key: Key): number | undefined {
+    return this.adjustRef(key, -1);
+  }
+
+  private adjustRef(key: Key, delta: 1 | -1): number | undefined {
+    this.enter();
+    const k = toKeyBytes(key);
+    const bucket = this.bucketFor(k);
+    const current = bucket.readKey(k);
+    if (current === undefined) return undefined;
+    const [slotList, refCount] = current;
+    if (delta > 0 && refCount >= MAX_REFCOUNT) {
+      throw new BucketMapError(codes.REFCOUNT_OVERFLOW, `refCount is already ${refCount}, the largest storable`);
+    }
+    if (delta < 0 && refCount === 0) throw new BucketMapError(codes.REFCOUNT_UNDERFLOW, 'refCount is already 0');
+    bucket.writeEncoded(k, bucket.encode(slotList), refCount + delta);
+    return refCount + delta;
+  }
+
+  /** Map-style read (same as readValue). */
+  get(key: Key): Entry<T> | undefined {
+    return this.readValue(key);
+  }
+
+  has(key: Key): boolean {
+    return this.readValue(key) !== undefined;
+  }
+
+  /** Map-style write of [slotList, refCount]; returns the map. */
+  set(key: Key, value: Entry<T>): this {
+    this.enter();
+    if (!Array.isArray(value) || value.length !== 2) throw new TypeError('value must be [slotList, refCount]');
+    this.insert(key, value[0], value[1]);
+    return this;
+  }
+
+  /** Map-style delete (same as deleteKey). */
+  delete(key: Key): boolean {
+    return this.deleteKey(key);
+  }
+
+  get size(): number {
+    this.enter();
+    return this.guard.entries;
+  }
+
+  /**
+   * Every key once, bucket by bucket. The map may change during iteration: entries present for the
+   * whole iteration are visited exactly once; entries added or removed meanwhile may or may not be.
+   */
+  *keys(): IterableIterator<Uint8Array> {
+    this.enter();
+    for (let ix = 0; ix < this.ctx.maxBuckets; ix++) {
+      if (this.storages[ix].allocated) yield* this.bucketAt(ix).iterateKeys();
+    }
+  }
+
+  *entries(): IterableIterator<[Uint8Array, Entry<T>]> {
+    this.enter();
+    for (let ix = 0; ix < this.ctx.maxBuckets; ix++) {
+      if (this.storages[ix].allocated) yield* this.bucketAt(ix).iterateEntries();
+    }
+  }
+
+  *values(): IterableIterator<Entry<T>> {
+    for (const [, value] of this.entries()) yield value;
+  }
+
+  [Symbol.iterator](): IterableIterator<[Uint8Array, Entry<T>]> {
+    return this.entries();
+  }
+
+  // ── lifecycle ──────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Every change made so far is in the files when this returns (it survives the process being
+   * killed); with `durable`, it is also on disk (it survives power loss).
+   */
+  flush(options: FlushOptions = {}): void {
+    this.enter();
+    if (options === null || typeof options !== 'object') throw new TypeError('flush options must be an object');
+    const started = performance.now();
+    for (const storage of this.storages) storage.saveCounts();
+    if (options.durable === true) {
+      for (const storage of this.storages) {
+        for (const file of storage.files()) {
+          file.sync();
+          for (const p of file.segmentPaths) fsyncPath(p);
+        }
+      }
+      this.ctx.manifest.sync();
+      for (const dir of this.ctx.drives) fsyncPath(dir);
+      if (this.ctx.manifest.file !== null) fsyncPath(path.dirname(this.ctx.manifest.file));
+    }
+    const ms = performance.now() - started;
+    this.ctx.counters.flushes++;
+    this.ctx.counters.flushMs += ms;
+    this.ctx.counters.lastFlushMs = ms;
+  }
+
+  /** Flushes and releases everything. Idempotent; later calls to other methods throw CLOSED. */
+  close(): void {
+    if (this.closed) return;
+    if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from inside an update() callback');
+    try {
+      if (this.persistent) this.flush();
+    } finally {
+      this.closed = true;
+      for (const storage of this.storages) storage.close(!this.persistent);
+      this.ctx.engine.close();
+      this.ctx.manifest.close();
+      if (this.ownedTempDir !== null) fs.rmSync(this.ownedTempDir, { recursive: true, force: true });
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  stats(): BucketMapStats {
+    this.enter();
+    const c = this.ctx.counters;
+    let allocated = 0;
+    let indexFiles = 0;
+    let indexBytes = 0;
+    let capacity = 0;
+    let dataFiles = 0;
+    let dataBytes = 0;
+    let dataCells = 0;
+    for (const storage of this.storages) {
+      if (!storage.allocated) continue;
+      allocated++;
+      const index = storage.index!;
+      indexFiles++;
+      indexBytes += index.bytes;
+      capacity += index.spec.capacity;
+      const counts = this.ctx.engine.dataCounts(storage.ix);
+      for (let k = 0; k < SIZE_CLASSES; k++) {
+        const d = storage.data[k];
+        if (d === null) continue;
+        dataFiles++;
+        dataBytes += d.bytes;
+        dataCells += counts[k];
+      }
+    }
+    const e = this.ctx.engine.stats();
+    return {
+      engine: this.ctx.engine.kind,
+      entries: this.guard.entries,
+      buckets: { total: this.ctx.maxBuckets, allocated },
+      index: {
+        resizes: c.indexResizes, failedResizes: c.failedIndexResizes, resizeMs: c.indexResizeMs,
+        files: indexFiles, bytes: indexBytes, capacity, load: capacity === 0 ? 0 : this.guard.entries / capacity,
+      },
+      data: { resizes: c.dataResizes, resizeMs: c.dataResizeMs, files: dataFiles, bytes: dataBytes, cells: dataCells },
+      filesCreated: c.filesCreated,
+      cache: { hits: e.cacheHits, misses: e.cacheMisses, pagesIn: e.pagesIn, pagesOut: e.pagesOut, writeRecords: e.writeRecords },
+      flush: { count: c.flushes, totalMs: c.flushMs, lastMs: c.lastFlushMs },
+      open: { ms: c.openMs, repairedBuckets: c.repairedBuckets, repairMs: c.repairMs, freedDataCells: c.freedDataCells },
+    };
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * The files of one bucket: its index and one data file per size class in use. This layer creates
+ * them (lazily, on the bucket's first write), reopens and repairs them, grows them, and keeps the
+ * manifest pointing at them. Growth builds the new file completely, then switches the manifest
+ * record, then unlinks the old file, so a crash at any point leaves one complete state referenced.
+ */
+import { randomBytes } from 'node:crypto';
+import { BucketMapError, codes } from './errors.js';
+import type { Engine } from './engine.js';
+import type { FileSpec } from './format.js';
+import {
+  CELL_BYTES, CELLS_PER_PAGE, DATA_INITIAL_MAX_BYTES, DATA_INITIAL_POW2, FILE_KIND_DATA, FILE_KIND_INDEX,
+  GROW_D, GROW_N, INITIAL_INDEX_PAGES, LOAD_MAX_D, LOAD_MAX_N, ANTICIPATED_LOAD, MAX_DATA_POW2, MAX_INDEX_PAGES,
+  PAGE_BYTES, SIZE_CLASSES, dataCellBytes,
+} from './layout.js';
+import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './manifest.js';
+import { collectDataCells, markDirty, readSavedCounts, replayJournal, saveCounts } from './restart.js';
+import type { Counters } from './stats.js';
+import { MappedFile, bucketFileName, segmentPath } from './storage.js';
+import { Table } from './table.js';
+import * as fs from 'node:fs';
+
+/** What every bucket shares with the map that owns it. */
+export interface MapContext {
+  readonly maxBuckets: number;
+  readonly maxSearch: number;
+  readonly elementSize: number;
+  readonly segmentBytes: number;
+  readonly mapId: number;
+  readonly drives: readonly string[];
+  readonly manifest: Manifest;
+  readonly engine: Engine;
+  readonly counters: Counters;
+}
+
+export function nextIndexPages(pages: number): number {
+  return Math.max(pages + 1, Math.ceil((pages * GROW_N) / GROW_D));
+}
+
+/** Pages that hold `entries` at the anticipated load. */
+export function pagesFor(entries: number): number {
+  return Math.ceil(entries / ANTICIPATED_LOAD / CELLS_PER_PAGE);
+}
+
+export class BucketStorage {
+  readonly ix: number;
+  private readonly ctx: MapContext;
+  record: BucketRecord | undefined;
+  index: MappedFile | null = null;
+  readonly data: Array<MappedFile | null> = new Array<MappedFile | null>(SIZE_CLASSES).fill(null);
+  /** Changed since the last flush: its header says dirty and its counts must be saved. */
+  dirty = false;
+  /** Entries the caller expects (setAnticipatedCount); the next growth sizes for at least this. */
+  anticipated = 0;
+
+  constructor(ctx: MapContext, ix: number) {
+    this.ctx = ctx;
+    this.ix = ix;
+  }
+
+  get allocated(): boolean {
+    return this.index !== null;
+  }
+
+  get capacity(): number {
+    return this.index === null ? 0 : this.index.spec.capacity;
+  }
+
+  private dir(): string {
+    return this.ctx.drives[(this.record as BucketRecord).drive];
+  }
+
+  private indexSpec(generation: number, pages: number): FileSpec {
+    const record = this.record as BucketRecord;
+    return {
+      kind: FILE_KIND_INDEX, recordBytes: PAGE_BYTES, cellBytes: CELL_BYTES, elementSize: this.ctx.elementSize,
+      maxSearch: this.ctx.maxSearch, maxBuckets: this.ctx.maxBuckets, bucket: this.ix, generation,
+      totalRecords: pages, capacity: pages * CELLS_PER_PAGE, sizeClass: 0, capacityPow2: 0,
+      seedLo: record.seedLo, seedHi: record.seedHi, mapId: this.ctx.mapId,
+    };
+  }
+
+  private dataSpec(sizeClass: number, generation: number, pow2: number): FileSpec {
+    const cellBytes = dataCellBytes(sizeClass, this.ctx.elementSize);
+    return {
+      kind: FILE_KIND_DATA, recordBytes: cellBytes, cellBytes, elementSize: this.ctx.elementSize,
+      maxSearch: this.ctx.maxSearch, maxBuckets: this.ctx.maxBuckets, bucket: this.ix, generation,
+      totalRecords: 2 ** pow2, capacity: 2 ** pow2, sizeClass, capacityPow2: pow2, seedLo: 0, seedHi: 0,
+      mapId: this.ctx.mapId,
+    };
+  }
+
+  private name(sizeClass: number | null, generation: number): string {
+    return bucketFileName(this.ctx.mapId, this.ix, sizeClass, generation);
+  }
+
+  /** Creates a file of a generation no record names; a leftover of that name from a crash is removed first. */
+  private createFile(sizeClass: number | null, generation: number, spec: FileSpec): MappedFile {
+    const name = this.name(sizeClass, generation);
+    for (let s = 0; fs.existsSync(segmentPath(this.dir(), name, s)); s++) fs.rmSync(segmentPath(this.dir(), name, s));
+    const file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes);
+    this.ctx.counters.filesCreated++;
+    return file;
+  }
+
+  private bindEngine(count: number, dataCounts: ArrayLike<number>): void {
+    const record = this.record as BucketRecord;
+    this.ctx.engine.bind(this.ix, {
+      index: this.index as MappedFile, data: this.data, seedLo: record.seedLo, seedHi: record.seedHi, count, dataCounts,
+    });
+  }
+
+  /** Counts as the engine has them now (the engine is authoritative while the map is open). */
+  private liveCounts(): [number, number[]] {
+    return [this.ctx.engine.count(this.ix), Array.from(this.ctx.engine.dataCounts(this.ix))];
+  }
+
+  // ── opening ────────────────────────────────────────────────────────────────────────────────────
+
+  /** Opens the files the manifest names; a bucket left dirty by a crash is repaired first. */
+  open(record: BucketRecord): void {
+    this.record = copyRecord(record);
+    this.index = MappedFile.open(this.dir(), this.name(null, record.indexGen), this.indexSpec(record.indexGen, record.indexPages), this.ctx.segmentBytes);
+    for (let c = 0; c < SIZE_CLASSES; c++) {
+      if (record.dataGen[c] === 0) continue;
+      this.data[c] = MappedFile.open(this.dir(), this.name(c, record.dataGen[c]), this.dataSpec(c, record.dataGen[c], record.dataPow2[c]), this.ctx.segmentBytes);
+    }
+    const saved = readSavedCounts(this.index);
+    if (saved !== null) {
+      this.bindEngine(saved.count, saved.dataCounts);
+      return;
+    }
+    this.repair();
+  }
+
+  /** Replays the journal, rebuilds the index into a new file, frees orphaned data cells, recounts. */
+  private repair(): void {
+    const started = performance.now();
+    const record = this.record as BucketRecord;
+    const old = this.index as MappedFile;
+    const source = this.tableOver(old);
+    replayJournal(old, source);
+    let pages = record.indexPages;
+    for (;;) {
+      const generation = record.indexGen + 1;
+      const file = this.createFile(null, generation, this.indexSpec(generation, pages));
+      const rebuilt = this.tableOver(file);
+      if (rebuilt.rehashFrom(source)) {
+        this.ctx.counters.freedDataCells += collectDataCells(rebuilt, old.segmentPaths[0]);
+        saveCounts(file, rebuilt.count, rebuilt.dataCount);
+        this.switchIndex(file, generation, pages);
+        this.bindEngine(rebuilt.count, rebuilt.dataCount);
+        break;
+      }
+      file.unlink();
+      file.release();
+      pages = this.checkedPages(nextIndexPages(pages));
+    }
+    this.ctx.counters.repairedBuckets++;
+    this.ctx.counters.repairMs += performance.now() - started;
+  }
+
+  /** A TypeScript table over this bucket's files (used to repair, scan and verify with either engine). */
+  tableOver(index: MappedFile = this.index as MappedFile): Table {
+    const record = this.record as BucketRecord;
+    const table = new Table(this.ctx.maxSearch, this.ctx.elementSize);
+    table.bindIndex(index, record.seedLo, record.seedHi);
+    for (let c = 0; c < SIZE_CLASSES; c++) table.bindData(c, this.data[c]);
+    return table;
+  }
+
+  // ── allocation and growth ──────────────────────────────────────────────────────────────────────
+
+  /** Creates the bucket's first index file, sized for the anticipated count if one was given. */
+  allocate(): void {
+    const seed = randomBytes(8);
+    const record = emptyRecord();
+    record.seedLo = seed.readInt32LE(0);
+    record.seedHi = seed.readInt32LE(4);
+    record.drive = Math.floor(Math.random() * this.ctx.drives.length);
+    record.indexGen = 1;
+    record.indexPages = this.checkedPages(Math.max(INITIAL_INDEX_PAGES, pagesFor(this.anticipated)));
+    this.record = record;
+    const file = this.createFile(null, 1, this.indexSpec(1, record.indexPages));
+    try {
+      this.ctx.manifest.set(this.ix, record);
+    } catch (err) {
+      file.unlink();
+      throw err;
+    }
+    this.index = file;
+    this.dirty = true;
+    this.bindEngine(0, new Array<number>(SIZE_CLASSES).fill(0));
+  }
+
+  private checkedPages(pages: number): number {
+    if (pages > MAX_INDEX_PAGES) {
+      throw new BucketMapError(codes.CAPACITY, `bucket ${this.ix}: the index cannot grow past ${MAX_INDEX_PAGES * CELLS_PER_PAGE} cells`);
+    }
+    return pages;
+  }
+
+  /** The size the next index growth aims for. */
+  private targetPages(): number {
+    const current = (this.index as MappedFile).spec.totalRecords;
+    const count = this.ctx.engine.count(this.ix);
+    const forLoad = Math.ceil(((count + 1) * LOAD_MAX_D) / LOAD_MAX_N / CELLS_PER_PAGE) + 1;
+    return this.checkedPages(Math.max(nextIndexPages(current), pagesFor(this.anticipated), forLoad));
+  }
+
+  /**
+   * Grows the index if it still has `observedCapacity` cells (a request made against an older
+   * capacity has been served already: repeated requests coalesce).
+   */
+  growIndex(observedCapacity: number): void {
+    if (this.index === null || this.index.spec.capacity !== observedCapacity) return;
+    const started = performance.now();
+    let pages = this.targetPages();
+    const generation = (this.record as BucketRecord).indexGen + 1;
+    for (;;) {
+      const file = this.createFile(null, generation, this.indexSpec(generation, pages));
+      let ok: boolean;
+      try {
+        ok = this.ctx.engine.rehashInto(this.ix, file);
+      } catch (err) {
+        file.unlink();
+        throw err;
+      }
+      if (ok) {
+        const [count, dataCounts] = this.liveCounts();
+        this.switchIndex(file, generation, pages);
+        this.bindEngine(count, dataCounts);
+        break;
+      }
+      this.ctx.counters.failedIndexResizes++;
+      file.unlink();
+      file.release();
+      pages = this.checkedPages(nextIndexPages(pages));
+    }
+    this.dirty = true;
+    this.ctx.counters.indexResizes++;
+    this.ctx.counters.indexResizeMs += performance.now() - started;
+  }
+
+  /** Makes `file` the bucket's index: manifest first (the commit point), then the old file goes. */
+  private switchIndex(file: MappedFile, generation: number, pages: number): void {
+    const record = copyRecord(this.record as BucketRecord);
+    record.indexGen = generation;
+    record.indexPages = pages;
+    this.ctx.manifest.set(this.ix, record);
+    this.record = record;
+    const old = this.index as MappedFile;
+    this.index = file;
+    old.unlink();
+    old.release();
+  }
+
+  /**
+   * Creates the data file of a size class, or doubles it with a spaced copy (cell j → 2j, so the
+   * index entries stay valid). `observedPow2` is the capacity the caller saw (-1: no file yet).
+   */
+  growData(sizeClass: number, observedPow2: number): void {
+    const current = this.data[sizeClass];
+    const currentPow2 = current === null ? -1 : current.spec.capacityPow2;
+    if (this.index === null || currentPow2 !== observedPow2) return;
+    const started = performance.now();
+    const cellBytes = dataCellBytes(sizeClass, this.ctx.elementSize);
+    let pow2: number;
+    if (current === null) {
+      pow2 = DATA_INITIAL_POW2;
+      while (pow2 > 0 && 2 ** pow2 * cellBytes > DATA_INITIAL_MAX_BYTES) pow2--;
+    } else {
+      pow2 = currentPow2 + 1;
+    }
+    if (pow2 > MAX_DATA_POW2) {
+      throw new BucketMapError(codes.CAPACITY, `bucket ${this.ix}: data class ${sizeClass} cannot grow past 2^${MAX_DATA_POW2} cells`);
+    }
+    const record = copyRecord(this.record as BucketRecord);
+    const generation = record.dataGen[sizeClass] + 1;
+    const file = this.createFile(sizeClass, generation, this.dataSpec(sizeClass, generation, pow2));
+    try {
+      if (current !== null) this.ctx.engine.copyDataInto(this.ix, sizeClass, file);
+      record.dataGen[sizeClass] = generation;
+      record.dataPow2[sizeClass] = pow2;
+      this.ctx.manifest.set(this.ix, record);
+    } catch (err) {
+      file.unlink();
+      throw err;
+    }
+    const [count, dataCounts] = this.liveCounts();
+    this.record = record;
+    this.data[sizeClass] = file;
+    this.bindEngine(count, dataCounts);
+    if (current !== null) {
+      current.unlink();
+      current.release();
+      this.ctx.counters.dataResizes++;
+    }
+    this.dirty = true;
+    this.ctx.counters.dataResizeMs += performance.now() - started;
+  }
+
+  // ── flushing ───────────────────────────────────────────────────────────────────────────────────
+
+  /** Called before the first change after a flush: the header says dirty until counts are saved. */
+  markDirty(): void {
+    if (this.dirty) return;
+    markDirty(this.index as MappedFile);
+    this.dirty = true;
+  }
+
+  /** Saves counts and marks the bucket clean. */
+  saveCounts(): void {
+    if (!this.dirty || this.index === null) return;
+    const [count, dataCounts] = this.liveCounts();
+    saveCounts(this.index, count, dataCounts);
+    this.dirty = false;
+  }
+
+  files(): MappedFile[] {
+    const out: MappedFile[] = [];
+    if (this.index !== null) out.push(this.index);
+    for (const d of this.data) if (d !== null) out.push(d);
+    return out;
+  }
+
+  /** Drops the mappings; with `remove`, deletes the files too (maps without a restart file). */
+  close(remove: boolean): void {
+    for (const file of this.files()) {
+      if (remove) file.unlink();
+      file.release();
+    }
+    this.index = null;
+    this.data.fill(null);
+  }
+}

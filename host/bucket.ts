@@ -1,0 +1,326 @@
+/**
+ * Bucket: one shard's public API (Agave's BucketApi). Public methods validate and normalise their
+ * arguments, encode the slot list with the map's codec, then call the engine; capacity problems
+ * come back as NoSpace and are fixed by growing the files.
+ */
+import type { BucketStorage, MapContext } from './bucket-storage.js';
+import type { ElementCodec } from './codecs.js';
+import { toKeyBytes, type Key } from './keys.js';
+import { CELLS_PER_PAGE, MAX_REFCOUNT, SIZE_CLASSES, maxSlotsFor } from './layout.js';
+import { DATA_FULL, INDEX_FULL, PUT_NEW, type ValueRef } from './table.js';
+import { pagesFor } from './bucket-storage.js';
+
+/** A value: the slot list and its reference count. */
+export type Entry<T> = [slotList: T[], refCount: number];
+
+/** What a failed tryWrite/tryInsert needs grown. Hand it to `grow` (or `BucketMap.grow`). */
+export class NoSpace {
+  /** 'index' when the key's probe window is full, 'data' when the size class has no free cell. */
+  readonly kind: 'index' | 'data';
+  readonly bucket: number;
+  /** Cells the file had when the attempt failed (0 for a data class that has no file yet). */
+  readonly capacity: number;
+  /** For 'data': the size class (lists of up to 2^sizeClass elements). */
+  readonly sizeClass: number;
+
+  constructor(kind: 'index' | 'data', bucket: number, capacity: number, sizeClass: number) {
+    this.kind = kind;
+    this.bucket = bucket;
+    this.capacity = capacity;
+    this.sizeClass = sizeClass;
+    Object.freeze(this);
+  }
+}
+
+export interface BucketItem<T> {
+  key: Uint8Array;
+  slotList: T[];
+  refCount: number;
+}
+
+/** Runs user callbacks and guards every call; implemented by BucketMap. */
+export interface MapGuard {
+  /** Throws CLOSED after close(), REENTRANT inside an update() callback. */
+  enter(): void;
+  runCallback<R>(fn: () => R): R;
+  /** Live entries of the whole map, kept by every write. */
+  entries: number;
+}
+
+/** Entries of one bucket captured for iteration: keys, the cell each was in, and the bucket's version. */
+interface Snapshot {
+  keys: Uint8Array;
+  cells: Int32Array;
+  length: number;
+  version: number;
+}
+
+export function checkRefCount(refCount: unknown, argName = 'refCount'): number {
+  if (typeof refCount !== 'number') throw new TypeError(`${argName} must be a number, got ${typeof refCount}`);
+  if (!Number.isSafeInteger(refCount) || refCount < 0) {
+    throw new RangeError(`${argName} must be an integer from 0 to 2^53-1, got ${refCount}`);
+  }
+  return refCount;
+}
+
+export class Bucket<T> {
+  readonly index: number;
+  private readonly ctx: MapContext;
+  private readonly storage: BucketStorage;
+  private readonly codec: ElementCodec<T>;
+  private readonly guard: MapGuard;
+  private readonly maxSlots: number;
+  /** Bumped by every change; iterators compare it to know whether their snapshot still holds. */
+  version = 0;
+
+  constructor(ctx: MapContext, storage: BucketStorage, codec: ElementCodec<T>, guard: MapGuard) {
+    this.ctx = ctx;
+    this.storage = storage;
+    this.index = storage.ix;
+    this.codec = codec;
+    this.guard = guard;
+    this.maxSlots = maxSlotsFor(codec.size);
+  }
+
+  /** Number of entries in this bucket. */
+  bucketLen(): number {
+    this.guard.enter();
+    return this.storage.allocated ? this.ctx.engine.count(this.index) : 0;
+  }
+
+  readValue(key: Key): Entry<T> | undefined {
+    this.guard.enter();
+    return this.readKey(toKeyBytes(key));
+  }
+
+  /** Upsert; grows the bucket's files as needed. */
+  insert(key: Key, slotList: readonly T[], refCount = 1): void {
+    this.guard.enter();
+    const k = toKeyBytes(key);
+    const rc = checkRefCount(refCount);
+    const slots = this.encode(slotList);
+    this.writeEncoded(k, slots, rc);
+  }
+
+  /** One attempt, never a partial write: returns what must grow, or undefined when written. */
+  tryWrite(key: Key, slotList: readonly T[], refCount = 1): NoSpace | undefined {
+    this.guard.enter();
+    const k = toKeyBytes(key);
+    const rc = checkRefCount(refCount);
+    const slots = this.encode(slotList);
+    if (!this.storage.allocated) this.storage.allocate();
+    return this.attempt(k, slots, rc);
+  }
+
+  /** Grows what `noSpace` names; a request that is stale (already served) does nothing. */
+  grow(noSpace: NoSpace): void {
+    this.guard.enter();
+    if (!(noSpace instanceof NoSpace)) throw new TypeError('grow(noSpace) takes the NoSpace a tryWrite/tryInsert returned');
+    if (noSpace.bucket !== this.index) throw new RangeError(`noSpace is for bucket ${noSpace.bucket}, not ${this.index}`);
+    this.growFor(noSpace);
+  }
+
+  /** Reads the entry, passes it to `fn`, and writes what `fn` returns (undefined deletes). */
+  update(key: Key, fn: (current: Entry<T> | undefined) => Entry<T> | undefined): void {
+    this.guard.enter();
+    const k = toKeyBytes(key);
+    if (typeof fn !== 'function') throw new TypeError('update(key, fn): fn must be a function');
+    const current = this.readKey(k);
+    const next = this.guard.runCallback(() => fn(current));
+    if (next === undefined) {
+      if (current !== undefined) this.removeKey(k);
+      return;
+    }
+    if (!Array.isArray(next) || next.length !== 2) {
+      throw new TypeError('update callback must return [slotList, refCount] or undefined');
+    }
+    const rc = checkRefCount(next[1], 'refCount returned by the update callback');
+    const slots = this.encode(next[0]);
+    this.writeEncoded(k, slots, rc);
+  }
+
+  deleteKey(key: Key): boolean {
+    this.guard.enter();
+    return this.removeKey(toKeyBytes(key));
+  }
+
+  /** Sizes the index for `count` entries now, so a following bulk load does not grow step by step. */
+  setAnticipatedCount(count: number): void {
+    this.guard.enter();
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
+      throw new RangeError(`count must be a non-negative integer, got ${String(count)}`);
+    }
+    this.storage.anticipated = count;
+    if (this.storage.allocated && this.storage.capacity < pagesFor(count) * CELLS_PER_PAGE) {
+      this.storage.growIndex(this.storage.capacity);
+      this.version++;
+    }
+  }
+
+  /**
+   * Startup bulk load of one-element entries with refCount 1. Entries whose key already exists
+   * (in the bucket, or earlier in `items`) are not written; for each, the result holds the input
+   * index and the first element of the entry that is kept.
+   */
+  batchInsertNonDuplicates(items: ReadonlyArray<readonly [Key, T]>): Array<[number, T]> {
+    this.guard.enter();
+    if (!Array.isArray(items)) throw new TypeError('items must be an array of [key, element] pairs');
+    const keys = items.map((item, i) => {
+      if (!Array.isArray(item) || item.length !== 2) throw new TypeError(`items[${i}] must be a [key, element] pair`);
+      return toKeyBytes(item[0], `items[${i}][0]`);
+    });
+    this.setAnticipatedCount(this.bucketLen() + items.length);
+    const duplicates: Array<[number, T]> = [];
+    for (let i = 0; i < items.length; i++) {
+      const existing = this.readKey(keys[i]);
+      if (existing !== undefined) {
+        duplicates.push([i, existing[0][0]]);
+        continue;
+      }
+      const slots = this.encode([items[i][1]]);
+      this.writeEncoded(keys[i], slots, 1);
+    }
+    return duplicates;
+  }
+
+  keys(): Uint8Array[] {
+    this.guard.enter();
+    const out: Uint8Array[] = [];
+    for (const key of this.iterateKeys()) out.push(key);
+    return out;
+  }
+
+  items(): Array<BucketItem<T>> {
+    this.guard.enter();
+    const out: Array<BucketItem<T>> = [];
+    for (const [key, [slotList, refCount]] of this.iterateEntries()) out.push({ key, slotList, refCount });
+    return out;
+  }
+
+  // ── internals shared with BucketMap ───────────────────────────────────────────────────────────
+
+  readKey(k: Uint8Array): Entry<T> | undefined {
+    if (!this.storage.allocated) return undefined;
+    const ref = this.ctx.engine.read(this.index, k);
+    return ref === null ? undefined : this.decode(ref);
+  }
+
+  removeKey(k: Uint8Array): boolean {
+    if (!this.storage.allocated) return false;
+    this.storage.markDirty();
+    const removed = this.ctx.engine.remove(this.index, k);
+    if (removed) {
+      this.guard.entries--;
+      this.version++;
+    }
+    return removed;
+  }
+
+  /** Encodes a slot list into the engine's input buffer; returns its length. */
+  encode(slotList: readonly T[]): number {
+    if (!Array.isArray(slotList)) throw new TypeError('slotList must be an array');
+    const n = slotList.length;
+    if (n > this.maxSlots) throw new RangeError(`slotList has ${n} elements; at most ${this.maxSlots} fit (element size ${this.codec.size})`);
+    const input = this.ctx.engine.input;
+    const size = this.codec.size;
+    for (let i = 0; i < n; i++) this.codec.encode(slotList[i], input, i * size);
+    return n;
+  }
+
+  decode(ref: ValueRef): Entry<T> {
+    const size = this.codec.size;
+    const list = new Array<T>(ref.slots);
+    for (let i = 0; i < ref.slots; i++) list[i] = this.codec.decode(ref.buf, ref.off + i * size);
+    return [list, ref.refCount];
+  }
+
+  /** Writes an encoded value, growing until it fits. */
+  writeEncoded(k: Uint8Array, slots: number, refCount: number): void {
+    if (!this.storage.allocated) this.storage.allocate();
+    for (;;) {
+      const noSpace = this.attempt(k, slots, refCount);
+      if (noSpace === undefined) return;
+      this.growFor(noSpace);
+    }
+  }
+
+  private attempt(k: Uint8Array, slots: number, refCount: number): NoSpace | undefined {
+    this.storage.markDirty();
+    const status = this.ctx.engine.put(this.index, k, slots, refCount);
+    if (status === INDEX_FULL) return new NoSpace('index', this.index, this.storage.capacity, 0);
+    if (status === DATA_FULL) {
+      const sizeClass = this.ctx.engine.fullClass;
+      const file = this.storage.data[sizeClass];
+      return new NoSpace('data', this.index, file === null ? 0 : file.spec.capacity, sizeClass);
+    }
+    if (status === PUT_NEW) this.guard.entries++;
+    this.version++;
+    return undefined;
+  }
+
+  private growFor(noSpace: NoSpace): void {
+    if (noSpace.kind === 'index') {
+      this.storage.growIndex(noSpace.capacity);
+    } else {
+      if (!Number.isInteger(noSpace.sizeClass) || noSpace.sizeClass < 0 || noSpace.sizeClass >= SIZE_CLASSES) {
+        throw new RangeError(`noSpace.sizeClass ${noSpace.sizeClass} is out of range`);
+      }
+      const observedPow2 = noSpace.capacity === 0 ? -1 : Math.log2(noSpace.capacity);
+      this.storage.growData(noSpace.sizeClass, observedPow2);
+    }
+    this.version++;
+  }
+
+  // ── iteration ──────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Captures the bucket's keys (and their cells) so that iteration yields every entry present
+   * throughout exactly once, even though inserts and deletes shift entries between cells.
+   */
+  private snapshot(): Snapshot | null {
+    if (!this.storage.allocated) return null;
+    const table = this.storage.tableOver();
+    const count = this.ctx.engine.count(this.index);
+    const keys = new Uint8Array(count * 32);
+    const cells = new Int32Array(count);
+    let n = 0;
+    for (let c = 0; c < table.capacity && n < count; c++) {
+      if (!table.isLive(c)) continue;
+      table.copyKey(c, keys, n * 32);
+      cells[n++] = c;
+    }
+    return { keys, cells, length: n, version: this.version };
+  }
+
+  *iterateKeys(): Generator<Uint8Array> {
+    const snap = this.snapshot();
+    if (snap === null) return;
+    for (let i = 0; i < snap.length; i++) {
+      const key = snap.keys.slice(i * 32, i * 32 + 32);
+      if (snap.version !== this.version) {
+        // Changed since the snapshot: yield the key only if it is still there.
+        this.guard.enter();
+        if (this.readKey(key) === undefined) continue;
+      }
+      yield key;
+    }
+  }
+
+  *iterateEntries(): Generator<[Uint8Array, Entry<T>]> {
+    const snap = this.snapshot();
+    if (snap === null) return;
+    const table = this.storage.tableOver();
+    for (let i = 0; i < snap.length; i++) {
+      const key = snap.keys.slice(i * 32, i * 32 + 32);
+      if (snap.version === this.version) {
+        // Unchanged since the snapshot: the entry is still in its cell.
+        table.readCell(snap.cells[i]);
+        yield [key, this.decode(table.out)];
+        continue;
+      }
+      this.guard.enter();
+      const entry = this.readKey(key);
+      if (entry !== undefined) yield [key, entry];
+    }
+  }
+}

@@ -1,0 +1,39 @@
+/** Cheap counters kept while the map runs; `BucketMap.stats()` turns them into a snapshot. */
+export class Counters {
+  indexResizes = 0;
+  failedIndexResizes = 0;
+  indexResizeMs = 0;
+  dataResizes = 0;
+  dataResizeMs = 0;
+  filesCreated = 0;
+  flushes = 0;
+  flushMs = 0;
+  lastFlushMs = 0;
+  openMs = 0;
+  repairedBuckets = 0;
+  repairMs = 0;
+  freedDataCells = 0;
+}
+
+export interface BucketMapStats {
+  engine: 'wasm' | 'host';
+  entries: number;
+  buckets: { total: number; allocated: number };
+  index: {
+    resizes: number;
+    failedResizes: number;
+    resizeMs: number;
+    files: number;
+    bytes: number;
+    /** Cells of all index files together. */
+    capacity: number;
+    /** entries / capacity. */
+    load: number;
+  };
+  data: { resizes: number; resizeMs: number; files: number; bytes: number; cells: number };
+  /** Files created since open (first files of buckets and data classes, and every growth). */
+  filesCreated: number;
+  cache: { hits: number; misses: number; pagesIn: number; pagesOut: number; writeRecords: number };
+  flush: { count: number; totalMs: number; lastMs: number };
+  open: { ms: number; repairedBuckets: number; repairMs: number; freedDataCells: number };
+}
