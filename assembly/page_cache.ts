@@ -62,6 +62,10 @@ let clock: u32 = 0;
 let logBase: usize = 0;
 let logUsed: u32 = 0;
 let writeBackList: usize = 0;
+/** Slots dirtied since the last flushDirty, so a flush costs O(dirty pages), not O(cache). */
+let dirtyList: usize = 0;
+let dirtyCount: u32 = 0;
+let dirtyOverflow: bool = false;
 export let stats: CacheStats = changetype<CacheStats>(0);
 
 /** Allocates `sets` × 4 slots (sets must be a power of two). */
@@ -75,6 +79,9 @@ export function initCache(sets: u32): void {
   dirty = heap.alloc(<usize>slotCount);
   memory.fill(tagFid, 0, <usize>slotCount << 2);
   memory.fill(dirty, 0, <usize>slotCount);
+  dirtyList = heap.alloc(<usize>slotCount << 2);
+  dirtyCount = 0;
+  dirtyOverflow = false;
   logBase = heap.alloc(LOG_BYTES);
   writeBackList = heap.alloc(WRITEBACK_BATCH * 12);
   stats = changetype<CacheStats>(heap.alloc(offsetof<CacheStats>()));
@@ -136,7 +143,16 @@ function peek(fid: u32, page: u32): usize {
 
 /** Marks the page holding `ptr` (a pointer into a slot) for write-back. */
 export function markDirty(ptr: usize): void {
-  store<u8>(dirty + ((ptr - slotBase) >> PAGE_SHIFT), 1);
+  const s = <u32>((ptr - slotBase) >> PAGE_SHIFT);
+  if (load<u8>(dirty + s) != 0) return;
+  store<u8>(dirty + s, 1);
+  // A slot written back and dirtied again is listed twice; the flag makes the second a no-op.
+  if (dirtyCount < slotCount) {
+    store<u32>(dirtyList + (<usize>dirtyCount << 2), s);
+    dirtyCount++;
+  } else {
+    dirtyOverflow = true;
+  }
 }
 
 function writeBackSlot(s: u32): void {
@@ -151,7 +167,10 @@ function writeBackSlot(s: u32): void {
 /** Writes every dirty page back to its file. */
 export function flushDirty(): void {
   let n: u32 = 0;
-  for (let s: u32 = 0; s < slotCount; s++) {
+  const scanAll = dirtyOverflow;
+  const end = scanAll ? slotCount : dirtyCount;
+  for (let i: u32 = 0; i < end; i++) {
+    const s = scanAll ? i : load<u32>(dirtyList + (<usize>i << 2));
     if (load<u8>(dirty + s) == 0) continue;
     const entry = writeBackList + <usize>n * 12;
     store<u32>(entry, load<u32>(tagFid + (<usize>s << 2)));
@@ -165,6 +184,8 @@ export function flushDirty(): void {
     }
   }
   if (n != 0) hostWritePages(writeBackList, n);
+  dirtyCount = 0;
+  dirtyOverflow = false;
 }
 
 /** Forgets every cached page of files [fidFrom, fidTo), dirty or not (their files are gone). */

@@ -10,7 +10,7 @@ import type { Engine } from './engine.js';
 import type { FileSpec } from './format.js';
 import {
   CELL_BYTES, CELLS_PER_PAGE, DATA_INITIAL_MAX_BYTES, DATA_INITIAL_POW2, FILE_KIND_DATA, FILE_KIND_INDEX,
-  GROW_D, GROW_N, INITIAL_INDEX_PAGES, LOAD_MAX_D, LOAD_MAX_N, ANTICIPATED_LOAD, MAX_DATA_POW2, MAX_INDEX_PAGES,
+  GROW_D, GROW_DOUBLE_BELOW_PAGES, GROW_N, INITIAL_INDEX_PAGES, LOAD_MAX_D, LOAD_MAX_N, ANTICIPATED_LOAD, MAX_DATA_POW2, MAX_INDEX_PAGES,
   PAGE_BYTES, SIZE_CLASSES, dataCellBytes,
 } from './layout.js';
 import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './manifest.js';
@@ -34,6 +34,7 @@ export interface MapContext {
 }
 
 export function nextIndexPages(pages: number): number {
+  if (pages < GROW_DOUBLE_BELOW_PAGES) return pages * 2;
   return Math.max(pages + 1, Math.ceil((pages * GROW_N) / GROW_D));
 }
 
@@ -94,11 +95,20 @@ export class BucketStorage {
     return bucketFileName(this.ctx.mapId, this.ix, sizeClass, generation);
   }
 
-  /** Creates a file of a generation no record names; a leftover of that name from a crash is removed first. */
+  /**
+   * Creates a file of a generation no record names. A leftover of that name (from a crash during
+   * growth) is not referenced by anything, so it is removed and the creation retried.
+   */
   private createFile(sizeClass: number | null, generation: number, spec: FileSpec): MappedFile {
     const name = this.name(sizeClass, generation);
-    for (let s = 0; fs.existsSync(segmentPath(this.dir(), name, s)); s++) fs.rmSync(segmentPath(this.dir(), name, s));
-    const file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes);
+    let file: MappedFile;
+    try {
+      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes);
+    } catch (err) {
+      if ((err as { cause?: { code?: string } }).cause?.code !== 'EEXIST') throw err;
+      for (let s = 0; fs.existsSync(segmentPath(this.dir(), name, s)); s++) fs.rmSync(segmentPath(this.dir(), name, s));
+      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes);
+    }
     this.ctx.counters.filesCreated++;
     return file;
   }

@@ -132,12 +132,16 @@ export const S_DATA_GEN = 32;
 export const S_DATA_POW2 = 100;
 
 // Growth policy (tuning, not format).
-/** Pages of a bucket's first index file. */
-export const INITIAL_INDEX_PAGES = 2;
+/** Pages of a bucket's first index file (80 cells, 5 KiB). */
+export const INITIAL_INDEX_PAGES = 4;
 /** An insert that would fill more than LOAD_MAX_N/LOAD_MAX_D of the cells grows the index first. */
 export const LOAD_MAX_N = 9;
 export const LOAD_MAX_D = 10;
-/** Growth multiplies pages by GROW_N/GROW_D (at least one page more). */
+/**
+ * Growth doubles small indexes (each growth costs file creation, so few steps matter more than
+ * space there) and multiplies large ones by GROW_N/GROW_D, which keeps disk per entry low.
+ */
+export const GROW_DOUBLE_BELOW_PAGES = 128;
 export const GROW_N = 3;
 export const GROW_D = 2;
 /** setAnticipatedCount(n) sizes the index for n entries at this load. */
