@@ -108,6 +108,19 @@ function ensureWritableDir(dir: string): void {
   if (!fs.statSync(dir).isDirectory()) throw new BucketMapError(codes.IO, `drive ${dir} is not a directory`, { file: dir });
 }
 
+/** Temporary folders of maps still open; removed at process exit if their map was never closed. */
+const liveTempDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function trackTempDir(dir: string): void {
+  liveTempDirs.add(dir);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const d of liveTempDirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+}
+
 function mapIdInUse(drives: readonly string[], mapId: number): boolean {
   const prefix = (mapId >>> 0).toString(16).padStart(8, '0') + '-';
   return drives.some((d) => fs.readdirSync(d).some((name) => name.startsWith(prefix)));
@@ -139,6 +152,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         drives = [`${cfg.restartFile}.buckets`];
       } else {
         ownedTempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bucket-map-'));
+        trackTempDir(ownedTempDir);
         drives = [ownedTempDir];
       }
     }
@@ -175,7 +189,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         : new HostEngine(cfg.maxBuckets, cfg.maxSearch, cfg.codec.size);
       this.ctx = {
         maxBuckets: cfg.maxBuckets, maxSearch: cfg.maxSearch, elementSize: cfg.codec.size,
-        segmentBytes: manifest.config.segmentBytes, mapId: manifest.config.mapId, drives,
+        segmentBytes: manifest.config.segmentBytes, mapId: manifest.config.mapId, drives: Object.freeze(drives.slice()),
         manifest, engine, counters: new Counters(),
       };
       storages = new Array<BucketStorage>(cfg.maxBuckets);
@@ -192,7 +206,10 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       engine?.close();
       manifest?.close();
       if (createdRestartFile && cfg.restartFile !== null) fs.rmSync(cfg.restartFile, { force: true });
-      if (ownedTempDir !== null) fs.rmSync(ownedTempDir, { recursive: true, force: true });
+      if (ownedTempDir !== null) {
+        fs.rmSync(ownedTempDir, { recursive: true, force: true });
+        liveTempDirs.delete(ownedTempDir);
+      }
       throw err;
     }
     this.ctx.counters.openMs = performance.now() - started;
@@ -245,6 +262,11 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   get numBuckets(): number {
     return this.ctx.maxBuckets;
+  }
+
+  /** The folders holding the bucket files (a temporary folder when none was configured). */
+  get drives(): readonly string[] {
+    return this.ctx.drives;
   }
 
   /** The bucket a key belongs to: the top log2(maxBuckets) bits of its first bytes. */
@@ -423,7 +445,10 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       for (const storage of this.storages) storage.close(!this.persistent);
       this.ctx.engine.close();
       this.ctx.manifest.close();
-      if (this.ownedTempDir !== null) fs.rmSync(this.ownedTempDir, { recursive: true, force: true });
+      if (this.ownedTempDir !== null) {
+        fs.rmSync(this.ownedTempDir, { recursive: true, force: true });
+        liveTempDirs.delete(this.ownedTempDir);
+      }
     }
   }
 

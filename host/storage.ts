@@ -150,6 +150,7 @@ export class MappedFile {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });
           if (code === 'ELOOP') throw corrupt(file, 'is a symbolic link; bucket files must be regular files inside the drives');
+          if (code === 'EISDIR') throw corrupt(file, 'is not a regular file');
           throw ioError(`cannot open ${file}`, err, file);
         }
         checked.push({ fd, bytes: 0, file });
