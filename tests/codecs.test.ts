@@ -1,0 +1,48 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { codecs } from '../host/index.js';
+import { checkCodec } from '../host/codecs.js';
+
+test('codecs.bytes(n) copies n bytes in and out, and the decoded copy does not alias the source', () => {
+  const codec = codecs.bytes(5);
+  const target = new Uint8Array(12);
+  codec.encode(Uint8Array.of(1, 2, 3, 4, 5), target, 3);
+  assert.equal(Array.from(target), [0, 0, 0, 1, 2, 3, 4, 5, 0, 0, 0, 0]);
+  const out = codec.decode(target, 3);
+  assert.equal(Array.from(out), [1, 2, 3, 4, 5]);
+  target[3] = 99;
+  assert.is(out[0], 1);
+});
+
+test('codecs.bytes rejects wrong element types and sizes', () => {
+  const codec = codecs.bytes(4);
+  assert.throws(() => codec.encode(Uint8Array.of(1, 2, 3), new Uint8Array(8), 0), (e: Error) => e instanceof RangeError && /4 bytes, got 3/.test(e.message));
+  assert.throws(() => codec.encode('abcd' as never, new Uint8Array(8), 0), TypeError);
+  assert.throws(() => codecs.bytes(0), RangeError);
+  assert.throws(() => codecs.bytes(1.5), RangeError);
+  assert.throws(() => codecs.bytes(1 << 20), RangeError);
+});
+
+test('codecs.u64 stores bigints little-endian across the whole range', () => {
+  const codec = codecs.u64;
+  const buf = new Uint8Array(8);
+  for (const v of [0n, 1n, 255n, 0x1_0000_0000n, 0x0123_4567_89ab_cdefn, (1n << 64n) - 1n]) {
+    codec.encode(v, buf, 0);
+    assert.is(Buffer.from(buf).readBigUInt64LE(0), v);
+    assert.is(codec.decode(buf, 0), v);
+  }
+  assert.throws(() => codec.encode(-1n, buf, 0), RangeError);
+  assert.throws(() => codec.encode(1n << 64n, buf, 0), RangeError);
+  assert.throws(() => codec.encode(5 as never, buf, 0), TypeError);
+});
+
+test('checkCodec rejects codecs without the needed shape', () => {
+  assert.throws(() => checkCodec(null), TypeError);
+  assert.throws(() => checkCodec({ size: 4 }), TypeError);
+  assert.throws(() => checkCodec({ size: 0, encode() {}, decode() {} }), RangeError);
+  assert.throws(() => checkCodec({ size: 2.5, encode() {}, decode() {} }), RangeError);
+  const ok = { size: 3, encode() {}, decode() {} };
+  assert.is(checkCodec(ok), ok);
+});
+
+test.run();

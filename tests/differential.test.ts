@@ -1,0 +1,109 @@
+/**
+ * Differential test against a plain Map, in the spirit of Agave's hashmap_compare: thousands of
+ * seeded random steps (insert, insert via update, update, delete, addref, unref, tryInsert + grow),
+ * slot lists of 0–4 elements, refCounts 0, 1, 2 and large; every 1,000 steps the size and the full
+ * contents are compared, and halfway the map is closed and reopened. TEST_SEED=n reproduces a run.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BucketMap, NoSpace, type EngineKind } from '../host/index.js';
+import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir, testSeed, withSeed } from './helpers.js';
+
+const STEPS = Number(process.env.DIFF_STEPS ?? 10000);
+
+function refCount(rng: Rng): number {
+  const r = rng.below(10);
+  if (r < 5) return 1;
+  if (r < 6) return 0;
+  if (r < 7) return 2;
+  return 1 + rng.below(Number.MAX_SAFE_INTEGER - 1);
+}
+
+function run(engine: EngineKind, buckets: number, maxSearch: number, seed: number): void {
+  withSeed((rng) => {
+    const dir = tempDir();
+    const config = persistentConfig(dir, engine, { maxBuckets: buckets, maxSearch });
+    let map = new BucketMap(config);
+    const model = new Map<string, string>();
+    const keys: Uint8Array[] = [];
+    const value = (list: Uint8Array[], rc: number): string => JSON.stringify([list.map(hex), rc]);
+    const pickKey = (): Uint8Array => {
+      if (keys.length === 0 || rng.chance(0.4)) {
+        const k = rng.key();
+        keys.push(k);
+        return k;
+      }
+      return keys[rng.below(keys.length)];
+    };
+    const compare = (step: number): void => {
+      assert.is(map.size, model.size, `size at step ${step}`);
+      let perBucket = 0;
+      for (let ix = 0; ix < buckets; ix++) perBucket += map.getBucketFromIndex(ix).bucketLen();
+      assert.is(perBucket, model.size, `bucket lengths at step ${step}`);
+      assert.equal(snapshot(map), model, `contents at step ${step}`);
+    };
+    try {
+      for (let step = 1; step <= STEPS; step++) {
+        const key = pickKey();
+        const k = hex(key);
+        const list = Array.from({ length: rng.below(5) }, () => rng.bytes(16));
+        const rc = refCount(rng);
+        const action = rng.below(8);
+        if (action <= 1) {
+          map.insert(key, list, rc);
+          model.set(k, value(list, rc));
+        } else if (action === 2) {
+          map.update(key, (current) => {
+            assert.is(current === undefined ? undefined : value(current[0], current[1]), model.get(k));
+            return [list, rc];
+          });
+          model.set(k, value(list, rc));
+        } else if (action === 3) {
+          assert.is(map.deleteKey(key), model.delete(k));
+        } else if (action === 4 || action === 5) {
+          const current = model.get(k);
+          const delta = action === 4 ? 1 : -1;
+          if (current === undefined) {
+            assert.is(delta > 0 ? map.addref(key) : map.unref(key), undefined);
+          } else {
+            const [hexList, oldRc] = JSON.parse(current) as [string[], number];
+            if ((delta < 0 && oldRc === 0) || (delta > 0 && oldRc === Number.MAX_SAFE_INTEGER)) continue;
+            assert.is(delta > 0 ? map.addref(key) : map.unref(key), oldRc + delta);
+            model.set(k, JSON.stringify([hexList, oldRc + delta]));
+          }
+        } else if (action === 6) {
+          let noSpace: NoSpace | undefined;
+          for (let attempt = 0; attempt < 100 && (noSpace = map.tryInsert(key, list, rc)) !== undefined; attempt++) {
+            assert.is(map.readValue(key) === undefined ? undefined : value(...map.readValue(key)!), model.get(k) ?? undefined, 'a failed tryInsert wrote nothing');
+            map.grow(noSpace);
+          }
+          assert.is(noSpace, undefined);
+          model.set(k, value(list, rc));
+        } else {
+          const got = map.readValue(key);
+          assert.is(got === undefined ? undefined : value(got[0], got[1]), model.get(k));
+        }
+        if (step % 1000 === 0) compare(step);
+        if (step === Math.floor(STEPS / 2)) {
+          map.close();
+          map = new BucketMap(config);
+          compare(step);
+        }
+      }
+      map.close();
+    } finally {
+      removeDir(dir);
+    }
+  }, seed);
+}
+
+const test = suite('differential against a Map model');
+const seed = testSeed();
+for (const engine of ENGINES) {
+  for (const buckets of [1, 2, 16]) {
+    for (const maxSearch of [2, 32]) {
+      test(`${engine}, ${buckets} bucket(s), maxSearch ${maxSearch}`, () => run(engine, buckets, maxSearch, seed + buckets * 100 + maxSearch));
+    }
+  }
+}
+test.run();

@@ -1,0 +1,85 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import { BucketMap } from '../host/index.js';
+import { ENGINES, Rng, listFiles, persistentConfig, removeDir, tempDir } from './helpers.js';
+
+for (const engine of ENGINES) {
+  const test = suite(`growth [${engine}]`);
+  const rng = new Rng(6);
+
+  test('every earlier key reads back after each insert and every later key is absent (Agave test_grow_read)', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    const keys = Array.from({ length: 300 }, () => rng.key());
+    for (let i = 0; i < keys.length; i++) {
+      map.insert(keys[i], [keys[i].subarray(0, 16)]);
+      if (i % 10 !== 0) continue;
+      for (let j = 0; j <= i; j++) assert.ok(map.has(keys[j]));
+      for (let j = i + 1; j < keys.length; j++) assert.not.ok(map.has(keys[j]));
+    }
+    map.close();
+  });
+
+  test('index growth is geometric: 50,000 keys in one bucket take a logarithmic number of resizes', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    for (let i = 0; i < 50000; i++) map.insert(rng.key(), [rng.bytes(16)]);
+    const s = map.stats();
+    // From 40 cells to ≥ 55,556 (90% load) by ×1.5 is 18 steps; allow a few for window overflows.
+    assert.ok(s.index.resizes <= 24, `resizes: ${s.index.resizes}`);
+    assert.ok(s.index.load <= 0.9 && s.index.load >= 0.4, `load ${s.index.load}`);
+    map.close();
+  });
+
+  test('setAnticipatedCount sizes the index once for a bulk load', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    const bucket = map.getBucketFromIndex(0);
+    bucket.setAnticipatedCount(20000);
+    for (let i = 0; i < 20000; i++) bucket.insert(rng.key(), [rng.bytes(16)]);
+    assert.is(map.stats().index.resizes, 0, 'the first file was already large enough');
+    const grown = new BucketMap({ maxBuckets: 1, engine });
+    const b2 = grown.getBucketFromIndex(0);
+    for (let i = 0; i < 100; i++) b2.insert(rng.key(), [rng.bytes(16)]);
+    const before = grown.stats().index.resizes;
+    b2.setAnticipatedCount(20000);
+    assert.is(grown.stats().index.resizes, before + 1, 'an allocated bucket grows at once, in one step');
+    assert.throws(() => b2.setAnticipatedCount(-1), RangeError);
+    map.close();
+    grown.close();
+  });
+
+  test('data files grow by doubling while entries stay valid', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    const keys = Array.from({ length: 3000 }, () => rng.key());
+    for (const key of keys) map.insert(key, [key.subarray(0, 16), key.subarray(16, 32)], 2);
+    const s = map.stats();
+    assert.ok(s.data.resizes >= 5, `data resizes ${s.data.resizes}`);
+    assert.is(s.data.cells, 3000);
+    for (const key of keys) {
+      const got = map.readValue(key);
+      assert.is(got?.[1], 2);
+      assert.equal(Array.from(got![0][1]), Array.from(key.subarray(16, 32)));
+    }
+    map.close();
+  });
+
+  test('a bucket larger than one segment file spans several, and reopens', () => {
+    const dir = tempDir();
+    try {
+      const config = persistentConfig(dir, engine, { maxBuckets: 1, segmentBytes: 64 * 1024 });
+      const map = new BucketMap(config);
+      const keys = Array.from({ length: 4000 }, () => rng.key());
+      for (const key of keys) map.insert(key, [key.subarray(0, 16)]);
+      map.close();
+      const segments = listFiles(config.drives![0]).filter((f) => /\.i\.\d+\.\d+\.bkt$/.test(f));
+      assert.ok(segments.length >= 3, `index segments: ${segments.length}`);
+      for (const file of segments) assert.ok(fs.statSync(file).size <= 64 * 1024);
+      const again = new BucketMap(config);
+      for (const key of keys) assert.equal(Array.from(again.readValue(key)![0][0]), Array.from(key.subarray(0, 16)));
+      again.close();
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  test.run();
+}

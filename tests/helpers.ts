@@ -1,0 +1,123 @@
+/** Shared test helpers: seeded randomness, temporary folders, and the engines every suite runs on. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
+
+export const ENGINES: readonly EngineKind[] = ['wasm', 'host'];
+
+/** xorshift128: small, fast, reproducible from a 32-bit seed. */
+export class Rng {
+  readonly seed: number;
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+
+  constructor(seed: number) {
+    this.seed = seed >>> 0;
+    this.a = this.seed || 1;
+    this.b = 0x9e3779b9;
+    this.c = 0x243f6a88;
+    this.d = 0xb7e15162;
+    for (let i = 0; i < 16; i++) this.u32();
+  }
+
+  u32(): number {
+    let t = this.d;
+    const s = this.a;
+    this.d = this.c;
+    this.c = this.b;
+    this.b = s;
+    t ^= t << 11;
+    t ^= t >>> 8;
+    this.a = (t ^ s ^ (s >>> 19)) >>> 0;
+    return this.a;
+  }
+
+  /** Integer in [0, n). */
+  below(n: number): number {
+    return Math.floor((this.u32() / 0x100000000) * n);
+  }
+
+  chance(p: number): boolean {
+    return this.u32() / 0x100000000 < p;
+  }
+
+  bytes(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i += 4) {
+      const x = this.u32();
+      for (let j = 0; j < 4 && i + j < n; j++) out[i + j] = x >>> (8 * j);
+    }
+    return out;
+  }
+
+  key(): Uint8Array {
+    return this.bytes(32);
+  }
+}
+
+/** A seed from the environment (TEST_SEED) or a fresh one; failures print it to reproduce. */
+export function testSeed(): number {
+  const fromEnv = process.env.TEST_SEED;
+  return fromEnv !== undefined ? Number(fromEnv) >>> 0 : (Math.random() * 0x100000000) >>> 0;
+}
+
+/** Runs `fn` with a seeded Rng; on failure the error message gains the seed. */
+export function withSeed<R>(fn: (rng: Rng) => R, seed = testSeed()): R {
+  const rng = new Rng(seed);
+  try {
+    return fn(rng);
+  } catch (err) {
+    if (err instanceof Error) err.message = `${err.message}\n(reproduce with TEST_SEED=${seed})`;
+    throw err;
+  }
+}
+
+export function tempDir(prefix = 'bm-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** A persistent configuration in a fresh folder. */
+export function persistentConfig(dir: string, engine: EngineKind, extra: Partial<BucketMapConfig> = {}): BucketMapConfig {
+  return { maxBuckets: 4, engine, restartFile: path.join(dir, 'restart'), drives: [path.join(dir, 'drive')], ...extra };
+}
+
+export function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+/** The map's whole content as a Map of hex key → JSON of [slot list in hex, refCount]. */
+export function snapshot(map: BucketMap): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [key, [list, rc]] of map.entries()) out.set(hex(key), JSON.stringify([list.map(hex), rc]));
+  return out;
+}
+
+export function element(rng: Rng, size = 16): Uint8Array {
+  return rng.bytes(size);
+}
+
+/** Files below `dir` (recursively), for checking what a map leaves behind. */
+export function listFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...listFiles(full));
+    else out.push(full);
+  }
+  return out.sort();
+}
+
+/** Bytes of every file below `dir`, to prove an operation changed nothing on disk. */
+export function fingerprint(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const file of listFiles(dir)) out.set(file, fs.readFileSync(file).toString('base64'));
+  return out;
+}

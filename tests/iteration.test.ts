@@ -1,0 +1,83 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BucketMap } from '../host/index.js';
+import { ENGINES, Rng, hex } from './helpers.js';
+
+for (const engine of ENGINES) {
+  const test = suite(`iteration [${engine}]`);
+  const rng = new Rng(8);
+
+  function filled(n: number, buckets = 8): [BucketMap, Map<string, string>] {
+    const map = new BucketMap({ maxBuckets: buckets, engine });
+    const model = new Map<string, string>();
+    for (let i = 0; i < n; i++) {
+      const key = rng.key();
+      const list = Array.from({ length: i % 4 }, () => rng.bytes(16));
+      map.insert(key, list, i % 3);
+      model.set(hex(key), JSON.stringify([list.map(hex), i % 3]));
+    }
+    return [map, model];
+  }
+
+  test('keys, entries, values and the iterator visit every entry once, keys as 32-byte copies', () => {
+    const [map, model] = filled(2000);
+    const keys = [...map.keys()];
+    assert.is(keys.length, 2000);
+    assert.is(new Set(keys.map(hex)).size, 2000);
+    for (const k of keys) assert.ok(model.has(hex(k)));
+    const seen = new Map<string, string>();
+    for (const [key, [list, rc]] of map) seen.set(hex(key), JSON.stringify([list.map(hex), rc]));
+    assert.equal(seen, model);
+    assert.is([...map.values()].length, 2000);
+    keys[0].fill(0);
+    assert.ok(map.has([...map.keys()][0]), 'mutating a yielded key does not touch the map');
+    map.close();
+  });
+
+  test('per-bucket keys() and items() hold exactly that bucket, and routing uses the top bits', () => {
+    const [map, model] = filled(1000, 4);
+    let total = 0;
+    for (let ix = 0; ix < 4; ix++) {
+      const bucket = map.getBucketFromIndex(ix);
+      const items = bucket.items();
+      assert.is(items.length, bucket.bucketLen());
+      assert.is(bucket.keys().length, items.length);
+      for (const item of items) {
+        assert.is(item.key[0] >> 6, ix);
+        assert.is(JSON.stringify([item.slotList.map(hex), item.refCount]), model.get(hex(item.key)));
+      }
+      total += items.length;
+    }
+    assert.is(total, 1000);
+    map.close();
+  });
+
+  test('changing the map while iterating: entries present throughout are visited exactly once', () => {
+    const [map, model] = filled(3000, 2);
+    const untouched = new Set(model.keys());
+    const seen = new Map<string, number>();
+    let step = 0;
+    for (const [key] of map.entries()) {
+      seen.set(hex(key), (seen.get(hex(key)) ?? 0) + 1);
+      if (step++ % 3 === 0) {
+        // Inserts shift runs right and can grow the index; deletes shift runs left.
+        for (let i = 0; i < 5; i++) map.insert(rng.key(), [rng.bytes(16)]);
+        const victim = [...untouched][rng.below(untouched.size)];
+        untouched.delete(victim);
+        map.deleteKey(Buffer.from(victim, 'hex'));
+      }
+    }
+    for (const k of untouched) assert.is(seen.get(k), 1, `entry ${k.slice(0, 8)} seen ${seen.get(k) ?? 0} times`);
+    for (const [k, n] of seen) assert.is(n, 1, `no entry is visited twice (${k.slice(0, 8)})`);
+    map.close();
+  });
+
+  test('an empty map and unallocated buckets yield nothing', () => {
+    const map = new BucketMap({ maxBuckets: 16, engine });
+    assert.equal([...map.keys()], []);
+    assert.equal(map.getBucketFromIndex(3).items(), []);
+    map.close();
+  });
+
+  test.run();
+}

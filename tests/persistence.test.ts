@@ -1,0 +1,176 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BucketMap, BucketMapError, codecs, codes, type BucketMapConfig } from '../host/index.js';
+import { ENGINES, Rng, fingerprint, listFiles, persistentConfig, removeDir, snapshot, tempDir } from './helpers.js';
+
+const rng = new Rng(10);
+
+/** Fills a map with every shape of entry, some deleted, across grown index and data files. */
+function fill(map: BucketMap, n: number): void {
+  const keys: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const key = rng.key();
+    keys.push(key);
+    const length = [0, 1, 1, 1, 2, 3, 5][i % 7];
+    const rc = [1, 1, 0, 2, Number.MAX_SAFE_INTEGER][i % 5];
+    map.insert(key, Array.from({ length }, () => rng.bytes(16)), rc);
+  }
+  for (let i = 0; i < n; i += 9) map.deleteKey(keys[i]);
+}
+
+for (const engine of ENGINES) {
+  const test = suite(`persistence [${engine}]`);
+  let dir = '';
+  test.before.each(() => {
+    dir = tempDir();
+  });
+  test.after.each(() => removeDir(dir));
+
+  test('close and reopen restore every key, slot list and refCount', () => {
+    const config = persistentConfig(dir, engine, { maxSearch: 8 });
+    const map = new BucketMap(config);
+    fill(map, 3000);
+    const before = snapshot(map);
+    const size = map.size;
+    map.close();
+    const again = new BucketMap(config);
+    assert.is(again.size, size);
+    assert.equal(snapshot(again), before);
+    assert.is(again.stats().open.repairedBuckets, 0, 'a clean close needs no repair');
+    again.close();
+  });
+
+  test('after many grows the drive holds exactly the files in use', () => {
+    const config = persistentConfig(dir, engine, { maxBuckets: 2, maxSearch: 4 });
+    const map = new BucketMap(config);
+    fill(map, 2000);
+    const stats = map.stats();
+    assert.ok(stats.index.resizes > 5);
+    map.close();
+    const files = listFiles(config.drives![0]);
+    assert.is(files.length, stats.index.files + stats.data.files);
+    assert.equal(snapshot(new BucketMap(config)), snapshot(new BucketMap({ ...config, engine: engine === 'wasm' ? 'host' : 'wasm' })));
+  });
+
+  test('a map written by one engine reopens identically with the other', () => {
+    const config = persistentConfig(dir, engine);
+    const map = new BucketMap(config);
+    fill(map, 1500);
+    const before = snapshot(map);
+    map.close();
+    const other = new BucketMap({ ...config, engine: engine === 'wasm' ? 'host' : 'wasm' });
+    assert.equal(snapshot(other), before);
+    // And keeps working there.
+    const key = rng.key();
+    other.insert(key, [rng.bytes(16)], 3);
+    other.close();
+    const back = new BucketMap(config);
+    assert.is(back.readValue(key)?.[1], 3);
+    back.close();
+  });
+
+  test('a configuration that contradicts the files fails with CONFIG_MISMATCH and changes nothing on disk', () => {
+    const config = persistentConfig(dir, engine);
+    const map = new BucketMap(config);
+    fill(map, 300);
+    const size = map.size;
+    map.close();
+    const before = fingerprint(dir);
+    const wrong: Array<Partial<BucketMapConfig<unknown>>> = [
+      { maxBuckets: 8 },
+      { maxSearch: 16 },
+      { codec: codecs.bytes(8) as never },
+      { drives: [path.join(dir, 'drive'), path.join(dir, 'drive2')] },
+    ];
+    for (const change of wrong) {
+      assert.throws(
+        () => new BucketMap({ ...config, ...change } as BucketMapConfig),
+        (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CONFIG_MISMATCH,
+      );
+    }
+    fs.rmSync(path.join(dir, 'drive2'), { recursive: true, force: true });
+    assert.equal(fingerprint(dir), before);
+    const again = new BucketMap(config);
+    assert.is(again.size, size, 'the right configuration still opens it');
+    again.close();
+  });
+
+  test('a missing bucket file fails with FILE_MISSING and deletes nothing', () => {
+    const config = persistentConfig(dir, engine);
+    const map = new BucketMap(config);
+    fill(map, 200);
+    map.close();
+    const files = listFiles(config.drives![0]);
+    fs.rmSync(files[0]);
+    const before = fingerprint(dir);
+    assert.throws(() => new BucketMap(config), (e: BucketMapError) => e.code === codes.FILE_MISSING && e.message.includes(path.basename(files[0])));
+    assert.equal(fingerprint(dir), before);
+  });
+
+  test('files a crash left behind are removed on open, files of other maps in the drive are not', () => {
+    const config = persistentConfig(dir, engine);
+    const map = new BucketMap(config);
+    fill(map, 200);
+    map.close();
+    const drive = config.drives![0];
+    const index = listFiles(drive).find((f) => /\.i\.\d+\.0\.bkt$/.test(f))!;
+    const stray = index.replace(/\.i\.(\d+)\.0\.bkt$/, (_, g) => `.i.${Number(g) + 7}.0.bkt`);
+    fs.copyFileSync(index, stray);
+    const foreign = path.join(drive, '00000001-b0000.i.1.0.bkt');
+    fs.writeFileSync(foreign, 'another map');
+    fs.writeFileSync(path.join(drive, 'notes.txt'), 'user file');
+    const again = new BucketMap(config);
+    assert.not.ok(fs.existsSync(stray));
+    assert.ok(fs.existsSync(foreign));
+    assert.ok(fs.existsSync(path.join(drive, 'notes.txt')));
+    again.close();
+  });
+
+  test('two maps can share a drive without touching each other', () => {
+    const drive = path.join(dir, 'shared');
+    const a: BucketMapConfig = { maxBuckets: 2, engine, drives: [drive], restartFile: path.join(dir, 'a') };
+    const b: BucketMapConfig = { ...a, restartFile: path.join(dir, 'b') };
+    const ma = new BucketMap(a);
+    const mb = new BucketMap(b);
+    fill(ma, 300);
+    fill(mb, 300);
+    const sa = snapshot(ma);
+    const sb = snapshot(mb);
+    ma.close();
+    mb.close();
+    assert.equal(snapshot(new BucketMap(b)), sb);
+    assert.equal(snapshot(new BucketMap(a)), sa);
+  });
+
+  test('without a restart file the files are temporary: a default folder is removed on close, given drives are emptied', () => {
+    const map = new BucketMap({ maxBuckets: 2, engine });
+    fill(map, 100);
+    const own = map.drives[0];
+    assert.ok(listFiles(own).length > 0);
+    map.close();
+    assert.not.ok(fs.existsSync(own));
+
+    const drive = path.join(dir, 'given');
+    fs.mkdirSync(drive);
+    fs.writeFileSync(path.join(drive, 'keep.txt'), 'mine');
+    const m2 = new BucketMap({ maxBuckets: 2, engine, drives: [drive] });
+    fill(m2, 100);
+    assert.ok(listFiles(drive).length > 1);
+    m2.close();
+    assert.equal(listFiles(drive), [path.join(drive, 'keep.txt')]);
+  });
+
+  test('with a restart file and no drives, bucket files go next to it', () => {
+    const restartFile = path.join(dir, 'state', 'index.restart');
+    const map = new BucketMap({ maxBuckets: 2, engine, restartFile });
+    fill(map, 100);
+    const before = snapshot(map);
+    map.close();
+    assert.ok(listFiles(`${restartFile}.buckets`).length > 0);
+    assert.equal(snapshot(new BucketMap({ maxBuckets: 2, engine, restartFile })), before);
+  });
+
+  test.run();
+}
