@@ -13,7 +13,7 @@
  * A file id of 0 means "no file". Segments of one file have consecutive ids.
  */
 import {
-  CELL_BYTES, CELLS_PER_PAGE, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_FULL, DATA_HEADER_BYTES, DATA_OCCUPIED,
+  CELL_BYTES, CELLS_PER_PAGE, CORRUPT, FOUND_CORRUPT, SIZE_CLASSES, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_FULL, DATA_HEADER_BYTES, DATA_OCCUPIED,
   DATA_SEARCH_FACTOR, HEADER_BYTES, INDEX_FULL, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
   KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, PAGE_BYTES, PAGE_HEADER_BYTES, PAGE_SHIFT,
   PUT_NEW, PUT_UPDATED, VALUE_OFFSET, dataCellBytes, sizeClassOf,
@@ -237,11 +237,17 @@ export function get(ix: u32): u32 {
   bindCurrent(ix);
   const c = probe(cur, keyPtr);
   if (c == NONE) return 0;
-  readCell(c);
-  return 1;
+  return readCell(c) ? 1 : damaged(c, FOUND_CORRUPT);
 }
 
-function readCell(c: u32): void {
+/** Reports damage in cell `c` (its number goes to OUT_FULL_CLASS for the host's message). */
+function damaged(c: u32, status: u32): u32 {
+  store<u32>(outPtr + OUT_FULL_CLASS, c);
+  return status;
+}
+
+/** Fills OUT from live cell `c`; false if the cell is damaged (OUT is then meaningless). */
+function readCell(c: u32): bool {
   const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
   const value = cellPtr(cur, c) + VALUE_OFFSET;
   store<u32>(outPtr + OUT_KIND, kind);
@@ -254,17 +260,21 @@ function readCell(c: u32): void {
     store<u32>(outPtr + OUT_RC_LO, load<u32>(value));
     store<u32>(outPtr + OUT_RC_HI, load<u32>(value, 4));
     store<u32>(outPtr + OUT_SLOTS, 0);
-  } else {
-    const sizeClass = <u32>load<u8>(value, 5);
-    const cell = currentDataCell(value);
+  } else if (kind == KIND_DATA) {
     const slots = load<u32>(value, 8);
+    const cell = dataRefOf(value);
+    if (cell == NONE || slots == 0 || slots > (<u32>1 << refClass)) return false;
+    const sizeClass = refClass;
     store<u32>(outPtr + OUT_SLOTS, slots);
     locateData(sizeClass, cell);
     // Header lands just before OUT_ELEMENTS, the elements at OUT_ELEMENTS.
     readRange(dataFidAt, dataOffAt, outPtr + OUT_ELEMENTS - DATA_HEADER_BYTES, DATA_HEADER_BYTES + slots * elementSize);
     store<u32>(outPtr + OUT_RC_LO, load<u32>(outPtr + OUT_ELEMENTS - 8));
     store<u32>(outPtr + OUT_RC_HI, load<u32>(outPtr + OUT_ELEMENTS - 4) & 0xffffff);
+  } else {
+    return false;
   }
+  return true;
 }
 
 // ── writes ───────────────────────────────────────────────────────────────────────────────────────
@@ -322,6 +332,16 @@ function dataFull(sizeClass: u32): u32 {
 function update(c: u32, kind: u32, sizeClass: u32, slots: u32, rcLo: u32, rcHi: u32): u32 {
   const oldCtrl = ctrlOf(cur, c);
   const oldKind = oldCtrl >> CTRL_KIND_SHIFT;
+  // The old value is checked before anything is written.
+  let oldData = NONE;
+  let oldClass: u32 = 0;
+  if (oldKind == KIND_DATA) {
+    oldData = dataRefOf(cellPtr(cur, c) + VALUE_OFFSET);
+    if (oldData == NONE) return damaged(c, CORRUPT);
+    oldClass = refClass;
+  } else if (oldKind == 0) {
+    return damaged(c, CORRUPT);
+  }
   let dataCell = NONE;
   if (kind == KIND_DATA) {
     dataCell = allocData(sizeClass);
@@ -335,12 +355,6 @@ function update(c: u32, kind: u32, sizeClass: u32, slots: u32, rcLo: u32, rcHi: 
     && load<u64>(value) == load<u64>(valueTmp) && load<u64>(value, 8) == load<u64>(valueTmp, 8)) {
     return PUT_UPDATED;
   }
-  let oldData = NONE;
-  let oldClass: u32 = 0;
-  if (oldKind == KIND_DATA) {
-    oldClass = <u32>load<u8>(value, 5);
-    oldData = currentDataCell(value);
-  }
   journaledUpdate(c, newCtrl);
   if (oldData != NONE) freeData(oldClass, oldData);
   return PUT_UPDATED;
@@ -351,13 +365,15 @@ export function remove(ix: u32): u32 {
   bindCurrent(ix);
   const c = probe(cur, keyPtr);
   if (c == NONE) return 0;
-  const ctl = ctrlOf(cur, c);
+  const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
   let oldData = NONE;
   let oldClass: u32 = 0;
-  if ((ctl >> CTRL_KIND_SHIFT) == KIND_DATA) {
-    const value = cellPtr(cur, c) + VALUE_OFFSET;
-    oldClass = <u32>load<u8>(value, 5);
-    oldData = currentDataCell(value);
+  if (kind == KIND_DATA) {
+    oldData = dataRefOf(cellPtr(cur, c) + VALUE_OFFSET);
+    if (oldData == NONE) return damaged(c, FOUND_CORRUPT);
+    oldClass = refClass;
+  } else if (kind == 0) {
+    return damaged(c, FOUND_CORRUPT);
   }
   setCtrl(cur, c, 0);
   shiftLeft(cur, c);
@@ -464,12 +480,26 @@ function locateData(sizeClass: u32, cell: u32): void {
   dataOffAt = HEADER_BYTES + (cell - seg * perSeg) * dataCellBytes(sizeClass, elementSize);
 }
 
-/** The current cell of a DATA value (files double; cell j moved to j·2^Δ). */
-function currentDataCell(value: usize): u32 {
+let refClass: u32 = 0;
+
+/**
+ * The current cell of a DATA value (files double; cell j moved to j·2^Δ), or NONE if the value
+ * does not name an existing, occupied cell. Sets refClass.
+ */
+function dataRefOf(value: usize): u32 {
   const created = load<u32>(value);
   const createdPow2 = <u32>load<u8>(value, 4);
   const sizeClass = <u32>load<u8>(value, 5);
-  return created << (dataField(sizeClass, DD_POW2) - createdPow2);
+  if (sizeClass >= SIZE_CLASSES || dataField(sizeClass, DD_FID) == 0) return NONE;
+  const pow2 = dataField(sizeClass, DD_POW2);
+  if (createdPow2 > pow2) return NONE;
+  const shift = pow2 - createdPow2;
+  // The shifted cell must stay below the capacity 2^pow2 (and not overflow 32 bits).
+  if (shift >= 32 || (<u64>created << shift) >= (<u64>1 << pow2)) return NONE;
+  const cell = created << shift;
+  if (!isOccupied(sizeClass, cell)) return NONE;
+  refClass = sizeClass;
+  return cell;
 }
 
 function isOccupied(sizeClass: u32, cell: u32): bool {
@@ -522,8 +552,8 @@ function freeData(sizeClass: u32, cell: u32): void {
 
 /**
  * Rehashes bucket `ix` into a fresh index file (first segment id `fid`), through dirty pages
- * written back at the end. A key seen twice is kept once. Returns 1, or 0 if some key found no room
- * (the caller discards the file and tries a larger one).
+ * written back at the end. A key seen twice is kept once. Returns 1; 0 if some key found no room
+ * (the caller discards the file and tries a larger one); CORRUPT if a live cell has no kind.
  */
 export function rehash(ix: u32, fid: u32, pages: u32, pagesPerSeg: u32): u32 {
   bindCurrent(ix);
@@ -540,6 +570,7 @@ export function rehash(ix: u32, fid: u32, pages: u32, pagesPerSeg: u32): u32 {
     for (let s: u32 = 0; s < CELLS_PER_PAGE; s++) {
       const ctl = <u32>load<u16>(pageTmp + (s << 1));
       if ((ctl & 0xff) == 0) continue;
+      if ((ctl >> CTRL_KIND_SHIFT) == 0) return damaged(p * CELLS_PER_PAGE + s, CORRUPT);
       const cell = pageTmp + PAGE_HEADER_BYTES + s * CELL_BYTES;
       if (probe(target, cell) != NONE) continue;
       const at = insAt;

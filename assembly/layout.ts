@@ -77,6 +77,12 @@
 @inline export const INDEX_FULL: u32 = 2;
 // @ts-ignore: decorator
 @inline export const DATA_FULL: u32 = 3;
+/** put() and rehash() found a damaged cell and wrote nothing. */
+// @ts-ignore: decorator
+@inline export const CORRUPT: u32 = 4;
+/** get() and remove() result for a damaged cell (0 = absent, 1 = found/removed). */
+// @ts-ignore: decorator
+@inline export const FOUND_CORRUPT: u32 = 2;
 
 export function sizeClassOf(slots: u32): u32 {
   return slots <= 1 ? 0 : 32 - clz<u32>(slots - 1);

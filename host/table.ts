@@ -19,6 +19,7 @@
  */
 import { hashKey, hashHi } from './hash.js';
 import type { MappedFile } from './storage.js';
+import { corrupt } from './errors.js';
 import {
   CELL_BYTES, CELLS_PER_PAGE, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_HEADER_BYTES, DATA_OCCUPIED,
   DATA_SEARCH_FACTOR, HEADER_BYTES, J_BODY, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
@@ -223,7 +224,7 @@ export class Table {
     return true;
   }
 
-  /** Fills `out` from live cell `c`. */
+  /** Fills `out` from live cell `c`; a damaged cell is CORRUPT (nothing garbage is returned). */
   readCell(c: number): void {
     const out = this.out;
     const kind = this.ctrl(c) >>> CTRL_KIND_SHIFT;
@@ -241,15 +242,11 @@ export class Table {
       out.slots = 0;
       out.buf = bytes;
       out.off = off;
-    } else {
-      const words = this.u32[this.seg];
-      const w = off >>> 2;
-      const createdCell = words[w];
-      const createdPow2 = bytes[off + 4];
-      const sizeClass = bytes[off + 5];
-      const slots = words[w + 2];
-      const data = this.data[sizeClass] as DataFile;
-      const cell = createdCell * 2 ** (data.pow2 - createdPow2);
+    } else if (kind === KIND_DATA) {
+      const slots = this.u32[this.seg][(off >>> 2) + 2];
+      const cell = this.dataRefAt(c, bytes, off);
+      if (slots === 0 || slots > 2 ** this.refClass) throw this.damaged(c, `holds ${slots} elements in size class ${this.refClass}`);
+      const data = this.data[this.refClass] as DataFile;
       const s = data.segmentOf(cell);
       const at = data.offsetOf(cell, s);
       const dw = data.u32[s];
@@ -257,7 +254,13 @@ export class Table {
       out.slots = slots;
       out.buf = data.u8[s];
       out.off = at + DATA_HEADER_BYTES;
+    } else {
+      throw this.damaged(c, 'is live but has no kind');
     }
+  }
+
+  damaged(c: number, problem: string): Error {
+    return corrupt(this.index.segmentPaths[(((c / CELLS_PER_PAGE) | 0) / this.pagesPerSegment) | 0], `index cell ${c} ${problem}`);
   }
 
   // ── writes ─────────────────────────────────────────────────────────────────────────────────────
@@ -309,6 +312,16 @@ export class Table {
   private update(c: number, kind: number, sizeClass: number, list: Uint8Array, slots: number, refCount: number): number {
     const oldCtrl = this.ctrl(c);
     const oldKind = oldCtrl >>> CTRL_KIND_SHIFT;
+    // The old value is checked before anything is written.
+    let oldData = -1;
+    let oldClass = 0;
+    if (oldKind === KIND_DATA) {
+      const at = this.cellOffset(c) + 32;
+      oldData = this.dataRefAt(c, this.u8[this.seg], at);
+      oldClass = this.refClass;
+    } else if (oldKind === 0) {
+      throw this.damaged(c, 'is live but has no kind');
+    }
     let dataCell = -1;
     if (kind === KIND_DATA) {
       dataCell = this.allocData(sizeClass);
@@ -327,12 +340,6 @@ export class Table {
       for (let i = 0; i < 16; i++) if (bytes[off + i] !== this.value[i]) same = false;
       if (same) return PUT_UPDATED;
     }
-    let oldData = -1;
-    let oldClass = 0;
-    if (oldKind === KIND_DATA) {
-      oldClass = bytes[off + 5];
-      oldData = this.currentDataCell(bytes, off);
-    }
     this.journaledUpdate(c, newCtrl);
     if (oldData >= 0) this.freeData(oldClass, oldData);
     return PUT_UPDATED;
@@ -342,14 +349,14 @@ export class Table {
   remove(key: Uint8Array, koff = 0): boolean {
     const c = this.probe(key, koff);
     if (c < 0) return false;
-    const ctl = this.ctrl(c);
+    const kind = this.ctrl(c) >>> CTRL_KIND_SHIFT;
     let oldData = -1;
     let oldClass = 0;
-    if (ctl >>> CTRL_KIND_SHIFT === KIND_DATA) {
-      const off = this.cellOffset(c) + 32;
-      const bytes = this.u8[this.seg];
-      oldClass = bytes[off + 5];
-      oldData = this.currentDataCell(bytes, off);
+    if (kind === KIND_DATA) {
+      oldData = this.dataRefAt(c, this.u8[this.seg], this.cellOffset(c) + 32);
+      oldClass = this.refClass;
+    } else if (kind === 0) {
+      throw this.damaged(c, 'is live but has no kind');
     }
     this.setCtrl(c, 0);
     this.shiftLeft(c);
@@ -447,6 +454,7 @@ export class Table {
     for (let c = 0; c < src.capacity; c++) {
       const ctl = src.ctrl(c);
       if ((ctl & 0xff) === 0) continue;
+      if (ctl >>> CTRL_KIND_SHIFT === 0) throw src.damaged(c, 'is live but has no kind');
       const off = src.cellOffset(c);
       const from = src.u32[src.seg];
       const fromBytes = src.u8[src.seg];
@@ -503,8 +511,8 @@ export class Table {
   dataRef(c: number): [number, number] | null {
     if (this.ctrl(c) >>> CTRL_KIND_SHIFT !== KIND_DATA) return null;
     const off = this.cellOffset(c) + 32;
-    const bytes = this.u8[this.seg];
-    return [bytes[off + 5], this.currentDataCell(bytes, off)];
+    const cell = this.dataRefAt(c, this.u8[this.seg], off);
+    return [this.refClass, cell];
   }
 
   /**
@@ -528,11 +536,25 @@ export class Table {
 
   // ── data cells ─────────────────────────────────────────────────────────────────────────────────
 
-  /** The current cell of a DATA value at `off` (files double; cell j moved to j·2^Δ). */
-  private currentDataCell(bytes: Uint8Array, off: number): number {
+  /** Size class of the last reference dataRefAt checked. */
+  private refClass = 0;
+
+  /**
+   * The current data cell of the DATA value at `off` of cell `c` (files double; cell j moved to
+   * j·2^Δ), after checking that it names an existing, occupied cell; sets refClass.
+   */
+  private dataRefAt(c: number, bytes: Uint8Array, off: number): number {
     const created = (bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24)) >>> 0;
-    const data = this.data[bytes[off + 5]] as DataFile;
-    return created * 2 ** (data.pow2 - bytes[off + 4]);
+    const createdPow2 = bytes[off + 4];
+    const sizeClass = bytes[off + 5];
+    const data = sizeClass < SIZE_CLASSES ? this.data[sizeClass] : null;
+    if (data === null) throw this.damaged(c, `points into data class ${sizeClass}, which has no file`);
+    if (createdPow2 > data.pow2) throw this.damaged(c, `points into a data file larger than class ${sizeClass} has`);
+    const cell = created * 2 ** (data.pow2 - createdPow2);
+    if (cell >= data.capacity) throw this.damaged(c, `points past the end of data class ${sizeClass}`);
+    if (!data.isOccupied(cell)) throw this.damaged(c, `points at a free cell of data class ${sizeClass}`);
+    this.refClass = sizeClass;
+    return cell;
   }
 
   private nextRandom(): number {

@@ -10,8 +10,8 @@
 import * as fs from 'node:fs';
 import { instantiateSync } from '@assemblyscript/loader';
 import type { BucketFiles, Engine, EngineStats } from './engine.js';
-import { BucketMapError, codes } from './errors.js';
-import { MAX_LIST_BYTES, PAGE_BYTES, SIZE_CLASSES } from './layout.js';
+import { BucketMapError, codes, corrupt } from './errors.js';
+import { CELLS_PER_PAGE, MAX_LIST_BYTES, PAGE_BYTES, SIZE_CLASSES } from './layout.js';
 import type { MappedFile } from './storage.js';
 import type { ValueRef } from './table.js';
 
@@ -34,6 +34,8 @@ const OUT_RC_HI = 8;
 const OUT_SLOTS = 12;
 const OUT_FULL_CLASS = 16;
 const OUT_ELEMENTS = 32;
+const FOUND_CORRUPT = 2;
+const PUT_CORRUPT = 4;
 const TWO_32 = 0x100000000;
 
 interface CoreExports {
@@ -254,9 +256,19 @@ export class WasmEngine implements Engine {
     for (let i = 0; i < 32; i++) u8[at + i] = key[i];
   }
 
+  /** The error for a damaged cell the core reported (its number is at OUT_FULL_CLASS). */
+  private damaged(ix: number): BucketMapError {
+    const cell = this.u32[(this.outAt + OUT_FULL_CLASS) >>> 2];
+    const index = (this.bound[ix] as MappedFile[])[0];
+    const segment = Math.floor(cell / CELLS_PER_PAGE / index.recordsPerSegment);
+    return corrupt(index.segmentPaths[segment] ?? index.name, `index cell ${cell} is damaged (a live cell without a valid kind or data reference)`);
+  }
+
   read(ix: number, key: Uint8Array): ValueRef | null {
     this.setKey(key);
-    if (this.core.get(ix) === 0) return null;
+    const found = this.core.get(ix);
+    if (found === 0) return null;
+    if (found === FOUND_CORRUPT) throw this.damaged(ix);
     const w = this.u32;
     const o = this.outAt >>> 2;
     const ref = this.ref;
@@ -268,12 +280,16 @@ export class WasmEngine implements Engine {
 
   put(ix: number, key: Uint8Array, slots: number, refCount: number): number {
     this.setKey(key);
-    return this.core.put(ix, slots, refCount >>> 0, Math.floor(refCount / TWO_32));
+    const status = this.core.put(ix, slots, refCount >>> 0, Math.floor(refCount / TWO_32));
+    if (status === PUT_CORRUPT) throw this.damaged(ix);
+    return status;
   }
 
   remove(ix: number, key: Uint8Array): boolean {
     this.setKey(key);
-    return this.core.remove(ix) === 1;
+    const removed = this.core.remove(ix);
+    if (removed === FOUND_CORRUPT) throw this.damaged(ix);
+    return removed === 1;
   }
 
   count(ix: number): number {
@@ -289,12 +305,13 @@ export class WasmEngine implements Engine {
 
   rehashInto(ix: number, target: MappedFile): boolean {
     const fid = this.register(target);
-    const ok = this.core.rehash(ix, fid, target.spec.totalRecords, target.recordsPerSegment) === 1;
-    if (!ok) {
+    const status = this.core.rehash(ix, fid, target.spec.totalRecords, target.recordsPerSegment);
+    if (status !== 1) {
       this.core.invalidate(fid, fid + target.segments.length);
       this.release(target);
+      if (status === PUT_CORRUPT) throw this.damaged(ix);
     }
-    return ok;
+    return status === 1;
   }
 
   copyDataInto(ix: number, sizeClass: number, target: MappedFile): void {
