@@ -17,6 +17,7 @@ import { DEFAULT_SEGMENT_BYTES, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
 import { Manifest } from './manifest.js';
 import { Counters, type BucketMapStats } from './stats.js';
 import { BUCKET_FILE_PATTERN, fsyncPath } from './storage.js';
+import { MapLock } from './lock.js';
 import { WasmEngine, DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, MAX_CACHE_BYTES } from './wasm-engine.js';
 
 export interface BucketMapConfig<T = Uint8Array> {
@@ -36,6 +37,8 @@ export interface BucketMapConfig<T = Uint8Array> {
   engine?: EngineKind;
   /** Advanced: size of the segment files a bucket file is split into (default 1 GiB). */
   segmentBytes?: number;
+  /** Ceiling on the bytes of all bucket files; growth past it fails with BUCKET_MAP_SIZE_LIMIT. */
+  maxBytes?: number;
 }
 
 export interface FlushOptions {
@@ -54,6 +57,7 @@ interface ResolvedConfig {
   cacheBytes: number;
   engine: EngineKind;
   segmentBytes: number;
+  maxBytes: number;
   drives: string[] | null;
 }
 
@@ -95,7 +99,13 @@ function resolveConfig(config: unknown): ResolvedConfig {
     segmentBytes = integer('segmentBytes', c.segmentBytes, MIN_SEGMENT_BYTES, DEFAULT_SEGMENT_BYTES);
     if (segmentBytes % 1024 !== 0) throw new RangeError('segmentBytes must be a multiple of 1024');
   }
-  return { maxBuckets, maxSearch, restartFile, codec, cacheBytes, engine, segmentBytes, drives };
+  let maxBytes = Infinity;
+  if (c.maxBytes !== undefined) {
+    if (typeof c.maxBytes !== 'number') throw new TypeError(`maxBytes must be a number, got ${typeof c.maxBytes}`);
+    if (!Number.isSafeInteger(c.maxBytes) || c.maxBytes < 1) throw new RangeError(`maxBytes must be a positive integer, got ${c.maxBytes}`);
+    maxBytes = c.maxBytes;
+  }
+  return { maxBuckets, maxSearch, restartFile, codec, cacheBytes, engine, segmentBytes, maxBytes, drives };
 }
 
 function ensureWritableDir(dir: string): void {
@@ -135,6 +145,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private readonly persistent: boolean;
   private readonly ownedTempDir: string | null;
   private readonly guard: MapGuard;
+  private readonly lock: MapLock | null;
   private closed = false;
   private inCallback = false;
 
@@ -158,6 +169,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     }
     this.ownedTempDir = ownedTempDir;
     let manifest: Manifest | null = null;
+    let lock: MapLock | null = null;
     let storages: BucketStorage[] = [];
     let createdRestartFile = false;
     let engine: Engine | null = null;
@@ -168,8 +180,11 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       entries: 0,
     };
     try {
+      if (cfg.restartFile !== null) {
+        ensureWritableDir(path.dirname(cfg.restartFile));
+        lock = MapLock.acquire(`${cfg.restartFile}.lock`);
+      }
       for (const d of drives) ensureWritableDir(d);
-      if (cfg.restartFile !== null) ensureWritableDir(path.dirname(cfg.restartFile));
       const base = { maxBuckets: cfg.maxBuckets, elementSize: cfg.codec.size, maxSearch: cfg.maxSearch, drives: drives.length };
       if (cfg.restartFile !== null && Manifest.exists(cfg.restartFile)) {
         manifest = Manifest.open(cfg.restartFile, base);
@@ -190,7 +205,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       this.ctx = {
         maxBuckets: cfg.maxBuckets, maxSearch: cfg.maxSearch, elementSize: cfg.codec.size,
         segmentBytes: manifest.config.segmentBytes, mapId: manifest.config.mapId, drives: Object.freeze(drives.slice()),
-        manifest, engine, counters: new Counters(),
+        manifest, engine, counters: new Counters(), usage: { bytes: 0, maxBytes: cfg.maxBytes },
       };
       storages = new Array<BucketStorage>(cfg.maxBuckets);
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
@@ -210,8 +225,10 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         fs.rmSync(ownedTempDir, { recursive: true, force: true });
         liveTempDirs.delete(ownedTempDir);
       }
+      lock?.release();
       throw err;
     }
+    this.lock = lock;
     this.ctx.counters.openMs = performance.now() - started;
   }
 
@@ -445,6 +462,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       for (const storage of this.storages) storage.close(!this.persistent);
       this.ctx.engine.close();
       this.ctx.manifest.close();
+      this.lock?.release();
       if (this.ownedTempDir !== null) {
         fs.rmSync(this.ownedTempDir, { recursive: true, force: true });
         liveTempDirs.delete(this.ownedTempDir);

@@ -16,7 +16,7 @@ import {
 import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './manifest.js';
 import { collectDataCells, markDirty, readSavedCounts, replayJournal, saveCounts } from './restart.js';
 import type { Counters } from './stats.js';
-import { MappedFile, bucketFileName, segmentPath } from './storage.js';
+import { MappedFile, bucketFileName, fileBytesFor, segmentPath } from './storage.js';
 import { Table } from './table.js';
 import * as fs from 'node:fs';
 
@@ -31,6 +31,8 @@ export interface MapContext {
   readonly manifest: Manifest;
   readonly engine: Engine;
   readonly counters: Counters;
+  /** Bytes of all bucket files, and the configured ceiling (Infinity when none). */
+  readonly usage: { bytes: number; maxBytes: number };
 }
 
 export function nextIndexPages(pages: number): number {
@@ -99,8 +101,17 @@ export class BucketStorage {
    * Creates a file of a generation no record names. A leftover of that name (from a crash during
    * growth) is not referenced by anything, so it is removed and the creation retried.
    */
-  private createFile(sizeClass: number | null, generation: number, spec: FileSpec): MappedFile {
+  private createFile(sizeClass: number | null, generation: number, spec: FileSpec, replaces: MappedFile | null): MappedFile {
     const name = this.name(sizeClass, generation);
+    const bytes = fileBytesFor(spec, this.ctx.segmentBytes);
+    const usage = this.ctx.usage;
+    const after = usage.bytes - (replaces === null ? 0 : replaces.bytes) + bytes;
+    if (after > usage.maxBytes) {
+      throw new BucketMapError(
+        codes.SIZE_LIMIT,
+        `bucket ${this.ix}: growing would take the bucket files to ${after} bytes, past maxBytes (${usage.maxBytes})`,
+      );
+    }
     let file: MappedFile;
     try {
       file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes);
@@ -109,8 +120,16 @@ export class BucketStorage {
       for (let s = 0; fs.existsSync(segmentPath(this.dir(), name, s)); s++) fs.rmSync(segmentPath(this.dir(), name, s));
       file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes);
     }
+    usage.bytes += file.bytes;
     this.ctx.counters.filesCreated++;
     return file;
+  }
+
+  /** Deletes a file that is no longer (or was never) referenced, and forgets its bytes. */
+  private dropFile(file: MappedFile): void {
+    this.ctx.usage.bytes -= file.bytes;
+    file.unlink();
+    file.release();
   }
 
   private bindEngine(count: number, dataCounts: ArrayLike<number>): void {
@@ -135,6 +154,7 @@ export class BucketStorage {
       if (record.dataGen[c] === 0) continue;
       this.data[c] = MappedFile.open(this.dir(), this.name(c, record.dataGen[c]), this.dataSpec(c, record.dataGen[c], record.dataPow2[c]), this.ctx.segmentBytes);
     }
+    for (const file of this.files()) this.ctx.usage.bytes += file.bytes;
     const saved = readSavedCounts(this.index);
     if (saved !== null) {
       this.bindEngine(saved.count, saved.dataCounts);
@@ -153,17 +173,23 @@ export class BucketStorage {
     let pages = record.indexPages;
     for (;;) {
       const generation = record.indexGen + 1;
-      const file = this.createFile(null, generation, this.indexSpec(generation, pages));
+      const file = this.createFile(null, generation, this.indexSpec(generation, pages), old);
       const rebuilt = this.tableOver(file);
-      if (rebuilt.rehashFrom(source)) {
-        this.ctx.counters.freedDataCells += collectDataCells(rebuilt, old.segmentPaths[0]);
+      let ok: boolean;
+      try {
+        ok = rebuilt.rehashFrom(source);
+        if (ok) this.ctx.counters.freedDataCells += collectDataCells(rebuilt, old.segmentPaths[0]);
+      } catch (err) {
+        this.dropFile(file);
+        throw err;
+      }
+      if (ok) {
         saveCounts(file, rebuilt.count, rebuilt.dataCount);
         this.switchIndex(file, generation, pages);
         this.bindEngine(rebuilt.count, rebuilt.dataCount);
         break;
       }
-      file.unlink();
-      file.release();
+      this.dropFile(file);
       pages = this.checkedPages(nextIndexPages(pages));
     }
     this.ctx.counters.repairedBuckets++;
@@ -191,11 +217,12 @@ export class BucketStorage {
     record.indexGen = 1;
     record.indexPages = this.checkedPages(Math.max(INITIAL_INDEX_PAGES, pagesFor(this.anticipated)));
     this.record = record;
-    const file = this.createFile(null, 1, this.indexSpec(1, record.indexPages));
+    const file = this.createFile(null, 1, this.indexSpec(1, record.indexPages), null);
     try {
       this.ctx.manifest.set(this.ix, record);
     } catch (err) {
-      file.unlink();
+      this.dropFile(file);
+      this.record = undefined;
       throw err;
     }
     this.index = file;
@@ -228,23 +255,22 @@ export class BucketStorage {
     let pages = this.targetPages();
     const generation = (this.record as BucketRecord).indexGen + 1;
     for (;;) {
-      const file = this.createFile(null, generation, this.indexSpec(generation, pages));
+      const file = this.createFile(null, generation, this.indexSpec(generation, pages), this.index);
       let ok: boolean;
       try {
         ok = this.ctx.engine.rehashInto(this.ix, file);
+        if (ok) {
+          const [count, dataCounts] = this.liveCounts();
+          this.switchIndex(file, generation, pages);
+          this.bindEngine(count, dataCounts);
+          break;
+        }
       } catch (err) {
-        file.unlink();
+        this.dropFile(file);
         throw err;
       }
-      if (ok) {
-        const [count, dataCounts] = this.liveCounts();
-        this.switchIndex(file, generation, pages);
-        this.bindEngine(count, dataCounts);
-        break;
-      }
       this.ctx.counters.failedIndexResizes++;
-      file.unlink();
-      file.release();
+      this.dropFile(file);
       pages = this.checkedPages(nextIndexPages(pages));
     }
     this.dirty = true;
@@ -261,8 +287,7 @@ export class BucketStorage {
     this.record = record;
     const old = this.index as MappedFile;
     this.index = file;
-    old.unlink();
-    old.release();
+    this.dropFile(old);
   }
 
   /**
@@ -287,14 +312,14 @@ export class BucketStorage {
     }
     const record = copyRecord(this.record as BucketRecord);
     const generation = record.dataGen[sizeClass] + 1;
-    const file = this.createFile(sizeClass, generation, this.dataSpec(sizeClass, generation, pow2));
+    const file = this.createFile(sizeClass, generation, this.dataSpec(sizeClass, generation, pow2), current);
     try {
       if (current !== null) this.ctx.engine.copyDataInto(this.ix, sizeClass, file);
       record.dataGen[sizeClass] = generation;
       record.dataPow2[sizeClass] = pow2;
       this.ctx.manifest.set(this.ix, record);
     } catch (err) {
-      file.unlink();
+      this.dropFile(file);
       throw err;
     }
     const [count, dataCounts] = this.liveCounts();
@@ -302,8 +327,7 @@ export class BucketStorage {
     this.data[sizeClass] = file;
     this.bindEngine(count, dataCounts);
     if (current !== null) {
-      current.unlink();
-      current.release();
+      this.dropFile(current);
       this.ctx.counters.dataResizes++;
     }
     this.dirty = true;
@@ -337,8 +361,8 @@ export class BucketStorage {
   /** Drops the mappings; with `remove`, deletes the files too (maps without a restart file). */
   close(remove: boolean): void {
     for (const file of this.files()) {
-      if (remove) file.unlink();
-      file.release();
+      if (remove) this.dropFile(file);
+      else file.release();
     }
     this.index = null;
     this.data.fill(null);

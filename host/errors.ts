@@ -15,6 +15,10 @@ export const codes = Object.freeze({
   IO: 'BUCKET_MAP_IO',
   /** A bucket cannot grow any further (capacity or mapping limits). */
   CAPACITY: 'BUCKET_MAP_CAPACITY',
+  /** Growing would take the bucket files past the configured maxBytes. */
+  SIZE_LIMIT: 'BUCKET_MAP_SIZE_LIMIT',
+  /** The map is already open (in this process or another). */
+  LOCKED: 'BUCKET_MAP_LOCKED',
   /** addref would take a refCount past 2^53−1. */
   REFCOUNT_OVERFLOW: 'BUCKET_MAP_REFCOUNT_OVERFLOW',
   /** unref of an entry whose refCount is already 0. */

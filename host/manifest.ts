@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import { crc32c } from './checksum.js';
 import { BucketMapError, codes, corrupt, ioError } from './errors.js';
 import { checkCommonHeader, writeMagicAndVersion } from './format.js';
+import { reserveBlocks } from './storage.js';
 import {
   FILE_KIND_MANIFEST, HEADER_BYTES, H_CRC, MANIFEST_SLOT_BYTES, MH_DRIVES, MH_ELEMENT_SIZE, MH_MAX_BUCKETS,
   MH_MAX_SEARCH, MH_SEGMENT_BYTES, MH_SLOT_BYTES, MH_MAP_ID, SIZE_CLASSES, S_CRC, S_DATA_GEN, S_DATA_POW2, S_DRIVE,
@@ -133,8 +134,10 @@ export class Manifest {
       throw ioError(`cannot create restart file ${file}`, err, file);
     }
     try {
+      // Blocks are reserved so that slot updates never need new ones (no ENOSPC mid-growth).
       fs.ftruncateSync(fd, Manifest.fileBytes(config.maxBuckets));
       fs.writeSync(fd, header, 0, HEADER_BYTES, 0);
+      reserveBlocks(fd, HEADER_BYTES, Manifest.fileBytes(config.maxBuckets));
     } catch (err) {
       fs.closeSync(fd);
       fs.rmSync(file, { force: true });

@@ -6,9 +6,13 @@
  * `segmentBytes` (1 GiB by default), each mapped whole from offset 0; a bucket can grow past 2 GiB.
  * Every segment starts with its own header so that each can be checked on its own.
  *
- * Files are created sparse (ftruncate), mapped MAP_SHARED and advised MADV_RANDOM; the descriptor is
- * closed once mapped. mmap-io cannot unmap: a mapping goes when its Buffer is collected, so `unlink`
- * removes the files at once and `release` drops our references.
+ * Files are sized with ftruncate and then have their blocks reserved by writing zeros before they
+ * are mapped (MAP_SHARED, MADV_RANDOM; the descriptor is closed once mapped). A purely sparse file
+ * would defer block allocation to the first store into the mapping, and on a full disk that store
+ * kills the process with SIGBUS (measured on a full tmpfs); reserving turns a full disk into an
+ * ENOSPC from write(), reported as a BucketMapError while the map stays usable.
+ * mmap-io cannot unmap: a mapping goes when its Buffer is collected, so `unlink` removes the files
+ * at once and `release` drops our references.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -68,11 +72,21 @@ function segmentFileBytes(spec: FileSpec, place: SegmentPlacement): number {
   return Math.ceil(raw / SEGMENT_ALIGN) * SEGMENT_ALIGN;
 }
 
-/** The test suite swaps this to simulate a full disk or a failing filesystem. */
+/** The test suite swaps this to simulate a full disk or a failing filesystem where it cannot mount one. */
 export const faults = {
   /** Called before every file creation with the path; throw to make it fail. */
   beforeCreate: null as ((file: string, bytes: number) => void) | null,
 };
+
+const ZEROS = new Uint8Array(1 << 20);
+
+/** Writes zeros over [from, to) so every block exists before the file is mapped. */
+export function reserveBlocks(fd: number, from: number, to: number): void {
+  for (let at = from; at < to; ) {
+    const n = Math.min(ZEROS.length, to - at);
+    at += fs.writeSync(fd, ZEROS, 0, n, at);
+  }
+}
 
 function mapFd(fd: number, bytes: number, file: string): Buffer {
   if (bytes > MAX_MAPPING_BYTES) throw new BucketMapError(codes.CAPACITY, `${file}: ${bytes} bytes exceed the mapping limit`, { file });
@@ -81,6 +95,13 @@ function mapFd(fd: number, bytes: number, file: string): Buffer {
   } catch (err) {
     throw ioError(`cannot map ${file}`, err, file);
   }
+}
+
+/** Bytes a file of this spec takes on disk (all segments). */
+export function fileBytesFor(spec: FileSpec, segmentBytes: number): number {
+  let total = 0;
+  for (const place of placements(spec, segmentBytes)) total += segmentFileBytes(spec, place);
+  return total;
 }
 
 export class MappedFile {
@@ -108,7 +129,6 @@ export class MappedFile {
       for (const place of places) {
         const file = segmentPath(dir, name, place.segment);
         const bytes = segmentFileBytes(spec, place);
-        faults.beforeCreate?.(file, bytes);
         let fd: number;
         try {
           fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
@@ -117,11 +137,13 @@ export class MappedFile {
         }
         created.push(file);
         try {
+          faults.beforeCreate?.(file, bytes);
           fs.ftruncateSync(fd, bytes);
           fs.writeSync(fd, encodeFileHeader(spec, place), 0, HEADER_BYTES, 0);
+          reserveBlocks(fd, HEADER_BYTES, bytes);
           segments.push(mapFd(fd, bytes, file));
         } catch (err) {
-          throw err instanceof BucketMapError ? err : ioError(`cannot size ${file}`, err, file);
+          throw err instanceof BucketMapError ? err : ioError(`cannot allocate ${bytes} bytes for ${file}`, err, file);
         } finally {
           fs.closeSync(fd);
         }

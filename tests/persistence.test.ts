@@ -51,7 +51,13 @@ for (const engine of ENGINES) {
     map.close();
     const files = listFiles(config.drives![0]);
     assert.is(files.length, stats.index.files + stats.data.files);
-    assert.equal(snapshot(new BucketMap(config)), snapshot(new BucketMap({ ...config, engine: engine === 'wasm' ? 'host' : 'wasm' })));
+    const reopened = (c: BucketMapConfig): Map<string, string> => {
+      const m = new BucketMap(c);
+      const snap = snapshot(m);
+      m.close();
+      return snap;
+    };
+    assert.equal(reopened(config), reopened({ ...config, engine: engine === 'wasm' ? 'host' : 'wasm' }));
   });
 
   test('a map written by one engine reopens identically with the other', () => {
@@ -140,8 +146,12 @@ for (const engine of ENGINES) {
     const sb = snapshot(mb);
     ma.close();
     mb.close();
-    assert.equal(snapshot(new BucketMap(b)), sb);
-    assert.equal(snapshot(new BucketMap(a)), sa);
+    const rb = new BucketMap(b);
+    const ra = new BucketMap(a);
+    assert.equal(snapshot(rb), sb);
+    assert.equal(snapshot(ra), sa);
+    rb.close();
+    ra.close();
   });
 
   test('without a restart file the files are temporary: a default folder is removed on close, given drives are emptied', () => {
@@ -169,7 +179,9 @@ for (const engine of ENGINES) {
     const before = snapshot(map);
     map.close();
     assert.ok(listFiles(`${restartFile}.buckets`).length > 0);
-    assert.equal(snapshot(new BucketMap({ maxBuckets: 2, engine, restartFile })), before);
+    const again = new BucketMap({ maxBuckets: 2, engine, restartFile });
+    assert.equal(snapshot(again), before);
+    again.close();
   });
 
   test.run();

@@ -1,0 +1,119 @@
+/**
+ * Resource limits: a configured ceiling on file bytes, and a disk that really fills up. Growth
+ * past either fails with a BucketMapError; the map stays usable and consistent, and reopens.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
+import { faults } from '../host/storage.js';
+import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir } from './helpers.js';
+
+/** Inserts until growth fails; returns the error and the model of what was written. */
+function fillUntilError(map: BucketMap, rng: Rng, limit = 200000): [BucketMapError, Map<string, string>] {
+  const model = new Map<string, string>();
+  for (let i = 0; i < limit; i++) {
+    const key = rng.key();
+    const list = i % 5 === 0 ? [rng.bytes(16), rng.bytes(16)] : [rng.bytes(16)];
+    try {
+      map.insert(key, list);
+    } catch (err) {
+      assert.instance(err, BucketMapError);
+      assert.is(map.has(key), false, 'the failed insert wrote nothing');
+      return [err as BucketMapError, model];
+    }
+    model.set(hex(key), JSON.stringify([list.map(hex), 1]));
+  }
+  throw new Error('the limit was never reached');
+}
+
+/** After a failed growth the map still reads, updates in place, deletes, flushes, and reopens (after `beforeReopen`). */
+function stillUsable(map: BucketMap, model: Map<string, string>, config: BucketMapConfig, beforeReopen = (): void => {}): void {
+  assert.is(map.size, model.size);
+  assert.equal(snapshot(map), model);
+  const [first] = model.keys();
+  const key = Buffer.from(first, 'hex');
+  const replacement = new Uint8Array(16).fill(7);
+  map.insert(key, [replacement]);
+  model.set(first, JSON.stringify([[hex(replacement)], 1]));
+  const [, second] = model.keys();
+  map.deleteKey(Buffer.from(second, 'hex'));
+  model.delete(second);
+  map.flush();
+  assert.equal(snapshot(map), model);
+  map.close();
+  beforeReopen();
+  const again = new BucketMap(config);
+  assert.equal(snapshot(again), model);
+  again.close();
+}
+
+for (const engine of ENGINES) {
+  const test = suite(`resource limits [${engine}]`);
+  let dir = '';
+  test.before.each(() => {
+    dir = tempDir();
+  });
+  test.after.each(() => {
+    faults.beforeCreate = null;
+    removeDir(dir);
+  });
+
+  test('maxBytes stops growth with SIZE_LIMIT; files stay under it and the map stays usable', () => {
+    const maxBytes = 200 * 1024;
+    const config = persistentConfig(dir, engine, { maxBuckets: 2, maxBytes });
+    const map = new BucketMap(config);
+    const [err, model] = fillUntilError(map, new Rng(30));
+    assert.is(err.code, codes.SIZE_LIMIT);
+    assert.match(err.message, /maxBytes/);
+    const s = map.stats();
+    assert.ok(s.index.bytes + s.data.bytes <= maxBytes, `${s.index.bytes + s.data.bytes} bytes`);
+    assert.ok(model.size > 1000);
+    stillUsable(map, model, config);
+    const bigger = new BucketMap({ ...config, maxBytes: 10 * maxBytes });
+    bigger.insert(new Rng(31).key(), [new Uint8Array(16)]);
+    bigger.close();
+  });
+
+  test('a full disk (injected ENOSPC) fails growth with IO and the map stays usable', () => {
+    const config = persistentConfig(dir, engine, { maxBuckets: 2 });
+    const map = new BucketMap(config);
+    let created = 0;
+    faults.beforeCreate = () => {
+      if (++created > 6) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    const [err, model] = fillUntilError(map, new Rng(32));
+    assert.is(err.code, codes.IO);
+    assert.match(err.message, /no space left/);
+    faults.beforeCreate = null;
+    stillUsable(map, model, config);
+  });
+
+  test('a filesystem that really fills up: no SIGBUS, an IO error with ENOSPC, and the map stays usable', () => {
+    const mount = path.join(dir, 'small');
+    const mounted = spawnSync('sh', ['-c', `mkdir -p ${mount} && mount -t tmpfs -o size=1m tmpfs ${mount}`]).status === 0;
+    if (!mounted) {
+      console.log('    (no permission to mount a small tmpfs here; the injected-ENOSPC test covers this case)');
+      return;
+    }
+    try {
+      // Ballast keeps a little room back so the map can be reopened once it is freed.
+      const ballast = path.join(mount, 'ballast');
+      fs.writeFileSync(ballast, Buffer.alloc(64 * 1024));
+      const config: BucketMapConfig = { maxBuckets: 1, engine, restartFile: path.join(mount, 'restart'), drives: [path.join(mount, 'drive')] };
+      const map = new BucketMap(config);
+      const [err, model] = fillUntilError(map, new Rng(33));
+      assert.is(err.code, codes.IO);
+      assert.is((err.cause as NodeJS.ErrnoException).code, 'ENOSPC');
+      assert.ok(model.size > 1000);
+      stillUsable(map, model, config, () => fs.rmSync(ballast));
+    } finally {
+      // Lazy: the old mappings keep the filesystem busy until they are collected.
+      spawnSync('umount', ['-l', mount]);
+    }
+  });
+
+  test.run();
+}
