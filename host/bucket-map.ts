@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, type Entry, type MapGuard } from './bucket.js';
-import { BucketStorage, type MapContext } from './bucket-storage.js';
+import { BucketStorage, openBucketFiles, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, codes, ioError } from './errors.js';
@@ -18,6 +18,8 @@ import { Manifest } from './manifest.js';
 import { Counters, type BucketMapStats } from './stats.js';
 import { BUCKET_FILE_PATTERN, fsyncPath } from './storage.js';
 import { MapLock } from './lock.js';
+import { journalCommitted, readSavedCounts } from './restart.js';
+import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
 import { WasmEngine, DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, MAX_CACHE_BYTES } from './wasm-engine.js';
 
 export interface BucketMapConfig<T = Uint8Array> {
@@ -472,6 +474,59 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * Walks every cell and data cell of every bucket and reports what is wrong; changes nothing.
+   * Opening checks headers, sizes and checksums only, so this is how to check a map's cells.
+   */
+  verify(): VerifyReport {
+    this.enter();
+    const report = emptyReport();
+    for (const storage of this.storages) if (storage.allocated) verifyBucket(storage.toVerify(), report);
+    return report;
+  }
+
+  /**
+   * Verifies a map on disk without opening it for writing: the restart file is read and every
+   * bucket file is mapped read-only; nothing is repaired or created. A file that cannot be opened
+   * is reported as a problem. Fails with BUCKET_MAP_LOCKED while a live process has the map open.
+   */
+  static verify(options: { restartFile: string; drives?: readonly string[] }): VerifyReport {
+    if (options === null || typeof options !== 'object') throw new TypeError('verify options must be an object');
+    if (typeof options.restartFile !== 'string' || options.restartFile.length === 0) throw new TypeError('restartFile must be a non-empty string');
+    const restartFile = path.resolve(options.restartFile);
+    if (MapLock.isHeld(`${restartFile}.lock`)) {
+      throw new BucketMapError(codes.LOCKED, `${restartFile}: the map is open; verify it through that map, or close it first`, { file: restartFile });
+    }
+    const manifest = Manifest.inspect(restartFile);
+    if (options.drives !== undefined && (!Array.isArray(options.drives) || options.drives.some((d) => typeof d !== 'string'))) {
+      throw new TypeError('drives must be an array of folder paths');
+    }
+    const drives = (options.drives ?? [`${restartFile}.buckets`]).map((d) => path.resolve(d));
+    if (drives.length !== manifest.config.drives) {
+      throw new BucketMapError(codes.CONFIG_MISMATCH, `${restartFile}: the map uses ${manifest.config.drives} drives, ${drives.length} were given`, { file: restartFile });
+    }
+    const layout: FileLayout = { ...manifest.config, drives };
+    const report = emptyReport();
+    for (const [ix, record] of manifest.allocated()) {
+      let files: ReturnType<typeof openBucketFiles>;
+      try {
+        files = openBucketFiles(layout, ix, record, true);
+      } catch (err) {
+        if (!(err instanceof BucketMapError)) throw err;
+        addProblem(report, { file: err.file ?? restartFile, bucket: ix, problem: err.message });
+        continue;
+      }
+      try {
+        const table = tableOverFiles(layout, record, files.index, files.data);
+        verifyBucket({ bucket: ix, table, saved: readSavedCounts(files.index), live: null, journalCommitted: journalCommitted(files.index) }, report);
+      } finally {
+        files.index.release();
+        for (const d of files.data) d?.release();
+      }
+    }
+    return report;
   }
 
   stats(): BucketMapStats {

@@ -14,20 +14,64 @@ import {
   PAGE_BYTES, SIZE_CLASSES, dataCellBytes,
 } from './layout.js';
 import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './manifest.js';
-import { collectDataCells, markDirty, readSavedCounts, replayJournal, saveCounts } from './restart.js';
+import { collectDataCells, journalCommitted, markDirty, readSavedCounts, replayJournal, saveCounts } from './restart.js';
+import type { BucketToVerify } from './verify.js';
 import type { Counters } from './stats.js';
 import { MappedFile, bucketFileName, fileBytesFor, segmentPath } from './storage.js';
 import { Table } from './table.js';
 import * as fs from 'node:fs';
 
-/** What every bucket shares with the map that owns it. */
-export interface MapContext {
+/** What names and shapes a map's files: enough to open them (the read-only verifier needs no more). */
+export interface FileLayout {
   readonly maxBuckets: number;
   readonly maxSearch: number;
   readonly elementSize: number;
   readonly segmentBytes: number;
   readonly mapId: number;
   readonly drives: readonly string[];
+}
+
+export function indexSpec(layout: FileLayout, ix: number, record: BucketRecord, generation: number, pages: number): FileSpec {
+  return {
+    kind: FILE_KIND_INDEX, recordBytes: PAGE_BYTES, cellBytes: CELL_BYTES, elementSize: layout.elementSize,
+    maxSearch: layout.maxSearch, maxBuckets: layout.maxBuckets, bucket: ix, generation,
+    totalRecords: pages, capacity: pages * CELLS_PER_PAGE, sizeClass: 0, capacityPow2: 0,
+    seedLo: record.seedLo, seedHi: record.seedHi, mapId: layout.mapId,
+  };
+}
+
+export function dataSpec(layout: FileLayout, ix: number, sizeClass: number, generation: number, pow2: number): FileSpec {
+  const cellBytes = dataCellBytes(sizeClass, layout.elementSize);
+  return {
+    kind: FILE_KIND_DATA, recordBytes: cellBytes, cellBytes, elementSize: layout.elementSize,
+    maxSearch: layout.maxSearch, maxBuckets: layout.maxBuckets, bucket: ix, generation,
+    totalRecords: 2 ** pow2, capacity: 2 ** pow2, sizeClass, capacityPow2: pow2, seedLo: 0, seedHi: 0,
+    mapId: layout.mapId,
+  };
+}
+
+/** Opens the files a manifest record names (checked before mapping); read-only for the verifier. */
+export function openBucketFiles(layout: FileLayout, ix: number, record: BucketRecord, readOnly: boolean): { index: MappedFile; data: Array<MappedFile | null> } {
+  const dir = layout.drives[record.drive];
+  const opened: MappedFile[] = [];
+  try {
+    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly);
+    opened.push(index);
+    const data = new Array<MappedFile | null>(SIZE_CLASSES).fill(null);
+    for (let c = 0; c < SIZE_CLASSES; c++) {
+      if (record.dataGen[c] === 0) continue;
+      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly);
+      opened.push(data[c] as MappedFile);
+    }
+    return { index, data };
+  } catch (err) {
+    for (const file of opened) file.release();
+    throw err;
+  }
+}
+
+/** What every bucket shares with the map that owns it. */
+export interface MapContext extends FileLayout {
   readonly manifest: Manifest;
   readonly engine: Engine;
   readonly counters: Counters;
@@ -43,6 +87,13 @@ export function nextIndexPages(pages: number): number {
 /** Pages that hold `entries` at the anticipated load. */
 export function pagesFor(entries: number): number {
   return Math.ceil(entries / ANTICIPATED_LOAD / CELLS_PER_PAGE);
+}
+
+export function tableOverFiles(layout: FileLayout, record: BucketRecord, index: MappedFile, data: ReadonlyArray<MappedFile | null>): Table {
+  const table = new Table(layout.maxSearch, layout.elementSize);
+  table.bindIndex(index, record.seedLo, record.seedHi);
+  for (let c = 0; c < SIZE_CLASSES; c++) table.bindData(c, data[c]);
+  return table;
 }
 
 export class BucketStorage {
@@ -74,23 +125,11 @@ export class BucketStorage {
   }
 
   private indexSpec(generation: number, pages: number): FileSpec {
-    const record = this.record as BucketRecord;
-    return {
-      kind: FILE_KIND_INDEX, recordBytes: PAGE_BYTES, cellBytes: CELL_BYTES, elementSize: this.ctx.elementSize,
-      maxSearch: this.ctx.maxSearch, maxBuckets: this.ctx.maxBuckets, bucket: this.ix, generation,
-      totalRecords: pages, capacity: pages * CELLS_PER_PAGE, sizeClass: 0, capacityPow2: 0,
-      seedLo: record.seedLo, seedHi: record.seedHi, mapId: this.ctx.mapId,
-    };
+    return indexSpec(this.ctx, this.ix, this.record as BucketRecord, generation, pages);
   }
 
   private dataSpec(sizeClass: number, generation: number, pow2: number): FileSpec {
-    const cellBytes = dataCellBytes(sizeClass, this.ctx.elementSize);
-    return {
-      kind: FILE_KIND_DATA, recordBytes: cellBytes, cellBytes, elementSize: this.ctx.elementSize,
-      maxSearch: this.ctx.maxSearch, maxBuckets: this.ctx.maxBuckets, bucket: this.ix, generation,
-      totalRecords: 2 ** pow2, capacity: 2 ** pow2, sizeClass, capacityPow2: pow2, seedLo: 0, seedHi: 0,
-      mapId: this.ctx.mapId,
-    };
+    return dataSpec(this.ctx, this.ix, sizeClass, generation, pow2);
   }
 
   private name(sizeClass: number | null, generation: number): string {
@@ -149,11 +188,9 @@ export class BucketStorage {
   /** Opens the files the manifest names; a bucket left dirty by a crash is repaired first. */
   open(record: BucketRecord): void {
     this.record = copyRecord(record);
-    this.index = MappedFile.open(this.dir(), this.name(null, record.indexGen), this.indexSpec(record.indexGen, record.indexPages), this.ctx.segmentBytes);
-    for (let c = 0; c < SIZE_CLASSES; c++) {
-      if (record.dataGen[c] === 0) continue;
-      this.data[c] = MappedFile.open(this.dir(), this.name(c, record.dataGen[c]), this.dataSpec(c, record.dataGen[c], record.dataPow2[c]), this.ctx.segmentBytes);
-    }
+    const files = openBucketFiles(this.ctx, this.ix, record, false);
+    this.index = files.index;
+    for (let c = 0; c < SIZE_CLASSES; c++) this.data[c] = files.data[c];
     for (const file of this.files()) this.ctx.usage.bytes += file.bytes;
     const saved = readSavedCounts(this.index);
     if (saved !== null) {
@@ -198,11 +235,16 @@ export class BucketStorage {
 
   /** A TypeScript table over this bucket's files (used to repair, scan and verify with either engine). */
   tableOver(index: MappedFile = this.index as MappedFile): Table {
-    const record = this.record as BucketRecord;
-    const table = new Table(this.ctx.maxSearch, this.ctx.elementSize);
-    table.bindIndex(index, record.seedLo, record.seedHi);
-    for (let c = 0; c < SIZE_CLASSES; c++) table.bindData(c, this.data[c]);
-    return table;
+    return tableOverFiles(this.ctx, this.record as BucketRecord, index, this.data);
+  }
+
+  /** What verify() needs to check this open bucket against the engine's live counts. */
+  toVerify(): BucketToVerify {
+    const table = this.tableOver();
+    return {
+      bucket: this.ix, table, saved: null, journalCommitted: journalCommitted(this.index as MappedFile),
+      live: { count: this.ctx.engine.count(this.ix), dataCounts: this.ctx.engine.dataCounts(this.ix) },
+    };
   }
 
   // ── allocation and growth ──────────────────────────────────────────────────────────────────────

@@ -152,6 +152,21 @@ export class Manifest {
    * are taken from the file, since they are part of how the bucket files are laid out and named.
    */
   static open(file: string, config: Omit<ManifestConfig, 'segmentBytes' | 'mapId'>): Manifest {
+    const manifest = Manifest.read(file, config);
+    try {
+      manifest.fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
+    } catch (err) {
+      throw ioError(`cannot open restart file ${file} for writing`, err, file);
+    }
+    return manifest;
+  }
+
+  /** Reads a restart file without opening it for writing; its configuration is taken as stored. */
+  static inspect(file: string): Manifest {
+    return Manifest.read(file, null);
+  }
+
+  private static read(file: string, config: Omit<ManifestConfig, 'segmentBytes' | 'mapId'> | null): Manifest {
     let bytes: Buffer;
     try {
       const stat = fs.lstatSync(file);
@@ -173,7 +188,7 @@ export class Manifest {
       mapId: view.getUint32(MH_MAP_ID, true),
     };
     for (const key of ['maxBuckets', 'elementSize', 'maxSearch', 'drives'] as const) {
-      if (stored[key] !== config[key]) {
+      if (config !== null && stored[key] !== config[key]) {
         throw new BucketMapError(
           codes.CONFIG_MISMATCH,
           `${file}: the map was created with ${key} = ${stored[key]}, but the configuration says ${config[key]}`,
@@ -185,13 +200,14 @@ export class Manifest {
     const expected = Manifest.fileBytes(stored.maxBuckets);
     if (bytes.length !== expected) throw corrupt(file, `size is ${bytes.length} bytes, expected ${expected}`);
 
+    if (stored.maxBuckets < 1 || stored.maxBuckets > 65536 || (stored.maxBuckets & (stored.maxBuckets - 1)) !== 0) {
+      throw corrupt(file, `maxBuckets ${stored.maxBuckets} is not a power of two up to 65,536`);
+    }
+    if (stored.elementSize < 1 || stored.elementSize > 4096 || stored.maxSearch < 1 || stored.maxSearch > 255 || stored.drives < 1 || stored.drives > 255) {
+      throw corrupt(file, 'configuration fields out of range');
+    }
     const manifest = new Manifest(file, null, stored);
     for (let ix = 0; ix < stored.maxBuckets; ix++) manifest.loadBucket(bytes, ix);
-    try {
-      manifest.fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
-    } catch (err) {
-      throw ioError(`cannot open restart file ${file} for writing`, err, file);
-    }
     return manifest;
   }
 

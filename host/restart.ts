@@ -11,7 +11,7 @@
 import { crc32c } from './checksum.js';
 import { corrupt } from './errors.js';
 import {
-  DATA_OCCUPIED, KIND_DATA, CTRL_KIND_SHIFT, M_COUNTS_CRC, M_COUNTS_END, M_DATA_COUNTS, M_LIVE_COUNT, M_STATE, SIZE_CLASSES,
+  DATA_OCCUPIED, J_COMMIT, KIND_DATA, CTRL_KIND_SHIFT, M_COUNTS_CRC, M_COUNTS_END, M_DATA_COUNTS, M_LIVE_COUNT, M_STATE, SIZE_CLASSES,
   STATE_CLEAN, STATE_DIRTY,
 } from './layout.js';
 import type { MappedFile } from './storage.js';
@@ -53,6 +53,10 @@ export function saveCounts(index: MappedFile, count: number, dataCounts: ArrayLi
 
 export function markDirty(index: MappedFile): void {
   headerWords(index)[M_STATE >>> 2] = STATE_DIRTY;
+}
+
+export function journalCommitted(index: MappedFile): boolean {
+  return headerWords(index)[J_COMMIT >>> 2] !== 0;
 }
 
 /** Re-applies a committed journal record; throws CORRUPT if the record is damaged. */

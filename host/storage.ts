@@ -88,10 +88,11 @@ export function reserveBlocks(fd: number, from: number, to: number): void {
   }
 }
 
-function mapFd(fd: number, bytes: number, file: string): Buffer {
+function mapFd(fd: number, bytes: number, file: string, readOnly = false): Buffer {
   if (bytes > MAX_MAPPING_BYTES) throw new BucketMapError(codes.CAPACITY, `${file}: ${bytes} bytes exceed the mapping limit`, { file });
   try {
-    return mmap.map(bytes, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0, mmap.MADV_RANDOM);
+    const protection = readOnly ? mmap.PROT_READ : mmap.PROT_READ | mmap.PROT_WRITE;
+    return mmap.map(bytes, protection, mmap.MAP_SHARED, fd, 0, mmap.MADV_RANDOM);
   } catch (err) {
     throw ioError(`cannot map ${file}`, err, file);
   }
@@ -159,7 +160,7 @@ export class MappedFile {
    * Opens an existing file: each segment's type, size and header are checked against `spec` before
    * anything is mapped, so a damaged or foreign file fails with a BucketMapError, never a SIGBUS.
    */
-  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number): MappedFile {
+  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false): MappedFile {
     const places = placements(spec, segmentBytes);
     const checked: Array<{ fd: number; bytes: number; file: string }> = [];
     try {
@@ -167,7 +168,7 @@ export class MappedFile {
         const file = segmentPath(dir, name, place.segment);
         let fd: number;
         try {
-          fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
+          fd = fs.openSync(file, (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });
@@ -186,7 +187,7 @@ export class MappedFile {
         checkFileHeader(header, spec, place, file);
         checked[checked.length - 1].bytes = expected;
       }
-      const segments = checked.map(({ fd, bytes, file }) => mapFd(fd, bytes, file));
+      const segments = checked.map(({ fd, bytes, file }) => mapFd(fd, bytes, file, readOnly));
       return new MappedFile(dir, name, spec, places[0].recordsPerSegment, segments);
     } finally {
       for (const { fd } of checked) fs.closeSync(fd);

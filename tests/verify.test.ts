@@ -1,0 +1,179 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BucketMap, BucketMapError, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
+import { openBucketFiles, tableOverFiles } from '../host/bucket-storage.js';
+import { Manifest } from '../host/manifest.js';
+import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir } from './helpers.js';
+
+const CLI = new URL('../host/cli.js', import.meta.url).pathname;
+
+/** Where a key's index cell is on disk: the segment file and the cell's byte offset in it. */
+function locate(config: BucketMapConfig, key: Uint8Array): { file: string; cellAt: number; ctrlAt: number; dataFile: string | null; dataAt: number } {
+  const manifest = Manifest.inspect(config.restartFile!);
+  const layout = { ...manifest.config, drives: config.drives! };
+  for (const [ix, record] of manifest.allocated()) {
+    const files = openBucketFiles(layout, ix, record, true);
+    const table = tableOverFiles(layout, record, files.index, files.data);
+    const cell = table.probe(key, 0);
+    if (cell < 0) continue;
+    const cellAt = table.cellOffset(cell);
+    const file = files.index.segmentPaths[table.seg];
+    const slot = cell % 20;
+    const ctrlAt = cellAt - 64 - slot * 48 + slot * 2;
+    const ref = table.dataRef(cell);
+    let dataFile: string | null = null;
+    let dataAt = 0;
+    if (ref !== null) {
+      const data = table.data[ref[0]]!;
+      const s = data.segmentOf(ref[1]);
+      dataFile = data.file.segmentPaths[s];
+      dataAt = data.offsetOf(ref[1], s);
+    }
+    return { file, cellAt, ctrlAt, dataFile, dataAt };
+  }
+  throw new Error('key not found');
+}
+
+function patch(file: string, at: number, bytes: number[]): void {
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Uint8Array.from(bytes), 0, bytes.length, at);
+  fs.closeSync(fd);
+}
+
+function read(file: string, at: number, n: number): number[] {
+  const fd = fs.openSync(file, 'r');
+  const out = Buffer.alloc(n);
+  fs.readSync(fd, out, 0, n, at);
+  fs.closeSync(fd);
+  return [...out];
+}
+
+function problems(report: VerifyReport): string {
+  return report.problems.map((p) => p.problem).join('\n');
+}
+
+for (const engine of ENGINES) {
+  const test = suite(`verify [${engine}]`);
+  const rng = new Rng(40);
+  let dir = '';
+  let config: BucketMapConfig;
+  let keys: Uint8Array[];
+  test.before.each(() => {
+    dir = tempDir();
+    config = persistentConfig(dir, engine, { maxBuckets: 4, maxSearch: 8 });
+    const map = new BucketMap(config);
+    keys = [];
+    for (let i = 0; i < 1500; i++) {
+      const key = rng.key();
+      keys.push(key);
+      map.insert(key, Array.from({ length: i % 3 }, () => rng.bytes(16)), i % 7 === 0 ? 3 : 1);
+    }
+    for (let i = 0; i < 1500; i += 5) map.deleteKey(keys[i]);
+    const report = map.verify();
+    assert.ok(report.ok, problems(report));
+    assert.is(report.entries, map.size);
+    map.close();
+  });
+  test.after.each(() => removeDir(dir));
+
+  test('a closed map verifies without being opened for writing, and nothing changes on disk', () => {
+    const before = fingerprint(dir);
+    const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    assert.ok(report.ok, problems(report));
+    assert.is(report.buckets, 4);
+    assert.is(report.entries, 1200);
+    assert.ok(report.dataCells > 0);
+    assert.equal(fingerprint(dir), before);
+    assert.not.ok(fs.existsSync(`${config.restartFile}.lock`));
+  });
+
+  test('verifying from disk while the map is open fails with LOCKED', () => {
+    const map = new BucketMap(config);
+    assert.throws(() => BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }), (e: BucketMapError) => e.code === codes.LOCKED);
+    map.close();
+  });
+
+  test('a changed key byte is found (it no longer sits where its hash says)', () => {
+    const spot = locate(config, keys[1]);
+    patch(spot.file, spot.cellAt + 9, [read(spot.file, spot.cellAt + 9, 1)[0] ^ 0x40]);
+    const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    assert.not.ok(report.ok);
+    assert.match(problems(report), /home is cell|tag that does not match/);
+    assert.ok(report.problems.every((p) => p.file.endsWith('.bkt')));
+  });
+
+  test('a ctrl word with a wrong distance or no kind is found', () => {
+    const spot = locate(config, keys[2]);
+    const [lo, hi] = read(spot.file, spot.ctrlAt, 2);
+    patch(spot.file, spot.ctrlAt, [lo + 3, hi]);
+    let report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    assert.not.ok(report.ok);
+    patch(spot.file, spot.ctrlAt, [lo, hi & 0x3f]);
+    report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    assert.match(problems(report), /no kind/);
+  });
+
+  test('a damaged data reference is CORRUPT on read, update and delete, and nothing changes', () => {
+    const victim = keys.find((_, i) => i % 3 === 2 && i % 5 !== 0)!;
+    const spot = locate(config, victim);
+    patch(spot.file, spot.cellAt + 32 + 5, [15]);
+    const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    assert.match(problems(report), /data class 15/);
+    const map = new BucketMap(config);
+    const before = fingerprint(path.join(dir, 'drive'));
+    const isCorrupt = (e: BucketMapError): boolean => e instanceof BucketMapError && e.code === codes.CORRUPT && e.message.includes('.bkt');
+    assert.throws(() => map.readValue(victim), isCorrupt);
+    assert.throws(() => map.insert(victim, [rng.bytes(16)]), isCorrupt);
+    assert.throws(() => map.deleteKey(victim), isCorrupt);
+    assert.throws(() => map.addref(victim), isCorrupt);
+    const other = keys.find((k, i) => i % 5 !== 0 && k !== victim)!;
+    assert.ok(map.readValue(other), 'other entries are unaffected');
+    map.close();
+    assert.equal(fingerprint(path.join(dir, 'drive')), before, 'no content was written (the dirty mark is cleared by close)');
+  });
+
+  test('an occupied data cell nothing points at, and a wrong saved count, are found in a clean bucket', () => {
+    const victim = keys.find((_, i) => i % 3 === 1 && i % 7 === 0 && i % 5 !== 0)!;
+    const spot = locate(config, victim);
+    assert.ok(spot.dataFile !== null);
+    // Free the entry's cell by hand, then occupy the next one: a leak and a dangling reference.
+    patch(spot.dataFile!, spot.dataAt + 7, [0]);
+    const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    assert.match(problems(report), /free cell|data count/);
+  });
+
+  test('a bucket left dirty by a killed process is noted, not reported, and reopening repairs it', () => {
+    const script = `
+      import { BucketMap } from ${JSON.stringify(new URL('../host/index.js', import.meta.url).href)};
+      const map = new BucketMap(JSON.parse(process.argv[1]));
+      for (let i = 0; i < 300; i++) map.insert(new Uint8Array(32).fill(i % 256).map((b, j) => j === 5 ? i >> 8 : b), [new Uint8Array(16)]);
+      process.kill(process.pid, 'SIGKILL');`;
+    spawnSync(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(config)]);
+    fs.rmSync(`${config.restartFile}.lock`);
+    const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    assert.ok(report.ok, problems(report));
+    assert.ok(report.notes.some((n) => /repairs it/.test(n)));
+    const map = new BucketMap(config);
+    assert.ok(map.stats().open.repairedBuckets > 0);
+    assert.ok(map.verify().ok);
+    map.close();
+  });
+
+  test('the command line verifies a folder and reports problems through its exit code', () => {
+    const ok = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!, '--drive', config.drives![0]], { encoding: 'utf8' });
+    assert.is(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /1200 entries/);
+    const spot = locate(config, keys[3]);
+    patch(spot.file, spot.cellAt, [read(spot.file, spot.cellAt, 1)[0] ^ 1]);
+    const bad = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!, '--drive', config.drives![0], '--json'], { encoding: 'utf8' });
+    assert.is(bad.status, 1);
+    assert.is(JSON.parse(bad.stdout).ok, false);
+    const usage = spawnSync(process.execPath, [CLI, 'nonsense'], { encoding: 'utf8' });
+    assert.is(usage.status, 2);
+  });
+
+  test.run();
+}
