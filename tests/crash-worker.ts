@@ -1,0 +1,33 @@
+/**
+ * The process tests/crash.test.ts kills. It opens a persistent map and runs a seeded mixed workload
+ * (inserts and updates with slot lists of 0–4 elements, deletes, enough keys to grow index and
+ * data files), flushing every `flushEvery` operations (every fourth flush durable). After each
+ * flush it appends "S <ops done>" to the log, and "F <ops done>" once the flush returns; every 25
+ * operations it writes "at <ops done>" to stdout. The parent kills it with SIGKILL at random.
+ *
+ * argv: configJson seed ops flushEvery logFile
+ */
+import * as fs from 'node:fs';
+import { BucketMap } from '../host/index.js';
+import { crashWorkload } from './crash-workload.js';
+
+const [configJson, seedArg, opsArg, flushEveryArg, logFile] = process.argv.slice(2);
+const map = new BucketMap(JSON.parse(configJson));
+const flushEvery = Number(flushEveryArg);
+process.stdout.write('ready\n');
+let done = 0;
+let flushes = 0;
+for (const op of crashWorkload(Number(seedArg), Number(opsArg))) {
+  if (op.kind === 'insert') map.insert(op.key, op.list, op.refCount);
+  else if (op.kind === 'update') map.update(op.key, () => [op.list, op.refCount]);
+  else map.deleteKey(op.key);
+  done++;
+  if (done % flushEvery === 0) {
+    fs.appendFileSync(logFile, `S ${done}\n`);
+    map.flush({ durable: ++flushes % 4 === 0 });
+    fs.appendFileSync(logFile, `F ${done}\n`);
+  }
+  if (done % 25 === 0) process.stdout.write(`at ${done}\n`);
+}
+process.stdout.write('finished\n');
+setInterval(() => {}, 1000);
