@@ -551,12 +551,17 @@ function freeData(sizeClass: u32, cell: u32): void {
 // ── resize ───────────────────────────────────────────────────────────────────────────────────────
 
 /**
- * Rehashes bucket `ix` into a fresh index file (first segment id `fid`), through dirty pages
- * written back at the end. A key seen twice is kept once. Returns 1; 0 if some key found no room
- * (the caller discards the file and tries a larger one); CORRUPT if a live cell has no kind.
+ * Rehashes bucket `ix` into a fresh index file (first segment id `fid`) hashed with seed
+ * (newSeedLo, newSeedHi): the bucket's own, or a new one when it is reseeded. Writes go through
+ * dirty pages written back at the end. A key seen twice is kept once. Returns 1; 0 if some key
+ * found no room (the caller discards the file and tries a larger one); CORRUPT if a live cell has
+ * no kind.
  */
-export function rehash(ix: u32, fid: u32, pages: u32, pagesPerSeg: u32): u32 {
+export function rehash(ix: u32, fid: u32, pages: u32, pagesPerSeg: u32, newSeedLo: u32, newSeedHi: u32): u32 {
   bindCurrent(ix);
+  // The source is read cell by cell without hashing; only the target is probed, with its seed.
+  seedLo = newSeedLo;
+  seedHi = newSeedHi;
   target.fid = fid;
   target.pagesPerSeg = pagesPerSeg;
   target.capacity = pages * CELLS_PER_PAGE;

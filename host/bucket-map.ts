@@ -539,7 +539,12 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     let dataFiles = 0;
     let dataBytes = 0;
     let dataCells = 0;
+    let minEntries = Infinity;
+    let maxEntries = 0;
     for (const storage of this.storages) {
+      const n = storage.allocated ? this.ctx.engine.count(storage.ix) : 0;
+      minEntries = Math.min(minEntries, n);
+      maxEntries = Math.max(maxEntries, n);
       if (!storage.allocated) continue;
       allocated++;
       const index = storage.index!;
@@ -559,9 +564,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     return {
       engine: this.ctx.engine.kind,
       entries: this.guard.entries,
-      buckets: { total: this.ctx.maxBuckets, allocated },
+      buckets: { total: this.ctx.maxBuckets, allocated, minEntries, maxEntries },
       index: {
-        resizes: c.indexResizes, failedResizes: c.failedIndexResizes, resizeMs: c.indexResizeMs,
+        resizes: c.indexResizes, failedResizes: c.failedIndexResizes, reseeds: c.reseeds, resizeMs: c.indexResizeMs,
         files: indexFiles, bytes: indexBytes, capacity, load: capacity === 0 ? 0 : this.guard.entries / capacity,
       },
       data: { resizes: c.dataResizes, resizeMs: c.dataResizeMs, files: dataFiles, bytes: dataBytes, cells: dataCells },

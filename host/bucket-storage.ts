@@ -10,7 +10,7 @@ import type { Engine } from './engine.js';
 import type { FileSpec } from './format.js';
 import {
   CELL_BYTES, CELLS_PER_PAGE, DATA_INITIAL_MAX_BYTES, DATA_INITIAL_POW2, FILE_KIND_DATA, FILE_KIND_INDEX,
-  GROW_D, GROW_DOUBLE_BELOW_PAGES, GROW_N, INITIAL_INDEX_PAGES, LOAD_MAX_D, LOAD_MAX_N, ANTICIPATED_LOAD, MAX_DATA_POW2, MAX_INDEX_PAGES,
+  GROW_D, GROW_DOUBLE_BELOW_PAGES, GROW_N, INITIAL_INDEX_PAGES, RESEED_BELOW_LOAD, RESEED_MIN_SEARCH, LOAD_MAX_D, LOAD_MAX_N, ANTICIPATED_LOAD, MAX_DATA_POW2, MAX_INDEX_PAGES,
   PAGE_BYTES, SIZE_CLASSES, dataCellBytes,
 } from './layout.js';
 import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './manifest.js';
@@ -79,6 +79,14 @@ export interface MapContext extends FileLayout {
   readonly usage: { bytes: number; maxBytes: number };
 }
 
+/** Lets tests pin the seed of new buckets (to aim keys at a window); never set otherwise. */
+export const testHooks = { fixedSeed: null as [number, number] | null };
+
+function randomSeed(): [number, number] {
+  const seed = randomBytes(8);
+  return [seed.readInt32LE(0), seed.readInt32LE(4)];
+}
+
 export function nextIndexPages(pages: number): number {
   if (pages < GROW_DOUBLE_BELOW_PAGES) return pages * 2;
   return Math.max(pages + 1, Math.ceil((pages * GROW_N) / GROW_D));
@@ -106,6 +114,8 @@ export class BucketStorage {
   dirty = false;
   /** Entries the caller expects (setAnticipatedCount); the next growth sizes for at least this. */
   anticipated = 0;
+  /** Capacity at which the bucket was last reseeded (a second overflow there grows instead). */
+  private reseededAt = -1;
 
   constructor(ctx: MapContext, ix: number) {
     this.ctx = ctx;
@@ -124,8 +134,8 @@ export class BucketStorage {
     return this.ctx.drives[(this.record as BucketRecord).drive];
   }
 
-  private indexSpec(generation: number, pages: number): FileSpec {
-    return indexSpec(this.ctx, this.ix, this.record as BucketRecord, generation, pages);
+  private indexSpec(generation: number, pages: number, seed: BucketRecord = this.record as BucketRecord): FileSpec {
+    return indexSpec(this.ctx, this.ix, seed, generation, pages);
   }
 
   private dataSpec(sizeClass: number, generation: number, pow2: number): FileSpec {
@@ -251,10 +261,8 @@ export class BucketStorage {
 
   /** Creates the bucket's first index file, sized for the anticipated count if one was given. */
   allocate(): void {
-    const seed = randomBytes(8);
     const record = emptyRecord();
-    record.seedLo = seed.readInt32LE(0);
-    record.seedHi = seed.readInt32LE(4);
+    [record.seedLo, record.seedHi] = testHooks.fixedSeed ?? randomSeed();
     record.drive = Math.floor(Math.random() * this.ctx.drives.length);
     record.indexGen = 1;
     record.indexPages = this.checkedPages(Math.max(INITIAL_INDEX_PAGES, pagesFor(this.anticipated)));
@@ -289,22 +297,35 @@ export class BucketStorage {
 
   /**
    * Grows the index if it still has `observedCapacity` cells (a request made against an older
-   * capacity has been served already: repeated requests coalesce).
+   * capacity has been served already: repeated requests coalesce). If a wide probe window
+   * overflowed at low load, keys were aimed at it: the bucket is rehashed at the same size with a
+   * new random seed instead, once per capacity.
    */
-  growIndex(observedCapacity: number): void {
+  growIndex(observedCapacity: number, reason: 'overflow' | 'anticipated' = 'overflow'): void {
     if (this.index === null || this.index.spec.capacity !== observedCapacity) return;
     const started = performance.now();
-    let pages = this.targetPages();
-    const generation = (this.record as BucketRecord).indexGen + 1;
+    const count = this.ctx.engine.count(this.ix);
+    const reseed = reason === 'overflow' && this.ctx.maxSearch >= RESEED_MIN_SEARCH
+      && count < observedCapacity * RESEED_BELOW_LOAD && this.reseededAt !== observedCapacity;
+    const seed = copyRecord(this.record as BucketRecord);
+    let pages = this.index.spec.totalRecords;
+    if (reseed) {
+      [seed.seedLo, seed.seedHi] = randomSeed();
+      this.reseededAt = observedCapacity;
+      this.ctx.counters.reseeds++;
+    } else {
+      pages = this.targetPages();
+    }
+    const generation = seed.indexGen + 1;
     for (;;) {
-      const file = this.createFile(null, generation, this.indexSpec(generation, pages), this.index);
+      const file = this.createFile(null, generation, this.indexSpec(generation, pages, seed), this.index);
       let ok: boolean;
       try {
         ok = this.ctx.engine.rehashInto(this.ix, file);
         if (ok) {
-          const [count, dataCounts] = this.liveCounts();
+          const [liveCount, dataCounts] = this.liveCounts();
           this.switchIndex(file, generation, pages);
-          this.bindEngine(count, dataCounts);
+          this.bindEngine(liveCount, dataCounts);
           break;
         }
       } catch (err) {
@@ -325,6 +346,8 @@ export class BucketStorage {
     const record = copyRecord(this.record as BucketRecord);
     record.indexGen = generation;
     record.indexPages = pages;
+    record.seedLo = file.spec.seedLo;
+    record.seedHi = file.spec.seedHi;
     this.ctx.manifest.set(this.ix, record);
     this.record = record;
     const old = this.index as MappedFile;

@@ -152,7 +152,7 @@ export class Bucket<T> {
     }
     this.storage.anticipated = count;
     if (this.storage.allocated && this.storage.capacity < pagesFor(count) * CELLS_PER_PAGE) {
-      this.storage.growIndex(this.storage.capacity);
+      this.storage.growIndex(this.storage.capacity, 'anticipated');
       this.version++;
     }
   }

@@ -42,7 +42,10 @@ export interface Engine {
   remove(ix: number, key: Uint8Array): boolean;
   count(ix: number): number;
   dataCounts(ix: number): ArrayLike<number>;
-  /** Rehashes the bucket's live cells into `target` (fresh, same seed); false if some key found no room. */
+  /**
+   * Rehashes the bucket's live cells into `target`, a fresh file whose header carries the seed to
+   * hash with (the same seed, or a new one when the bucket is reseeded); false if some key found no room.
+   */
   rehashInto(ix: number, target: MappedFile): boolean;
   /** Spaced copy of a data class into `target` (fresh, larger). */
   copyDataInto(ix: number, sizeClass: number, target: MappedFile): void;
@@ -111,7 +114,7 @@ export class HostEngine implements Engine {
   rehashInto(ix: number, target: MappedFile): boolean {
     const source = this.tables[ix] as Table;
     const fresh = new Table(this.maxSearch, this.elementSize);
-    fresh.bindIndex(target, source.seedLo, source.seedHi);
+    fresh.bindIndex(target, target.spec.seedLo, target.spec.seedHi);
     return fresh.rehashFrom(source);
   }
 

@@ -144,6 +144,12 @@ export const LOAD_MAX_D = 10;
 export const GROW_DOUBLE_BELOW_PAGES = 128;
 export const GROW_N = 3;
 export const GROW_D = 2;
+/**
+ * A probe window of at least RESEED_MIN_SEARCH cells that overflows below this load is not bad
+ * luck but keys aimed at it: the bucket is rehashed with a new random seed instead of grown.
+ */
+export const RESEED_BELOW_LOAD = 0.5;
+export const RESEED_MIN_SEARCH = 16;
 /** setAnticipatedCount(n) sizes the index for n entries at this load. */
 export const ANTICIPATED_LOAD = 0.8;
 /** A data file starts with 2^5 cells, fewer if that would exceed DATA_INITIAL_MAX_BYTES. */

@@ -2,6 +2,7 @@
 export class Counters {
   indexResizes = 0;
   failedIndexResizes = 0;
+  reseeds = 0;
   indexResizeMs = 0;
   dataResizes = 0;
   dataResizeMs = 0;
@@ -18,10 +19,16 @@ export class Counters {
 export interface BucketMapStats {
   engine: 'wasm' | 'host';
   entries: number;
-  buckets: { total: number; allocated: number };
+  /**
+   * Buckets, and how entries spread over them: the fullest and emptiest bucket. Keys sharing their
+   * first bytes (vanity addresses) all go to one bucket; maxEntries / (entries / total) is the skew.
+   */
+  buckets: { total: number; allocated: number; minEntries: number; maxEntries: number };
   index: {
     resizes: number;
     failedResizes: number;
+    /** Rehashes with a new seed after a probe window overflowed at low load (keys aimed at it). */
+    reseeds: number;
     resizeMs: number;
     files: number;
     bytes: number;

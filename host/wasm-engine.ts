@@ -46,7 +46,7 @@ interface CoreExports {
   get(ix: number): number;
   put(ix: number, slots: number, rcLo: number, rcHi: number): number;
   remove(ix: number): number;
-  rehash(ix: number, fid: number, pages: number, pagesPerSeg: number): number;
+  rehash(ix: number, fid: number, pages: number, pagesPerSeg: number, seedLo: number, seedHi: number): number;
   copyData(ix: number, sizeClass: number, fid: number, pow2: number, cellsPerSeg: number): void;
   flush(): void;
   invalidate(fidFrom: number, fidTo: number): void;
@@ -305,7 +305,7 @@ export class WasmEngine implements Engine {
 
   rehashInto(ix: number, target: MappedFile): boolean {
     const fid = this.register(target);
-    const status = this.core.rehash(ix, fid, target.spec.totalRecords, target.recordsPerSegment);
+    const status = this.core.rehash(ix, fid, target.spec.totalRecords, target.recordsPerSegment, target.spec.seedLo, target.spec.seedHi);
     if (status !== 1) {
       this.core.invalidate(fid, fid + target.segments.length);
       this.release(target);

@@ -305,9 +305,9 @@ describe('bucket', () => {
       putInline(i);
     }
     createFile(500, 1024 + 1024);
-    expect(rehash(0, 500, 1, 1)).toBe(0, '150 keys do not fit in 20 cells');
+    expect(rehash(0, 500, 1, 1, SEED_LO, SEED_HI)).toBe(0, '150 keys do not fit in 20 cells');
     createFile(600, 1024 + 30 * 1024);
-    expect(rehash(0, 600, 30, 30)).toBe(1);
+    expect(rehash(0, 600, 30, 30, SEED_LO, SEED_HI)).toBe(1);
     expect(load<u32>(field(0, D_COUNT))).toBe(n);
     store<u32>(field(0, D_INDEX_FID), 600);
     store<u32>(field(0, D_PAGES), 30);
@@ -318,6 +318,28 @@ describe('bucket', () => {
       expect(get(0)).toBe(1);
       expect(load<u32>(outPtr + OUT_ELEMENTS)).toBe(i * 0x01000193);
     }
+  });
+
+  test('rehash with a new seed places every key by the new hash (reseeding)', () => {
+    setup(32, 10);
+    const n: u32 = 120;
+    const keys = keyStore(n);
+    for (let i: u32 = 0; i < n; i++) {
+      useKey(keys, i);
+      putInline(i);
+    }
+    createFile(700, 1024 + 10 * 1024);
+    expect(rehash(0, 700, 10, 10, 0xabcdef, 0x123456)).toBe(1);
+    store<u32>(field(0, D_INDEX_FID), 700);
+    store<u32>(field(0, D_SEED_LO), 0xabcdef);
+    store<u32>(field(0, D_SEED_HI), 0x123456);
+    let moved: u32 = 0;
+    for (let i: u32 = 0; i < n; i++) {
+      useKey(keys, i);
+      expect(get(0)).toBe(1, 'found under the new seed');
+      if (hashKey(keyPtr, 0xabcdef, 0x123456) % 200 != hashKey(keyPtr, SEED_LO, SEED_HI) % 200) moved++;
+    }
+    expect(moved).toBeGreaterThan(n / 2, 'a new seed sends most keys to new homes');
   });
 
   test('a data file doubles by spaced copy: cell j moves to cell 2j and entries stay valid', () => {
