@@ -165,9 +165,18 @@ export class Bucket<T> {
   batchInsertNonDuplicates(items: ReadonlyArray<readonly [Key, T]>): Array<[number, T]> {
     this.guard.enter();
     if (!Array.isArray(items)) throw new TypeError('items must be an array of [key, element] pairs');
+    // Every item is checked before anything is written: a bad one fails the whole batch.
+    const probe = new Uint8Array(this.codec.size);
     const keys = items.map((item, i) => {
       if (!Array.isArray(item) || item.length !== 2) throw new TypeError(`items[${i}] must be a [key, element] pair`);
-      return toKeyBytes(item[0], `items[${i}][0]`);
+      const key = toKeyBytes(item[0], `items[${i}][0]`);
+      try {
+        this.codec.encode(item[1], probe, 0);
+      } catch (err) {
+        if (err instanceof Error) err.message = `items[${i}][1]: ${err.message}`;
+        throw err;
+      }
+      return key;
     });
     this.setAnticipatedCount(this.bucketLen() + items.length);
     const duplicates: Array<[number, T]> = [];

@@ -46,6 +46,9 @@ for (const engine of ENGINES) {
     assert.throws(() => bucket.batchInsertNonDuplicates('x' as never), TypeError);
     assert.throws(() => bucket.batchInsertNonDuplicates([[rng.key(), rng.bytes(16)], [new Uint8Array(3), rng.bytes(16)]]), (e: Error) => /items\[1\]\[0\]/.test(e.message));
     assert.is(bucket.bucketLen(), 0);
+    const good = Array.from({ length: 50 }, () => [rng.key(), rng.bytes(16)] as [Uint8Array, Uint8Array]);
+    assert.throws(() => bucket.batchInsertNonDuplicates([...good, [rng.key(), new Uint8Array(15)]]), (e: Error) => e instanceof RangeError && /items\[50\]\[1\]/.test(e.message));
+    assert.is(bucket.bucketLen(), 0, 'a bad element at the end writes none of the batch');
     map.close();
   });
 
