@@ -437,12 +437,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const started = performance.now();
     for (const storage of this.storages) storage.saveCounts();
     if (options.durable === true) {
-      for (const storage of this.storages) {
-        for (const file of storage.files()) {
-          file.sync();
-          for (const p of file.segmentPaths) fsyncPath(p);
-        }
-      }
+      for (const storage of this.storages) storage.syncFiles();
       this.ctx.manifest.sync();
       for (const dir of this.ctx.drives) fsyncPath(dir);
       if (this.ctx.manifest.file !== null) fsyncPath(path.dirname(this.ctx.manifest.file));

@@ -17,7 +17,7 @@ import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './man
 import { collectDataCells, journalCommitted, markDirty, readSavedCounts, replayJournal, saveCounts } from './restart.js';
 import type { BucketToVerify } from './verify.js';
 import type { Counters } from './stats.js';
-import { MappedFile, bucketFileName, fileBytesFor, segmentPath } from './storage.js';
+import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentPath } from './storage.js';
 import { Table } from './table.js';
 import * as fs from 'node:fs';
 
@@ -112,6 +112,8 @@ export class BucketStorage {
   readonly data: Array<MappedFile | null> = new Array<MappedFile | null>(SIZE_CLASSES).fill(null);
   /** Changed since the last flush: its header says dirty and its counts must be saved. */
   dirty = false;
+  /** Changed since the last durable flush: its files must be synced by the next one. */
+  unsynced = false;
   /** Entries the caller expects (setAnticipatedCount); the next growth sizes for at least this. */
   anticipated = 0;
   /** Capacity at which the bucket was last reseeded (a second overflow there grows instead). */
@@ -239,6 +241,7 @@ export class BucketStorage {
       this.dropFile(file);
       pages = this.checkedPages(nextIndexPages(pages));
     }
+    this.unsynced = true;
     this.ctx.counters.repairedBuckets++;
     this.ctx.counters.repairMs += performance.now() - started;
   }
@@ -277,6 +280,7 @@ export class BucketStorage {
     }
     this.index = file;
     this.dirty = true;
+    this.unsynced = true;
     this.bindEngine(0, new Array<number>(SIZE_CLASSES).fill(0));
   }
 
@@ -337,6 +341,7 @@ export class BucketStorage {
       pages = this.checkedPages(nextIndexPages(pages));
     }
     this.dirty = true;
+    this.unsynced = true;
     this.ctx.counters.indexResizes++;
     this.ctx.counters.indexResizeMs += performance.now() - started;
   }
@@ -396,6 +401,7 @@ export class BucketStorage {
       this.ctx.counters.dataResizes++;
     }
     this.dirty = true;
+    this.unsynced = true;
     this.ctx.counters.dataResizeMs += performance.now() - started;
   }
 
@@ -406,6 +412,17 @@ export class BucketStorage {
     if (this.dirty) return;
     markDirty(this.index as MappedFile);
     this.dirty = true;
+    this.unsynced = true;
+  }
+
+  /** msync and fsync this bucket's files if it changed since the last durable flush. */
+  syncFiles(): void {
+    if (!this.unsynced) return;
+    for (const file of this.files()) {
+      file.sync();
+      for (const p of file.segmentPaths) fsyncPath(p);
+    }
+    this.unsynced = false;
   }
 
   /** Saves counts and marks the bucket clean. */
