@@ -15,7 +15,8 @@
 import {
   CELL_BYTES, CELLS_PER_PAGE, CORRUPT, FOUND_CORRUPT, SIZE_CLASSES, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_FULL, DATA_HEADER_BYTES, DATA_OCCUPIED,
   DATA_SEARCH_FACTOR, HEADER_BYTES, INDEX_FULL, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
-  KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, PAGE_BYTES, PAGE_HEADER_BYTES, PAGE_SHIFT,
+  KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, MAX_INLINE_REFCOUNT, PAGE_BYTES, PAGE_EXTRA_OFFSET,
+  PAGE_HEADER_BYTES, PAGE_SHIFT,
   PUT_NEW, PUT_UPDATED, VALUE_OFFSET, dataCellBytes, sizeClassOf,
 } from './layout';
 import { hashHi, hashKey } from './hash';
@@ -186,6 +187,24 @@ function writeCell(v: IndexView, c: u32, offset: u32, src: usize, length: u32): 
   }
 }
 
+/** The extra-references byte of cell `c` (refCount − 1 of an INLINE cell). */
+function extraOf(v: IndexView, c: u32): u32 {
+  locate(v, c);
+  return <u32>load<u8>(page(locFid, locPage) + PAGE_EXTRA_OFFSET + locSlot);
+}
+
+function setExtra(v: IndexView, c: u32, value: u32): void {
+  locate(v, c);
+  if (v.building != 0) {
+    const p = page(locFid, locPage);
+    store<u8>(p + PAGE_EXTRA_OFFSET + locSlot, <u8>value);
+    markDirty(p);
+  } else {
+    store<u8>(byteTmp, <u8>value);
+    writeThrough(locFid, (locPage << PAGE_SHIFT) + PAGE_EXTRA_OFFSET + locSlot, byteTmp, 1);
+  }
+}
+
 // @ts-ignore: decorator
 @inline function next(v: IndexView, c: u32): u32 {
   return c + 1 == v.capacity ? 0 : c + 1;
@@ -212,12 +231,15 @@ function probe(v: IndexView, key: usize): u32 {
   const lo = hashKey(key, seedLo, seedHi);
   const tag = hashHi >>> 26;
   probeTag = tag;
-  let c = lo % v.capacity;
+  const capacity = v.capacity;
+  let c = lo % capacity;
+  // Walk the window page by page: one cache lookup per page, not per cell.
+  locate(v, c);
+  let slot = locSlot;
+  let p = page(locFid, locPage);
   for (let d: u32 = 0; d < v.window; d++) {
     probeSteps++;
-    locate(v, c);
-    const p = page(locFid, locPage);
-    const ctl = <u32>load<u16>(p + (locSlot << 1));
+    const ctl = <u32>load<u16>(p + (slot << 1));
     const cd = ctl & 0xff;
     if (cd == 0 || cd - 1 < d) {
       insAt = c;
@@ -225,8 +247,13 @@ function probe(v: IndexView, key: usize): u32 {
       insShift = cd != 0;
       return NONE;
     }
-    if (((ctl >> 8) & 63) == tag && keyEquals(p + PAGE_HEADER_BYTES + locSlot * CELL_BYTES, key)) return c;
-    c = next(v, c);
+    if (((ctl >> 8) & 63) == tag && keyEquals(p + PAGE_HEADER_BYTES + slot * CELL_BYTES, key)) return c;
+    c = c + 1 == capacity ? 0 : c + 1;
+    if (++slot == CELLS_PER_PAGE || c == 0) {
+      locate(v, c);
+      slot = locSlot;
+      p = page(locFid, locPage);
+    }
   }
   insAt = NONE;
   return NONE;
@@ -252,7 +279,7 @@ function readCell(c: u32): bool {
   const value = cellPtr(cur, c) + VALUE_OFFSET;
   store<u32>(outPtr + OUT_KIND, kind);
   if (kind == KIND_INLINE) {
-    store<u32>(outPtr + OUT_RC_LO, 1);
+    store<u32>(outPtr + OUT_RC_LO, 1 + extraOf(cur, c));
     store<u32>(outPtr + OUT_RC_HI, 0);
     store<u32>(outPtr + OUT_SLOTS, 1);
     memory.copy(outPtr + OUT_ELEMENTS, value, elementSize);
@@ -291,8 +318,8 @@ export function put(ix: u32, slots: u32, rcLo: u32, rcHi: u32): u32 {
 }
 
 function putCurrent(slots: u32, rcLo: u32, rcHi: u32): u32 {
-  const rcIsOne = rcLo == 1 && rcHi == 0;
-  const needsData = slots > 1 || (slots == 1 && (!rcIsOne || elementSize > MAX_INLINE_ELEMENT));
+  const inline = slots == 1 && elementSize <= MAX_INLINE_ELEMENT && rcHi == 0 && rcLo >= 1 && rcLo <= MAX_INLINE_REFCOUNT;
+  const needsData = slots > 1 || (slots == 1 && !inline);
   const kind = slots == 0 ? KIND_ZERO : needsData ? KIND_DATA : KIND_INLINE;
   const sizeClass = needsData ? sizeClassOf(slots) : 0;
   if (needsData && dataField(sizeClass, DD_FID) == 0) return dataFull(sizeClass);
@@ -319,6 +346,7 @@ function putCurrent(slots: u32, rcLo: u32, rcHi: u32): u32 {
   buildValue(kind, sizeClass, dataCell, slots, rcLo, rcHi);
   writeCell(cur, at, 0, keyPtr, 32);
   writeCell(cur, at, VALUE_OFFSET, valueTmp, 16);
+  setExtra(cur, at, inline ? rcLo - 1 : 0);
   setCtrl(cur, at, (dist + 1) | (tag << 8) | (kind << CTRL_KIND_SHIFT));
   store<u32>(curDesc + D_COUNT, count + 1);
   return PUT_NEW;
@@ -350,12 +378,15 @@ function update(c: u32, kind: u32, sizeClass: u32, slots: u32, rcLo: u32, rcHi: 
   }
   buildValue(kind, sizeClass, dataCell, slots, rcLo, rcHi);
   const newCtrl = (oldCtrl & 0x3fff) | (kind << CTRL_KIND_SHIFT);
+  const extra: u32 = kind == KIND_INLINE ? rcLo - 1 : 0;
   const value = cellPtr(cur, c) + VALUE_OFFSET;
   if (newCtrl == oldCtrl && kind != KIND_DATA
     && load<u64>(value) == load<u64>(valueTmp) && load<u64>(value, 8) == load<u64>(valueTmp, 8)) {
+    // Only the refCount of an inline entry changes: one byte, one store, no journal.
+    if (extraOf(cur, c) != extra) setExtra(cur, c, extra);
     return PUT_UPDATED;
   }
-  journaledUpdate(c, newCtrl);
+  journaledUpdate(c, newCtrl, extra);
   if (oldData != NONE) freeData(oldClass, oldData);
   return PUT_UPDATED;
 }
@@ -401,8 +432,10 @@ function shiftRight(v: IndexView, from: u32, end: u32): void {
   while (j != from) {
     const p = prev(v, j);
     const ctl = ctrlOf(v, p);
+    const extra = extraOf(v, p);
     memory.copy(cellTmp, cellPtr(v, p), CELL_BYTES);
     writeCell(v, j, 0, cellTmp, CELL_BYTES);
+    setExtra(v, j, extra);
     setCtrl(v, j, ctl + 1);
     setCtrl(v, p, 0);
     j = p;
@@ -416,8 +449,10 @@ function shiftLeft(v: IndexView, hole: u32): void {
   for (let n: u32 = 0; n < v.capacity; n++) {
     const ctl = ctrlOf(v, j);
     if ((ctl & 0xff) <= 1) return;
+    const extra = extraOf(v, j);
     memory.copy(cellTmp, cellPtr(v, j), CELL_BYTES);
     writeCell(v, before, 0, cellTmp, CELL_BYTES);
+    setExtra(v, before, extra);
     setCtrl(v, before, ctl - 1);
     setCtrl(v, j, 0);
     before = j;
@@ -442,10 +477,10 @@ function buildValue(kind: u32, sizeClass: u32, dataCell: u32, slots: u32, rcLo: 
 }
 
 /**
- * Writes valueTmp and `ctrl` into live cell `c` through the journal in the index header: record
- * (check + body), commit, the cell, then commit = 0. See host/layout.ts.
+ * Writes valueTmp, `ctrl` and the extra byte into live cell `c` through the journal in the index
+ * header: record (check + body), commit, the cell, then commit = 0. See host/layout.ts.
  */
-function journaledUpdate(c: u32, ctrl: u32): void {
+function journaledUpdate(c: u32, ctrl: u32, extra: u32): void {
   const seq = load<u32>(curDesc + D_JOURNAL_SEQ) + 1;
   store<u32>(curDesc + D_JOURNAL_SEQ, seq);
   const body = journalTmp + 4;
@@ -453,11 +488,12 @@ function journaledUpdate(c: u32, ctrl: u32): void {
   store<u32>(body, ctrl, 4);
   memory.copy(body + 8, valueTmp, 16);
   store<u32>(body, seq, 24);
-  store<u32>(body, 0, 28);
+  store<u32>(body, extra, 28);
   store<u32>(journalTmp, hashKey(body, JOURNAL_SEED_LO, JOURNAL_SEED_HI));
   writeThrough(cur.fid, J_CHECK, journalTmp, 36);
   writeU32Through(cur.fid, J_COMMIT, seq);
   writeCell(cur, c, VALUE_OFFSET, valueTmp, 16);
+  setExtra(cur, c, extra);
   setCtrl(cur, c, ctrl);
   writeU32Through(cur.fid, J_COMMIT, 0);
 }
@@ -586,6 +622,7 @@ export function rehash(ix: u32, fid: u32, pages: u32, pagesPerSeg: u32, newSeedL
         shiftRight(target, at, end);
       }
       writeCell(target, at, 0, cell, CELL_BYTES);
+      setExtra(target, at, <u32>load<u8>(pageTmp + PAGE_EXTRA_OFFSET + s));
       setCtrl(target, at, (insDist + 1) | (probeTag << 8) | (ctl & 0xc000));
       inserted++;
     }

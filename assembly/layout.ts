@@ -3,10 +3,11 @@
  * two agree through `layoutValue`). See docs/FORMAT.md for the byte-by-byte description.
  *
  * Index page (PAGE_BYTES), the unit the page cache moves:
- *   ┌──────────────────────────┬──────────┬───────────────────────────────────────────┐
- *   │ ctrl u16 × 20  (0..40)   │ 0 (..64) │ 20 cells × 48 B: key[32] value[16] (..1024)│
- *   └──────────────────────────┴──────────┴───────────────────────────────────────────┘
+ *   ┌────────────────────────┬─────────────────────┬─────────┬───────────────────────────────────────┐
+ *   │ ctrl u16 × 20 (0..40)  │ extra u8 × 20 (..60)│ 0 (..64)│ 20 cells × 48 B: key[32] value[16]    │
+ *   └────────────────────────┴─────────────────────┴─────────┴───────────────────────────────────────┘
  * ctrl: bits 0–7 dist+1 (0 = free) │ bits 8–13 tag │ bits 14–15 kind (1 INLINE, 2 ZERO, 3 DATA)
+ * extra: refCount − 1 of an INLINE cell (refCounts 1..256 stay in the index); 0 otherwise.
  *
  * Data cell: refCount 56-bit LE (0..7) │ flags (7, bit 0 occupied) │ elements (8..)
  */
@@ -21,6 +22,10 @@
 @inline export const CELLS_PER_PAGE: u32 = 20;
 // @ts-ignore: decorator
 @inline export const PAGE_HEADER_BYTES: u32 = 64;
+// @ts-ignore: decorator
+@inline export const PAGE_EXTRA_OFFSET: u32 = 40;
+// @ts-ignore: decorator
+@inline export const MAX_INLINE_REFCOUNT: u32 = 256;
 // @ts-ignore: decorator
 @inline export const CELL_BYTES: u32 = 48;
 // @ts-ignore: decorator

@@ -15,7 +15,8 @@
  *    dirty and written back when evicted or by `flushDirty`; order does not matter there because
  *    the file is not referenced until it is complete.
  *
- *   slot s: [ tagFid u32 | tagPage u32 | stamp u32 | dirty u8 ]   page bytes at slots + s·1024
+ *   tag of slot s (16 bytes; a 4-way set is one 64-byte cache line):
+ *     [ fid u32 | page u32 | stamp u32 | dirty u32 ]            page bytes at slotBase + s·1024
  *   log record: [ fid u32 | offset u32 | length u32 | bytes, padded to 4 ]
  */
 import { PAGE_BYTES, PAGE_SHIFT } from './layout';
@@ -51,11 +52,19 @@ declare function hostWriteRange(fid: u32, offset: u32, src: usize, length: u32):
   logRecords: f64 = 0;
 }
 
+// @ts-ignore: decorator
+@inline const TAG_BYTES: u32 = 16;
+// @ts-ignore: decorator
+@inline const T_FID: u32 = 0;
+// @ts-ignore: decorator
+@inline const T_PAGE: u32 = 4;
+// @ts-ignore: decorator
+@inline const T_STAMP: u32 = 8;
+// @ts-ignore: decorator
+@inline const T_DIRTY: u32 = 12;
+
 let slotBase: usize = 0;
-let tagFid: usize = 0;
-let tagPage: usize = 0;
-let stamps: usize = 0;
-let dirty: usize = 0;
+let tags: usize = 0;
 let slotCount: u32 = 0;
 let setMask: u32 = 0;
 let clock: u32 = 0;
@@ -73,12 +82,9 @@ export function initCache(sets: u32): void {
   slotCount = sets * WAYS;
   setMask = sets - 1;
   slotBase = heap.alloc(<usize>slotCount << PAGE_SHIFT);
-  tagFid = heap.alloc(<usize>slotCount << 2);
-  tagPage = heap.alloc(<usize>slotCount << 2);
-  stamps = heap.alloc(<usize>slotCount << 2);
-  dirty = heap.alloc(<usize>slotCount);
-  memory.fill(tagFid, 0, <usize>slotCount << 2);
-  memory.fill(dirty, 0, <usize>slotCount);
+  // Over-allocate to align the tags to a cache line, so a set never straddles two.
+  tags = (heap.alloc(<usize>slotCount * TAG_BYTES + 64) + 63) & ~(<usize>63);
+  memory.fill(tags, 0, <usize>slotCount * TAG_BYTES);
   dirtyList = heap.alloc(<usize>slotCount << 2);
   dirtyCount = 0;
   dirtyOverflow = false;
@@ -99,32 +105,39 @@ export function cacheSlots(): u32 {
   return ((page + fid * 0x9e3779b1) & setMask) * WAYS;
 }
 
+// @ts-ignore: decorator
+@inline function tagOf(s: u32): usize {
+  return tags + <usize>s * TAG_BYTES;
+}
+
 /** Pointer to page `page` of file `fid`, fetched on a miss. */
 export function page(fid: u32, page: u32): usize {
   const set = setOf(fid, page);
   let victim = set;
   let oldest: u32 = 0xffffffff;
   for (let s = set; s < set + WAYS; s++) {
-    const f = load<u32>(tagFid + (<usize>s << 2));
-    if (f == fid && load<u32>(tagPage + (<usize>s << 2)) == page) {
-      store<u32>(stamps + (<usize>s << 2), ++clock);
+    const t = tagOf(s);
+    const f = load<u32>(t, T_FID);
+    if (f == fid && load<u32>(t, T_PAGE) == page) {
+      store<u32>(t, ++clock, T_STAMP);
       stats.hits += 1;
       return slotBase + (<usize>s << PAGE_SHIFT);
     }
-    const age: u32 = f == 0 ? 0 : load<u32>(stamps + (<usize>s << 2));
+    const age: u32 = f == 0 ? 0 : load<u32>(t, T_STAMP);
     if (age < oldest) {
       oldest = age;
       victim = s;
     }
   }
   const ptr = slotBase + (<usize>victim << PAGE_SHIFT);
-  if (load<u8>(dirty + victim) != 0) writeBackSlot(victim);
+  const t = tagOf(victim);
+  if (load<u32>(t, T_DIRTY) != 0) writeBackSlot(victim);
   // The mapping must be current before a page is copied from it.
   if (logUsed != 0) drainLog();
   hostFetchPage(fid, page, ptr);
-  store<u32>(tagFid + (<usize>victim << 2), fid);
-  store<u32>(tagPage + (<usize>victim << 2), page);
-  store<u32>(stamps + (<usize>victim << 2), ++clock);
+  store<u32>(t, fid, T_FID);
+  store<u32>(t, page, T_PAGE);
+  store<u32>(t, ++clock, T_STAMP);
   stats.misses += 1;
   stats.pagesIn += 1;
   return ptr;
@@ -134,9 +147,8 @@ export function page(fid: u32, page: u32): usize {
 function peek(fid: u32, page: u32): usize {
   const set = setOf(fid, page);
   for (let s = set; s < set + WAYS; s++) {
-    if (load<u32>(tagFid + (<usize>s << 2)) == fid && load<u32>(tagPage + (<usize>s << 2)) == page) {
-      return slotBase + (<usize>s << PAGE_SHIFT);
-    }
+    const t = tagOf(s);
+    if (load<u32>(t, T_FID) == fid && load<u32>(t, T_PAGE) == page) return slotBase + (<usize>s << PAGE_SHIFT);
   }
   return 0;
 }
@@ -144,8 +156,9 @@ function peek(fid: u32, page: u32): usize {
 /** Marks the page holding `ptr` (a pointer into a slot) for write-back. */
 export function markDirty(ptr: usize): void {
   const s = <u32>((ptr - slotBase) >> PAGE_SHIFT);
-  if (load<u8>(dirty + s) != 0) return;
-  store<u8>(dirty + s, 1);
+  const t = tagOf(s);
+  if (load<u32>(t, T_DIRTY) != 0) return;
+  store<u32>(t, 1, T_DIRTY);
   // A slot written back and dirtied again is listed twice; the flag makes the second a no-op.
   if (dirtyCount < slotCount) {
     store<u32>(dirtyList + (<usize>dirtyCount << 2), s);
@@ -156,11 +169,12 @@ export function markDirty(ptr: usize): void {
 }
 
 function writeBackSlot(s: u32): void {
-  store<u32>(writeBackList, load<u32>(tagFid + (<usize>s << 2)));
-  store<u32>(writeBackList + 4, load<u32>(tagPage + (<usize>s << 2)));
+  const t = tagOf(s);
+  store<u32>(writeBackList, load<u32>(t, T_FID));
+  store<u32>(writeBackList + 4, load<u32>(t, T_PAGE));
   store<u32>(writeBackList + 8, <u32>(slotBase + (<usize>s << PAGE_SHIFT)));
   hostWritePages(writeBackList, 1);
-  store<u8>(dirty + s, 0);
+  store<u32>(t, 0, T_DIRTY);
   stats.pagesOut += 1;
 }
 
@@ -171,12 +185,13 @@ export function flushDirty(): void {
   const end = scanAll ? slotCount : dirtyCount;
   for (let i: u32 = 0; i < end; i++) {
     const s = scanAll ? i : load<u32>(dirtyList + (<usize>i << 2));
-    if (load<u8>(dirty + s) == 0) continue;
+    const t = tagOf(s);
+    if (load<u32>(t, T_DIRTY) == 0) continue;
     const entry = writeBackList + <usize>n * 12;
-    store<u32>(entry, load<u32>(tagFid + (<usize>s << 2)));
-    store<u32>(entry + 4, load<u32>(tagPage + (<usize>s << 2)));
+    store<u32>(entry, load<u32>(t, T_FID));
+    store<u32>(entry + 4, load<u32>(t, T_PAGE));
     store<u32>(entry + 8, <u32>(slotBase + (<usize>s << PAGE_SHIFT)));
-    store<u8>(dirty + s, 0);
+    store<u32>(t, 0, T_DIRTY);
     stats.pagesOut += 1;
     if (++n == WRITEBACK_BATCH) {
       hostWritePages(writeBackList, n);
@@ -191,10 +206,11 @@ export function flushDirty(): void {
 /** Forgets every cached page of files [fidFrom, fidTo), dirty or not (their files are gone). */
 export function invalidate(fidFrom: u32, fidTo: u32): void {
   for (let s: u32 = 0; s < slotCount; s++) {
-    const f = load<u32>(tagFid + (<usize>s << 2));
+    const t = tagOf(s);
+    const f = load<u32>(t, T_FID);
     if (f >= fidFrom && f < fidTo) {
-      store<u32>(tagFid + (<usize>s << 2), 0);
-      store<u8>(dirty + s, 0);
+      store<u32>(t, 0, T_FID);
+      store<u32>(t, 0, T_DIRTY);
     }
   }
 }

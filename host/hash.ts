@@ -56,6 +56,16 @@ export let hashHi = 0;
  * as a signed int (so V8 never boxes it) and leaves the high 32 bits in `hashHi`.
  */
 export function hashKey(key: Uint8Array, off: number, k0: number, k1: number): number {
+  return hashKeyWords(key, off, k0, k1, SCRATCH_WORDS);
+}
+
+const SCRATCH_WORDS = new Int32Array(8);
+
+/**
+ * hashKey that also leaves the key's eight little-endian words in `words`, so a lookup can
+ * compare keys a word at a time without reading the key again.
+ */
+export function hashKeyWords(key: Uint8Array, off: number, k0: number, k1: number, words: Int32Array): number {
   let v0 = k0 | 0;
   let v1 = (k1 ^ 0xee) | 0;
   let v2 = (0x6c796765 ^ k0) | 0;
@@ -63,7 +73,11 @@ export function hashKey(key: Uint8Array, off: number, k0: number, k1: number): n
   // Eight message words, then the length block (32 << 24): one compression round each.
   for (let w = 0; w < 9; w++) {
     const i = off + 4 * w;
-    const m = w < 8 ? key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24) : 32 << 24;
+    let m = 32 << 24;
+    if (w < 8) {
+      m = key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24);
+      words[w] = m;
+    }
     v3 ^= m;
     v0 = (v0 + v1) | 0; v1 = (v1 << 5) | (v1 >>> 27); v1 ^= v0; v0 = (v0 << 16) | (v0 >>> 16);
     v2 = (v2 + v3) | 0; v3 = (v3 << 8) | (v3 >>> 24); v3 ^= v2;

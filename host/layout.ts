@@ -5,15 +5,16 @@
  * Every file (each segment of it) starts with a HEADER_BYTES header; records follow.
  *
  * Index page (PAGE_BYTES = 1024), the record of an index file:
- *   ┌──────────────────────────┬──────────┬───────────────────────────────────────────┐
- *   │ ctrl u16 × 20  (0..40)   │ 0 (..64) │ 20 cells × 48 B: key[32] value[16] (..1024)│
- *   └──────────────────────────┴──────────┴───────────────────────────────────────────┘
+ *   ┌────────────────────────┬─────────────────────┬─────────┬───────────────────────────────────────┐
+ *   │ ctrl u16 × 20 (0..40)  │ extra u8 × 20 (..60)│ 0 (..64)│ 20 cells × 48 B: key[32] value[16]    │
+ *   └────────────────────────┴─────────────────────┴─────────┴───────────────────────────────────────┘
  * ctrl (little-endian u16):
  *   bits 0–7   dist + 1, where dist = cells from the key's home cell; 0 means the cell is free
  *   bits 8–13  tag: the top 6 bits of the hash's high word (filters key compares)
  *   bits 14–15 kind: 1 INLINE, 2 ZERO, 3 DATA (see below)
+ * extra: for an INLINE cell, refCount − 1 (so refCounts 1..256 stay in the index); 0 otherwise.
  * value (16 B):
- *   INLINE  one element (size ≤ 16) and refCount 1: the element bytes, zero-padded
+ *   INLINE  one element (size ≤ 16), refCount 1 + extra: the element bytes, zero-padded
  *   ZERO    an empty slot list: refCount as u64 LE in bytes 0..8
  *   DATA    the list lives in a data file: u32 cell index at creation | u8 created pow2 |
  *           u8 size class | u16 0 | u32 slot count | u32 0
@@ -36,6 +37,10 @@ export const HEADER_BYTES = 1024;
 export const PAGE_BYTES = 1024;
 export const CELLS_PER_PAGE = 20;
 export const PAGE_HEADER_BYTES = 64;
+/** Byte offset in a page of the per-cell extra references of INLINE cells. */
+export const PAGE_EXTRA_OFFSET = 40;
+/** An INLINE entry keeps refCounts 1..256 (extra = refCount − 1 in one byte). */
+export const MAX_INLINE_REFCOUNT = 256;
 export const CELL_BYTES = 48;
 export const KEY_BYTES = 32;
 export const VALUE_BYTES = 16;
@@ -101,7 +106,7 @@ export const STATE_CLEAN = 1;
 /**
  * The journal makes an in-place change of a live cell atomic: body first, then `commit`, then the
  * cell, then `commit` = 0. Reopening a bucket whose `commit` is set re-applies the body.
- *   J_COMMIT u32 | J_CHECK u32 | body: cell u32, ctrl u32, value[16], seq u32, 0 u32
+ *   J_COMMIT u32 | J_CHECK u32 | body: cell u32, ctrl u32, value[16], seq u32, extra u32
  * J_CHECK is the low word of HalfSipHash-1-3(body) under JOURNAL_SEED.
  */
 export const J_COMMIT = 256;

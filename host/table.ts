@@ -17,13 +17,14 @@
  *  - a live cell's value changes only through the journal (see layout.ts);
  *  - a data cell is written before the index points at it and freed after it no longer does.
  */
-import { hashKey, hashHi } from './hash.js';
+import { hashHi, hashKey, hashKeyWords } from './hash.js';
 import type { MappedFile } from './storage.js';
 import { corrupt } from './errors.js';
 import {
   CELL_BYTES, CELLS_PER_PAGE, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_HEADER_BYTES, DATA_OCCUPIED,
   DATA_SEARCH_FACTOR, HEADER_BYTES, J_BODY, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
-  KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, PAGE_BYTES, PAGE_HEADER_BYTES, SIZE_CLASSES,
+  KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, MAX_INLINE_REFCOUNT, PAGE_BYTES, PAGE_EXTRA_OFFSET,
+  PAGE_HEADER_BYTES, SIZE_CLASSES,
   sizeClassOf,
 } from './layout.js';
 
@@ -91,6 +92,9 @@ export class Table {
   u8: Uint8Array[] = [];
   private u16: Uint16Array[] = [];
   u32: Uint32Array[] = [];
+  private i32: Int32Array[] = [];
+  /** The words of the key being looked up (filled by the hash). */
+  private readonly keyWords = new Int32Array(8);
   readonly data: Array<DataFile | null> = new Array<DataFile | null>(SIZE_CLASSES).fill(null);
 
   /** Live entries, and occupied cells per data class (kept exact; saved by flush). */
@@ -127,6 +131,7 @@ export class Table {
     this.u8 = file.segments.map((b) => new Uint8Array(b.buffer, b.byteOffset, b.length));
     this.u16 = file.segments.map((b) => new Uint16Array(b.buffer, b.byteOffset, b.length >>> 1));
     this.u32 = file.segments.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2));
+    this.i32 = file.segments.map((b) => new Int32Array(b.buffer, b.byteOffset, b.length >>> 2));
     this.seedLo = seedLo | 0;
     this.seedHi = seedHi | 0;
   }
@@ -174,19 +179,20 @@ export class Table {
     return c === 0 ? this.capacity - 1 : c - 1;
   }
 
-  private keyEquals(c: number, key: Uint8Array, koff: number): boolean {
-    const off = this.cellOffset(c);
-    const bytes = this.u8[this.seg];
-    for (let i = 0; i < 32; i++) if (bytes[off + i] !== key[koff + i]) return false;
-    return true;
+  /** Byte offset (within its segment, which goes to `seg`) of cell `c`'s extra-references byte. */
+  extraOffset(c: number): number {
+    return this.pageOffset(c) + PAGE_EXTRA_OFFSET + (c % CELLS_PER_PAGE);
   }
 
+  /** Copies a cell's content and extra byte (not its ctrl) to a free cell. */
   private copyCell(from: number, to: number): void {
     const src = this.cellOffset(from) >>> 2;
     const srcWords = this.u32[this.seg];
+    const extra = this.u8[this.seg][this.extraOffset(from)];
     const dst = this.cellOffset(to) >>> 2;
     const dstWords = this.u32[this.seg];
     for (let i = 0; i < CELL_BYTES / 4; i++) dstWords[dst + i] = srcWords[src + i];
+    this.u8[this.seg][this.extraOffset(to)] = extra;
   }
 
   // ── lookup ─────────────────────────────────────────────────────────────────────────────────────
@@ -196,12 +202,23 @@ export class Table {
    * (insAt/insDist/insShift, insAt = -1 if the window has no room).
    */
   probe(key: Uint8Array, koff: number): number {
-    const lo = hashKey(key, koff, this.seedLo, this.seedHi);
+    const kw = this.keyWords;
+    const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, kw);
     const tag = hashHi >>> 26;
     this.tag = tag;
-    let c = (lo >>> 0) % this.capacity;
+    const capacity = this.capacity;
+    const perSegment = this.pagesPerSegment;
+    let c = (lo >>> 0) % capacity;
+    // Walk the window page by page: one division to start, none per cell.
+    const page = (c / CELLS_PER_PAGE) | 0;
+    let slot = c - page * CELLS_PER_PAGE;
+    let seg = (page / perSegment) | 0;
+    let pageInSeg = page - seg * perSegment;
+    let base = HEADER_BYTES + pageInSeg * PAGE_BYTES;
+    let ctrls = this.u16[seg];
+    let words = this.i32[seg];
     for (let d = 0; d < this.window; d++) {
-      const ctl = this.ctrl(c);
+      const ctl = ctrls[(base >>> 1) + slot];
       const cd = ctl & 0xff;
       if (cd === 0 || cd - 1 < d) {
         this.insAt = c;
@@ -209,8 +226,34 @@ export class Table {
         this.insShift = cd !== 0;
         return -1;
       }
-      if (((ctl >>> 8) & 63) === tag && this.keyEquals(c, key, koff)) return c;
-      c = this.next(c);
+      if (((ctl >>> 8) & 63) === tag) {
+        const w = (base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2;
+        if (words[w] === kw[0] && words[w + 1] === kw[1] && words[w + 2] === kw[2] && words[w + 3] === kw[3] &&
+          words[w + 4] === kw[4] && words[w + 5] === kw[5] && words[w + 6] === kw[6] && words[w + 7] === kw[7]) {
+          return c;
+        }
+      }
+      c++;
+      slot++;
+      if (c === capacity) {
+        c = 0;
+        slot = 0;
+        seg = 0;
+        pageInSeg = 0;
+        base = HEADER_BYTES;
+        ctrls = this.u16[0];
+        words = this.i32[0];
+      } else if (slot === CELLS_PER_PAGE) {
+        slot = 0;
+        base += PAGE_BYTES;
+        if (++pageInSeg === perSegment) {
+          seg++;
+          pageInSeg = 0;
+          base = HEADER_BYTES;
+          ctrls = this.u16[seg];
+          words = this.i32[seg];
+        }
+      }
     }
     this.insAt = -1;
     return -1;
@@ -232,7 +275,7 @@ export class Table {
     const bytes = this.u8[this.seg];
     out.kind = kind;
     if (kind === KIND_INLINE) {
-      out.refCount = 1;
+      out.refCount = 1 + this.u8[this.seg][this.extraOffset(c)];
       out.slots = 1;
       out.buf = bytes;
       out.off = off;
@@ -270,8 +313,8 @@ export class Table {
    * on INDEX_FULL / DATA_FULL nothing has been written.
    */
   put(key: Uint8Array, koff: number, list: Uint8Array, slots: number, refCount: number): number {
-    const es = this.elementSize;
-    const needsData = slots > 1 || (slots === 1 && (refCount !== 1 || es > MAX_INLINE_ELEMENT));
+    const inline = slots === 1 && this.elementSize <= MAX_INLINE_ELEMENT && refCount >= 1 && refCount <= MAX_INLINE_REFCOUNT;
+    const needsData = slots > 1 || (slots === 1 && !inline);
     const kind = slots === 0 ? KIND_ZERO : needsData ? KIND_DATA : KIND_INLINE;
     const sizeClass = needsData ? sizeClassOf(slots) : 0;
     if (needsData && this.data[sizeClass] === null) {
@@ -304,6 +347,7 @@ export class Table {
     const bytes = this.u8[this.seg];
     for (let i = 0; i < 32; i++) bytes[off + i] = key[koff + i];
     bytes.set(this.value, off + 32);
+    bytes[this.extraOffset(at)] = inline ? refCount - 1 : 0;
     this.setCtrl(at, (dist + 1) | (this.tag << 8) | (kind << CTRL_KIND_SHIFT));
     this.count++;
     return PUT_NEW;
@@ -333,14 +377,20 @@ export class Table {
     }
     this.buildValue(kind, sizeClass, dataCell, list, slots, refCount);
     const newCtrl = (oldCtrl & 0x3fff) | (kind << CTRL_KIND_SHIFT);
+    const extra = kind === KIND_INLINE ? refCount - 1 : 0;
     const off = this.cellOffset(c) + 32;
     const bytes = this.u8[this.seg];
     if (newCtrl === oldCtrl && kind !== KIND_DATA) {
       let same = true;
       for (let i = 0; i < 16; i++) if (bytes[off + i] !== this.value[i]) same = false;
-      if (same) return PUT_UPDATED;
+      if (same) {
+        // Only the refCount of an inline entry changes: one byte, one store, no journal.
+        const at = this.extraOffset(c);
+        if (this.u8[this.seg][at] !== extra) this.u8[this.seg][at] = extra;
+        return PUT_UPDATED;
+      }
     }
-    this.journaledUpdate(c, newCtrl);
+    this.journaledUpdate(c, newCtrl, extra);
     if (oldData >= 0) this.freeData(oldClass, oldData);
     return PUT_UPDATED;
   }
@@ -423,8 +473,8 @@ export class Table {
     }
   }
 
-  /** Writes `this.value` and `ctrl` into live cell `c` through the journal. */
-  private journaledUpdate(c: number, ctrl: number): void {
+  /** Writes `this.value`, `ctrl` and the extra byte into live cell `c` through the journal. */
+  private journaledUpdate(c: number, ctrl: number, extra: number): void {
     const head = this.u8[0];
     const head32 = this.u32[0];
     const body = this.journalBody;
@@ -433,12 +483,13 @@ export class Table {
     body32[1] = ctrl;
     body.set(this.value, 8);
     body32[6] = ++this.journalSeq;
-    body32[7] = 0;
+    body32[7] = extra;
     head.set(body, J_BODY);
     head32[J_CHECK >>> 2] = hashKey(body, 0, JOURNAL_SEED_LO, JOURNAL_SEED_HI);
     head32[J_COMMIT >>> 2] = this.journalSeq;
     const off = this.cellOffset(c) + 32;
     this.u8[this.seg].set(this.value, off);
+    this.u8[this.seg][this.extraOffset(c)] = extra;
     this.setCtrl(c, ctrl);
     head32[J_COMMIT >>> 2] = 0;
   }
@@ -466,9 +517,11 @@ export class Table {
         if (end < 0) return false;
         this.shiftRight(at, end);
       }
+      const extra = src.u8[src.seg][src.extraOffset(c)];
       const to = this.cellOffset(at) >>> 2;
       const words = this.u32[this.seg];
       for (let i = 0; i < CELL_BYTES / 4; i++) words[to + i] = from[(off >>> 2) + i];
+      this.u8[this.seg][this.extraOffset(at)] = extra;
       this.setCtrl(at, (this.insDist + 1) | (this.tag << 8) | (ctl & 0xc000));
       this.count++;
     }
@@ -527,8 +580,10 @@ export class Table {
     const words = new Uint32Array(body.buffer);
     const cell = words[0];
     const ctrl = words[1];
-    if (cell >= this.capacity || ctrl > 0xffff || (ctrl & 0xff) === 0 || ctrl >>> CTRL_KIND_SHIFT === 0) return 'invalid';
+    const extra = words[7];
+    if (cell >= this.capacity || ctrl > 0xffff || (ctrl & 0xff) === 0 || ctrl >>> CTRL_KIND_SHIFT === 0 || extra > 255) return 'invalid';
     this.cellSegment(cell).set(body.subarray(8, 24), this.cellOffset(cell) + 32);
+    this.u8[this.seg][this.extraOffset(cell)] = extra;
     this.setCtrl(cell, ctrl);
     head32[J_COMMIT >>> 2] = 0;
     return 'applied';

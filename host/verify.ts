@@ -97,6 +97,8 @@ export function verifyBucket(b: BucketToVerify, report: VerifyReport): void {
     if (seen.has(hex)) problem(c, 'holds a key that is also in an earlier cell');
     seen.add(hex);
     const value = off + 32;
+    const extra = table.u8[table.seg][table.extraOffset(c)];
+    if (kind !== KIND_INLINE && extra !== 0) problem(c, `has extra references ${extra} but is not an inline entry`);
     if (kind === KIND_INLINE) {
       for (let i = es; i < 16; i++) if (bytes[value + i] !== 0) { problem(c, 'has non-zero padding after its element'); break; }
     } else if (kind === KIND_ZERO) {

@@ -25,15 +25,22 @@ for (const engine of ENGINES) {
     assert.is(map.readValue(key)?.[1], 0);
   });
 
-  test('a single inline element moves to a data cell and back as its refCount leaves and returns to 1', () => {
+  test('a single element keeps refCounts 1 to 256 in the index and moves to a data cell beyond', () => {
     const key = rng.key();
     const v = rng.bytes(16);
     map.insert(key, [v]);
-    map.addref(key);
-    assert.is(map.stats().data.cells, 1);
-    map.unref(key);
-    assert.is(map.stats().data.cells, 0);
+    for (let rc = 2; rc <= 256; rc++) assert.is(map.addref(key), rc);
+    assert.is(map.stats().data.cells, 0, 'refCounts up to 256 stay inline');
+    assert.is(map.addref(key), 257);
+    assert.is(map.stats().data.cells, 1, 'refCount 257 needs a data cell');
+    assert.equal(map.readValue(key), [[v], 257]);
+    assert.is(map.unref(key), 256);
+    assert.is(map.stats().data.cells, 0, 'and it comes back inline');
+    for (let rc = 255; rc >= 1; rc--) assert.is(map.unref(key), rc);
     assert.equal(map.readValue(key), [[v], 1]);
+    assert.is(map.unref(key), 0);
+    assert.is(map.stats().data.cells, 1, 'refCount 0 with an element is a data cell');
+    assert.equal(map.readValue(key), [[v], 0]);
   });
 
   test('absent keys give undefined', () => {

@@ -255,6 +255,25 @@ describe('bucket', () => {
     expect(occupied).toBe(1);
   });
 
+  test('a single element keeps refCounts 1 to 256 inline, in its page-header extra byte', () => {
+    setup(32, 2);
+    randomKey(keyPtr);
+    expect(putInline(4)).toBe(PUT_NEW);
+    let cell: u32 = 0;
+    while ((ctrlInFile(cell) & 0xff) == 0) cell++;
+    const extraAt = (1 + cell / 20) * 1024 + 40 + (cell % 20);
+    expect(fileU8(INDEX_FID, extraAt)).toBe(0);
+    for (let b: u32 = 0; b < 16; b += 4) store<u32>(inPtr + b, 4 * 0x01000193 + b);
+    const commitsBefore = fileU32(INDEX_FID, J_CHECK);
+    expect(put(0, 1, 200, 0)).toBe(PUT_UPDATED);
+    expect(fileU8(INDEX_FID, extraAt)).toBe(199, 'refCount 200 is extra 199');
+    expect(fileU32(INDEX_FID, J_CHECK)).toBe(commitsBefore, 'a refCount-only change needs no journal record');
+    expect(ctrlInFile(cell) >> 14).toBe(KIND_INLINE);
+    expect(get(0)).toBe(1);
+    expect(load<u32>(outPtr + OUT_RC_LO)).toBe(200);
+    expect(put(0, 1, 257, 0)).toBe(DATA_FULL, 'refCount 257 needs a data cell, and class 0 has no file');
+  });
+
   test('an empty list keeps its refCount in the index cell', () => {
     setup(32, 2);
     randomKey(keyPtr);
@@ -285,12 +304,12 @@ describe('bucket', () => {
     bindData(0, 310, 5);
     randomKey(keyPtr);
     store<u32>(inPtr, 5);
-    expect(put(0, 1, 2, 0)).toBe(PUT_NEW);
-    expect(occupiedCells()).toBe(1);
+    expect(put(0, 1, 300, 0)).toBe(PUT_NEW);
+    expect(occupiedCells()).toBe(1, 'refCount 300 does not fit inline');
     expect(put(0, 1, 1, 0)).toBe(PUT_UPDATED);
     expect(occupiedCells()).toBe(0, 'freed when the entry went inline');
-    expect(put(0, 1, 3, 0)).toBe(PUT_UPDATED);
-    expect(occupiedCells()).toBe(1);
+    expect(put(0, 1, 0, 0)).toBe(PUT_UPDATED);
+    expect(occupiedCells()).toBe(1, 'refCount 0 with an element needs a data cell');
     expect(remove(0)).toBe(1);
     expect(occupiedCells()).toBe(0, 'freed on delete');
     expect(load<u32>(field(0, D_DATA + DD_COUNT))).toBe(0);
