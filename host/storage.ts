@@ -21,16 +21,38 @@ import { BucketMapError, codes, corrupt, ioError } from './errors.js';
 import { checkFileHeader, encodeFileHeader, type FileSpec, type SegmentPlacement } from './format.js';
 import { HEADER_BYTES } from './layout.js';
 
-interface MmapIo {
+interface MmapBinding {
   map(size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number): Buffer;
-  sync(buffer: Buffer, offset: number, size: number, blocking: boolean, invalidate: boolean): void;
+  sync_lib_private__(buffer: Buffer, offset: number, size: number, blocking: boolean, invalidate: boolean): void;
   readonly PROT_READ: number;
   readonly PROT_WRITE: number;
   readonly MAP_SHARED: number;
   readonly MADV_RANDOM: number;
 }
 
-const mmap = createRequire(import.meta.url)('mmap-io') as MmapIo;
+/**
+ * mmap-io's own entry point finds its binary through node-pre-gyp, which parses the host
+ * program's process.argv: an application started with `--dir X` fails to import it. The native
+ * binding is therefore loaded from where node-pre-gyp (or a plain node-gyp build) puts it, and the
+ * package's entry point is only the last resort.
+ */
+function loadMmap(): MmapBinding {
+  const require = createRequire(import.meta.url);
+  let root: string;
+  try {
+    root = path.dirname(require.resolve('mmap-io/package.json'));
+  } catch {
+    return require('mmap-io') as MmapBinding;
+  }
+  const abi = `node-v${process.versions.modules}-${process.platform}-${process.arch}`;
+  for (const candidate of [path.join(root, 'build', 'binding', 'Release', abi, 'mmap_io.node'), path.join(root, 'build', 'Release', 'mmap_io.node')]) {
+    if (fs.existsSync(candidate)) return require(candidate) as MmapBinding;
+  }
+  const viaPackage = require('mmap-io') as MmapBinding & { sync(b: Buffer, o: number, s: number, bl: boolean, i: boolean): void };
+  return { ...viaPackage, sync_lib_private__: (b, o, s, bl, i) => viaPackage.sync(b, o, s, bl, i) };
+}
+
+const mmap = loadMmap();
 
 /** Largest mapping mmap-io can make (its size argument is a C int). */
 export const MAX_MAPPING_BYTES = 0x7fffffff;
@@ -210,7 +232,7 @@ export class MappedFile {
     for (let i = 0; i < this.segments.length; i++) {
       const segment = this.segments[i];
       try {
-        mmap.sync(segment, 0, segment.length, true, false);
+        mmap.sync_lib_private__(segment, 0, segment.length, true, false);
       } catch (err) {
         throw ioError('msync failed', err, segmentPath(this.dir, this.name, i));
       }

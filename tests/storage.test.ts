@@ -1,5 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMapError, codes } from '../host/index.js';
@@ -142,6 +143,15 @@ test('a creation that fails part way leaves no files behind', () => {
   };
   assert.throws(() => MappedFile.create(dir, 'f', indexSpec(pagesPerSegment * 2), SEGMENT), /no space left/);
   assert.equal(fs.readdirSync(dir), []);
+});
+
+test("mmap-io loads whatever the program's own arguments are (node-pre-gyp reads --dir from argv)", () => {
+  const script = `import { BucketMap } from ${JSON.stringify(new URL('../host/index.js', import.meta.url).href)};
+    const m = new BucketMap({ maxBuckets: 1 }); m.insert(new Uint8Array(32), [new Uint8Array(16)]); m.flush({ durable: true });
+    process.stdout.write(String(m.size)); m.close();`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script, '--', '--dir', '/nonexistent', '--directory', '/nowhere'], { encoding: 'utf8' });
+  assert.is(child.status, 0, child.stderr);
+  assert.is(child.stdout, '1');
 });
 
 test('sync flushes a mapping without error', () => {
