@@ -98,7 +98,8 @@ export class WasmEngine implements Engine {
   private files: Array<Buffer | undefined> = [undefined];
   private files16: Array<Uint16Array | undefined> = [undefined];
   private files32: Array<Uint32Array | undefined> = [undefined];
-  private readonly fidOf = new Map<MappedFile, number>();
+  /** First file id and segment count of each registered file (its segments may be released first). */
+  private readonly fidOf = new Map<MappedFile, { first: number; count: number }>();
   /** Files bound to each bucket, to release the ids of files a bucket no longer uses. */
   private readonly bound: Array<MappedFile[] | undefined>;
 
@@ -196,24 +197,25 @@ export class WasmEngine implements Engine {
   /** The id of the file's first segment (segments have consecutive ids), registering it if new. */
   private register(file: MappedFile): number {
     const known = this.fidOf.get(file);
-    if (known !== undefined) return known;
+    if (known !== undefined) return known.first;
     const first = this.files.length;
     for (const segment of file.segments) {
       this.files.push(segment);
       this.files16.push(new Uint16Array(segment.buffer, segment.byteOffset, segment.length >>> 1));
       this.files32.push(new Uint32Array(segment.buffer, segment.byteOffset, segment.length >>> 2));
     }
-    this.fidOf.set(file, first);
+    this.fidOf.set(file, { first, count: file.segments.length });
     return first;
   }
 
+  /** Forgets a file's segments so their mappings can be collected (they may be released already). */
   private release(file: MappedFile): void {
-    const first = this.fidOf.get(file);
-    if (first === undefined) return;
-    for (let i = 0; i < file.segments.length; i++) {
-      this.files[first + i] = undefined;
-      this.files16[first + i] = undefined;
-      this.files32[first + i] = undefined;
+    const known = this.fidOf.get(file);
+    if (known === undefined) return;
+    for (let i = known.first; i < known.first + known.count; i++) {
+      this.files[i] = undefined;
+      this.files16[i] = undefined;
+      this.files32[i] = undefined;
     }
     this.fidOf.delete(file);
   }
@@ -317,6 +319,11 @@ export class WasmEngine implements Engine {
   copyDataInto(ix: number, sizeClass: number, target: MappedFile): void {
     const fid = this.register(target);
     this.core.copyData(ix, sizeClass, fid, target.spec.capacityPow2, target.recordsPerSegment);
+  }
+
+  /** Registered files (for tests: files a bucket no longer uses must not stay registered). */
+  registeredFiles(): number {
+    return this.fidOf.size;
   }
 
   stats(): EngineStats {
