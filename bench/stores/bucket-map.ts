@@ -1,0 +1,65 @@
+/** bucket-map itself, on either engine, persistent (restart file + one drive in the run's folder). */
+import * as path from 'node:path';
+import { BucketMap, type BucketMapConfig, type EngineKind } from '../../host/index.js';
+import type { Store } from './store.js';
+
+class BucketMapStore implements Store {
+  private readonly config: BucketMapConfig;
+  private map: BucketMap | null = null;
+
+  constructor(engine: EngineKind, dir: string) {
+    this.config = {
+      maxBuckets: 1024,
+      engine,
+      restartFile: path.join(dir, 'restart'),
+      drives: [path.join(dir, 'drives')],
+    };
+  }
+
+  private get m(): BucketMap {
+    if (this.map === null) throw new Error('bucket-map is not open');
+    return this.map;
+  }
+
+  open(): void {
+    this.map = new BucketMap(this.config);
+  }
+
+  close(): void {
+    this.m.close();
+    this.map = null;
+  }
+
+  writeBatch(writes: () => void): void {
+    writes();
+  }
+
+  put(keys: Buffer, keyOffset: number, values: Buffer, valueOffset: number): void {
+    this.m.insert(keys.subarray(keyOffset, keyOffset + 32), [values.subarray(valueOffset, valueOffset + 16)], 1);
+  }
+
+  addref(keys: Buffer, keyOffset: number): number {
+    return this.m.addref(keys.subarray(keyOffset, keyOffset + 32)) ?? -1;
+  }
+
+  del(keys: Buffer, keyOffset: number): void {
+    this.m.deleteKey(keys.subarray(keyOffset, keyOffset + 32));
+  }
+
+  get(keys: Buffer, keyOffset: number, out: Buffer): number {
+    const entry = this.m.get(keys.subarray(keyOffset, keyOffset + 32));
+    if (entry === undefined) return -1;
+    const [slotList, refCount] = entry;
+    if (slotList.length !== 1) return -2;
+    out.set(slotList[0]);
+    return refCount;
+  }
+
+  details(): unknown {
+    return this.map === null ? null : this.map.stats();
+  }
+}
+
+export function createBucketMap(engine: EngineKind, dir: string): BucketMapStore {
+  return new BucketMapStore(engine, dir);
+}

@@ -1,0 +1,49 @@
+/**
+ * The one interface every store is driven through. Keys and values are passed as (buffer, offset)
+ * into the workload's big buffers, so each adapter pays for exactly the slicing or copying its own
+ * API needs, and the timed loops are the same code for every store.
+ */
+
+export interface Store {
+  /** Opens (creates, or reopens from disk); resolves once the store can serve reads and writes. */
+  open(): void | Promise<void>;
+  /** Releases the store; for a persistent store everything written is in its files afterwards. */
+  close(): void | Promise<void>;
+  /** Runs up to one batch (10k) of writes the way the store groups them: a transaction, a batch, or plain calls. */
+  writeBatch(writes: () => void): void | Promise<void>;
+  /** Writes key → (16-byte value, refCount 1). */
+  put(keys: Buffer, keyOffset: number, values: Buffer, valueOffset: number): void;
+  /** Adds one to the refCount; returns the new refCount, or -1 if the key is absent. */
+  addref(keys: Buffer, keyOffset: number): number;
+  del(keys: Buffer, keyOffset: number): void;
+  /** Copies the 16 value bytes into `out`; returns the refCount, -1 if absent, -2 if the value has the wrong shape. */
+  get(keys: Buffer, keyOffset: number, out: Buffer): number;
+  /** Store-specific counters worth keeping in results.json. */
+  details?(): unknown;
+}
+
+export interface StoreSpec {
+  name: string;
+  /** npm package whose version the report names (bucket-map reports its own version and commit). */
+  pkg: string;
+  persistent: boolean;
+  /** The API paths and durability settings used, printed in the report. */
+  notes: string;
+  create(dir: string): Promise<Store>;
+}
+
+/** Values of the peers hold the 16 value bytes then the refCount as a u64 (little-endian). */
+export const STORED_VALUE_BYTES = 24;
+
+export function readRefCount(b: Uint8Array, offset: number): number {
+  const lo = (b[offset] | (b[offset + 1] << 8) | (b[offset + 2] << 16) | (b[offset + 3] << 24)) >>> 0;
+  const hi = (b[offset + 4] | (b[offset + 5] << 8) | (b[offset + 6] << 16) | (b[offset + 7] << 24)) >>> 0;
+  return hi * 0x1_0000_0000 + lo;
+}
+
+export function writeRefCount(b: Uint8Array, offset: number, refCount: number): void {
+  const hi = Math.floor(refCount / 0x1_0000_0000);
+  const lo = refCount >>> 0;
+  b[offset] = lo; b[offset + 1] = lo >>> 8; b[offset + 2] = lo >>> 16; b[offset + 3] = lo >>> 24;
+  b[offset + 4] = hi; b[offset + 5] = hi >>> 8; b[offset + 6] = hi >>> 16; b[offset + 7] = hi >>> 24;
+}

@@ -1,0 +1,274 @@
+/**
+ * One run of one store, in a fresh process so that no store inherits another's heap, mappings or
+ * JIT state. Prints progress on stderr and one JSON line (RunResult, or an error) on stdout.
+ *
+ *   node --expose-gc build/bench/worker.js '{"store":"lmdb","n":50000,"seed":1,"dir":"/tmp/x","run":1,"cold":true}'
+ */
+import * as os from 'node:os';
+import { buildWorkload, KEY_BYTES, sameValue, VALUE_BYTES, type Workload } from './workload.js';
+import { RssSampler, cpuSince, diskUse, dropPageCache } from './measure.js';
+import { storeSpec } from './stores/index.js';
+import type { Store } from './stores/store.js';
+import type { OncePhase, PhaseResult, RatePhase, RunResult } from './result.js';
+
+/** Writes are grouped in batches (transactions) of this many keys; reads use the same chunking. */
+const CHUNK = 10_000;
+/** Memory is sampled every this many chunks (~50k operations); one /proc read costs a fraction of a millisecond. */
+const SAMPLE_EVERY_CHUNKS = 5;
+
+interface WorkerArgs {
+  store: string;
+  n: number;
+  seed: number;
+  dir: string;
+  run: number;
+  cold: boolean;
+}
+
+/**
+ * The arguments come as one JSON string, not as flags: mmap-io loads its binding through
+ * node-pre-gyp, which parses process.argv, and a `--dir X` there makes importing bucket-map fail.
+ */
+function parseWorkerArgs(argv: string[]): WorkerArgs {
+  if (argv.length !== 1) throw new Error('worker: expected one JSON argument');
+  const a = JSON.parse(argv[0]) as Partial<WorkerArgs>;
+  const need = <K extends keyof WorkerArgs>(k: K, type: string): WorkerArgs[K] => {
+    if (typeof a[k] !== type) throw new Error(`worker: argument ${k} must be a ${type}`);
+    return a[k] as WorkerArgs[K];
+  };
+  return {
+    store: need('store', 'string'), n: need('n', 'number'), seed: need('seed', 'number'),
+    dir: need('dir', 'string'), run: need('run', 'number'), cold: need('cold', 'boolean'),
+  };
+}
+
+class VerifyError extends Error {}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+/**
+ * Untimed, before every phase: a full GC, then one event-loop turn. mmap-io releases a mapping
+ * only when its Buffer's finaliser runs, which happens after the current turn; without the turn, a
+ * store's replaced or closed file mappings would be charged to every later phase.
+ */
+async function settle(): Promise<void> {
+  gc?.();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+class Runner {
+  readonly result: RunResult;
+  private readonly sampler = new RssSampler();
+  private readonly out = Buffer.alloc(VALUE_BYTES);
+
+  constructor(
+    private readonly args: WorkerArgs,
+    private readonly w: Workload,
+    private readonly store: Store,
+    workloadMs: number,
+  ) {
+    const base = this.sampler.sample();
+    this.result = {
+      kind: 'bench-result', store: args.store, run: args.run, n: args.n, seed: args.seed,
+      phases: {}, disk: null,
+      memory: { baselineAnonKiB: base.anonKiB, baselineFileKiB: base.fileKiB, peakAnonKiB: 0, peakFileKiB: 0, vmHwmKiB: 0, samples: 0, samplingMs: 0 },
+      dropCaches: null, loadAverage: { start: os.loadavg()[0], end: 0 }, workloadMs, details: { afterInsert: null, beforeClose: null },
+    };
+  }
+
+  private progress(line: string): void {
+    process.stderr.write(`[${this.args.store} #${this.args.run}] ${line}\n`);
+  }
+
+  private record(phase: RatePhase | OncePhase, ops: number, ms: number, cpu0: NodeJS.CpuUsage): void {
+    const cpu = cpuSince(cpu0);
+    this.sampler.sample();
+    const r: PhaseResult = {
+      ops, ms, opsPerSec: ops / (ms / 1000), cpuUserMs: cpu.userMs, cpuSystemMs: cpu.systemMs,
+      peakAnonKiB: this.sampler.phaseAnonKiB, peakFileKiB: this.sampler.phaseFileKiB,
+    };
+    this.result.phases[phase] = r;
+    const rate = ops > 1 ? ` (${Math.floor(r.opsPerSec).toLocaleString('en-US')}/s)` : '';
+    this.progress(`${phase}: ${ops.toLocaleString('en-US')} op${ops > 1 ? 's' : ''} in ${ms.toFixed(1)} ms${rate}, cpu ${(cpu.userMs + cpu.systemMs).toFixed(0)} ms`);
+  }
+
+  /** Times `count` operations, handed to `chunk` in ranges of CHUNK. */
+  async rate(phase: RatePhase, count: number, chunk: (from: number, to: number) => void | Promise<void>): Promise<void> {
+    await settle();
+    this.sampler.startPhase();
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    let chunks = 0;
+    for (let from = 0; from < count; from += CHUNK) {
+      const pending = chunk(from, Math.min(count, from + CHUNK));
+      if (pending !== undefined) await pending;
+      if (++chunks % SAMPLE_EVERY_CHUNKS === 0) this.sampler.sample();
+    }
+    const ms = performance.now() - t0;
+    this.record(phase, count, ms, cpu0);
+  }
+
+  async once(phase: OncePhase, fn: () => void | Promise<void>): Promise<void> {
+    await settle();
+    this.sampler.startPhase();
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const pending = fn();
+    if (pending !== undefined) await pending;
+    const ms = performance.now() - t0;
+    this.record(phase, 1, ms, cpu0);
+  }
+
+  private fail(phase: string, i: number, got: number, what: string): never {
+    throw new VerifyError(`${phase}: key #${i} ${what} (store returned ${got})`);
+  }
+
+  async insert(): Promise<void> {
+    const { store, w } = this;
+    const { keys, values, insertOrder: order } = w;
+    await this.rate('insert', order.length, (from, to) => store.writeBatch(() => {
+      for (let j = from; j < to; j++) {
+        const i = order[j];
+        store.put(keys, i * KEY_BYTES, values, i * VALUE_BYTES);
+      }
+    }));
+  }
+
+  /** Reads keys order[from..to) and checks each value and refCount against the workload. */
+  private verifyRange(phase: string, order: Uint32Array, from: number, to: number): void {
+    const { store, w, out } = this;
+    const { keys, finalRef } = w;
+    const afterUpdates = phase !== 'get';
+    for (let j = from; j < to; j++) {
+      const i = order[j];
+      const rc = store.get(keys, i * KEY_BYTES, out);
+      const expected = afterUpdates ? finalRef[i] : 1;
+      if (rc !== expected) this.fail(phase, i, rc, `should have refCount ${expected}`);
+      if (!sameValue(w, i, out)) this.fail(phase, i, rc, 'has the wrong value bytes');
+    }
+  }
+
+  async get(): Promise<void> {
+    await this.rate('get', this.w.getOrder.length, (from, to) => this.verifyRange('get', this.w.getOrder, from, to));
+  }
+
+  async miss(): Promise<void> {
+    const { store, out } = this;
+    const { absent } = this.w;
+    await this.rate('miss', this.w.n, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const rc = store.get(absent, i * KEY_BYTES, out);
+        if (rc !== -1) this.fail('miss', i, rc, 'of the absent set was found');
+      }
+    });
+  }
+
+  async update(): Promise<void> {
+    const { store } = this;
+    const { keys, updateOrder: order } = this.w;
+    await this.rate('update', order.length, (from, to) => store.writeBatch(() => {
+      for (let j = from; j < to; j++) {
+        const i = order[j];
+        const rc = store.addref(keys, i * KEY_BYTES);
+        if (rc !== 2) this.fail('update', i, rc, 'should reach refCount 2');
+      }
+    }));
+  }
+
+  async delete(): Promise<void> {
+    const { store } = this;
+    const { keys, deleteOrder: order } = this.w;
+    await this.rate('delete', order.length, (from, to) => store.writeBatch(() => {
+      for (let j = from; j < to; j++) store.del(keys, order[j] * KEY_BYTES);
+    }));
+    this.checkDeletedAbsent('delete');
+  }
+
+  /** Untimed: every deleted key must read as absent. */
+  checkDeletedAbsent(phase: string): void {
+    const { store, out } = this;
+    const { keys, deleteOrder } = this.w;
+    for (const i of deleteOrder) {
+      const rc = store.get(keys, i * KEY_BYTES, out);
+      if (rc !== -1) this.fail(`${phase} (check)`, i, rc, 'was deleted but is still found');
+    }
+  }
+
+  async verify(phase: 'verify' | 'coldVerify'): Promise<void> {
+    const order = this.w.liveOrder;
+    await this.rate(phase, order.length, (from, to) => this.verifyRange(phase, order, from, to));
+    this.checkDeletedAbsent(phase);
+  }
+
+  details(): unknown {
+    try {
+      return this.store.details?.() ?? null;
+    } catch (err) {
+      return { error: (err as Error).message };
+    }
+  }
+
+  finish(): RunResult {
+    const m = this.result.memory;
+    m.peakAnonKiB = this.sampler.peakAnonKiB;
+    m.peakFileKiB = this.sampler.peakFileKiB;
+    m.vmHwmKiB = RssSampler.vmHwmKiB();
+    m.samples = this.sampler.samples;
+    m.samplingMs = this.sampler.samplingMs;
+    this.result.loadAverage.end = os.loadavg()[0];
+    return this.result;
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseWorkerArgs(process.argv.slice(2));
+  const spec = storeSpec(args.store);
+  const t0 = performance.now();
+  const w = buildWorkload(args.n, args.seed);
+  const workloadMs = performance.now() - t0;
+  const store = await spec.create(args.dir);
+  await settle();
+  const r = new Runner(args, w, store, workloadMs);
+
+  await r.once('create', () => store.open());
+  await r.insert();
+  r.result.details.afterInsert = r.details();
+  await r.get();
+  await r.miss();
+  await r.update();
+  await r.delete();
+  r.result.details.beforeClose = r.details();
+
+  if (spec.persistent) {
+    await r.once('close', () => store.close());
+    const use = diskUse(args.dir);
+    const entries = w.liveOrder.length;
+    r.result.disk = { ...use, entries, bytesPerEntry: use.bytes / entries };
+    await r.once('reopen', () => store.open());
+    await r.verify('verify');
+    await store.close();
+    if (args.cold) {
+      const dropped = dropPageCache();
+      r.result.dropCaches = dropped;
+      if (dropped.done) {
+        await r.once('coldReopen', () => store.open());
+        await r.verify('coldVerify');
+        await store.close();
+      } else {
+        process.stderr.write(`[${args.store} #${args.run}] cold reopen skipped: ${dropped.reason}\n`);
+      }
+    } else {
+      r.result.dropCaches = { done: false, reason: '--no-cold given' };
+    }
+  } else {
+    await store.close();
+  }
+  process.stdout.write(JSON.stringify(r.finish()) + '\n');
+}
+
+main().catch((err: unknown) => {
+  const e = err as Error;
+  const kind = err instanceof VerifyError ? 'verification failed' : 'error';
+  process.stdout.write(JSON.stringify({ kind: 'bench-error', message: `${kind}: ${e.message}`, stack: e.stack ?? '' }) + '\n');
+  process.exitCode = 1;
+});
