@@ -70,7 +70,7 @@ import {
 @inline export const OUT_ELEMENTS: u32 = 32;
 
 /** One index file as the algorithms see it. */
-@unmanaged class IndexView {
+@unmanaged export class IndexView {
   fid: u32 = 0;
   pagesPerSeg: u32 = 1;
   capacity: u32 = 0;
@@ -93,12 +93,16 @@ let journalTmp: usize = 0;
 let byteTmp: usize = 0;
 let random: u32 = 0x9e3779b9;
 
+// The key and slot list of the operation under way (keyPtr/inPtr, or a batch's entries).
+let curKey: usize = 0;
+let curList: usize = 0;
+
 // The bucket being worked on.
-let cur: IndexView = changetype<IndexView>(0);
+export let cur: IndexView = changetype<IndexView>(0);
 let target: IndexView = changetype<IndexView>(0);
 let curDesc: usize = 0;
-let seedLo: u32 = 0;
-let seedHi: u32 = 0;
+export let seedLo: u32 = 0;
+export let seedHi: u32 = 0;
 
 // Where the last failed probe would insert.
 let insAt: u32 = NONE;
@@ -109,9 +113,9 @@ let probeTag: u32 = 0;
 export let probeSteps: u32 = 0;
 
 // Cell location, set by locate().
-let locFid: u32 = 0;
-let locPage: u32 = 0;
-let locSlot: u32 = 0;
+export let locFid: u32 = 0;
+export let locPage: u32 = 0;
+export let locSlot: u32 = 0;
 
 export function initBuckets(maxBuckets: u32, search: u32, size: u32, seed: u32, listBytes: u32): void {
   maxSearch = search;
@@ -131,7 +135,7 @@ export function initBuckets(maxBuckets: u32, search: u32, size: u32, seed: u32, 
   target = changetype<IndexView>(heap.alloc(offsetof<IndexView>()));
 }
 
-function bindCurrent(ix: u32): void {
+export function bindCurrent(ix: u32): void {
   curDesc = descBase + <usize>ix * DESC_BYTES;
   cur.fid = load<u32>(curDesc + D_INDEX_FID);
   cur.pagesPerSeg = load<u32>(curDesc + D_PAGES_PER_SEG);
@@ -145,7 +149,7 @@ function bindCurrent(ix: u32): void {
 // ── cell addressing ──────────────────────────────────────────────────────────────────────────────
 
 // @ts-ignore: decorator
-@inline function locate(v: IndexView, c: u32): void {
+@inline export function locate(v: IndexView, c: u32): void {
   const p = c / CELLS_PER_PAGE;
   const seg = p / v.pagesPerSeg;
   locFid = v.fid + seg;
@@ -229,7 +233,11 @@ function setExtra(v: IndexView, c: u32, value: u32): void {
  */
 function probe(v: IndexView, key: usize): u32 {
   const lo = hashKey(key, seedLo, seedHi);
-  const tag = hashHi >>> 26;
+  return probeHashed(v, key, lo, hashHi >>> 26);
+}
+
+/** probe() with the key's hash already known (batches hash every key first). */
+export function probeHashed(v: IndexView, key: usize, lo: u32, tag: u32): u32 {
   probeTag = tag;
   const capacity = v.capacity;
   let c = lo % capacity;
@@ -264,44 +272,54 @@ export function get(ix: u32): u32 {
   bindCurrent(ix);
   const c = probe(cur, keyPtr);
   if (c == NONE) return 0;
-  return readCell(c) ? 1 : damaged(c, FOUND_CORRUPT);
+  return readCellTo(c, outPtr, outPtr + OUT_ELEMENTS) ? 1 : damaged(c, FOUND_CORRUPT);
 }
 
 /** Reports damage in cell `c` (its number goes to OUT_FULL_CLASS for the host's message). */
-function damaged(c: u32, status: u32): u32 {
+export function damaged(c: u32, status: u32): u32 {
   store<u32>(outPtr + OUT_FULL_CLASS, c);
   return status;
 }
 
-/** Fills OUT from live cell `c`; false if the cell is damaged (OUT is then meaningless). */
-function readCell(c: u32): bool {
+/**
+ * Reads live cell `c`: kind, refCount (lo, hi) and slot count into the record at `rec` (the OUT
+ * layout), the elements to `elements`. False if the cell is damaged (the record is then meaningless).
+ */
+export function readCellTo(c: u32, rec: usize, elements: usize): bool {
   const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
   const value = cellPtr(cur, c) + VALUE_OFFSET;
-  store<u32>(outPtr + OUT_KIND, kind);
+  store<u32>(rec + OUT_KIND, kind);
   if (kind == KIND_INLINE) {
-    store<u32>(outPtr + OUT_RC_LO, 1 + extraOf(cur, c));
-    store<u32>(outPtr + OUT_RC_HI, 0);
-    store<u32>(outPtr + OUT_SLOTS, 1);
-    memory.copy(outPtr + OUT_ELEMENTS, value, elementSize);
+    store<u32>(rec + OUT_RC_LO, 1 + extraOf(cur, c));
+    store<u32>(rec + OUT_RC_HI, 0);
+    store<u32>(rec + OUT_SLOTS, 1);
+    memory.copy(elements, cellPtr(cur, c) + VALUE_OFFSET, elementSize);
   } else if (kind == KIND_ZERO) {
-    store<u32>(outPtr + OUT_RC_LO, load<u32>(value));
-    store<u32>(outPtr + OUT_RC_HI, load<u32>(value, 4));
-    store<u32>(outPtr + OUT_SLOTS, 0);
+    store<u32>(rec + OUT_RC_LO, load<u32>(value));
+    store<u32>(rec + OUT_RC_HI, load<u32>(value, 4));
+    store<u32>(rec + OUT_SLOTS, 0);
   } else if (kind == KIND_DATA) {
     const slots = load<u32>(value, 8);
     const cell = dataRefOf(value);
     if (cell == NONE || slots == 0 || slots > (<u32>1 << refClass)) return false;
-    const sizeClass = refClass;
-    store<u32>(outPtr + OUT_SLOTS, slots);
-    locateData(sizeClass, cell);
-    // Header lands just before OUT_ELEMENTS, the elements at OUT_ELEMENTS.
-    readRange(dataFidAt, dataOffAt, outPtr + OUT_ELEMENTS - DATA_HEADER_BYTES, DATA_HEADER_BYTES + slots * elementSize);
-    store<u32>(outPtr + OUT_RC_LO, load<u32>(outPtr + OUT_ELEMENTS - 8));
-    store<u32>(outPtr + OUT_RC_HI, load<u32>(outPtr + OUT_ELEMENTS - 4) & 0xffffff);
+    store<u32>(rec + OUT_SLOTS, slots);
+    locateData(refClass, cell);
+    readRange(dataFidAt, dataOffAt, cellTmp, DATA_HEADER_BYTES);
+    store<u32>(rec + OUT_RC_LO, load<u32>(cellTmp));
+    store<u32>(rec + OUT_RC_HI, load<u32>(cellTmp, 4) & 0xffffff);
+    readRange(dataFidAt, dataOffAt + DATA_HEADER_BYTES, elements, slots * elementSize);
   } else {
     return false;
   }
   return true;
+}
+
+/** Bytes the elements of live cell `c` take (to check they fit before reading them). */
+export function elementBytesOf(c: u32): u32 {
+  const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
+  if (kind == KIND_INLINE) return elementSize;
+  if (kind == KIND_DATA) return min(load<u32>(cellPtr(cur, c) + VALUE_OFFSET, 8), <u32>1 << 16) * elementSize;
+  return 0;
 }
 
 // ── writes ───────────────────────────────────────────────────────────────────────────────────────
@@ -312,9 +330,16 @@ function readCell(c: u32): bool {
  */
 export function put(ix: u32, slots: u32, rcLo: u32, rcHi: u32): u32 {
   bindCurrent(ix);
-  const result = putCurrent(slots, rcLo, rcHi);
+  const result = putAt(keyPtr, inPtr, slots, rcLo, rcHi);
   drainLogAfterWrite();
   return result;
+}
+
+/** put() of the key at `key` with the elements at `list` into the bound bucket (no log drain). */
+export function putAt(key: usize, list: usize, slots: u32, rcLo: u32, rcHi: u32): u32 {
+  curKey = key;
+  curList = list;
+  return putCurrent(slots, rcLo, rcHi);
 }
 
 function putCurrent(slots: u32, rcLo: u32, rcHi: u32): u32 {
@@ -323,7 +348,7 @@ function putCurrent(slots: u32, rcLo: u32, rcHi: u32): u32 {
   const kind = slots == 0 ? KIND_ZERO : needsData ? KIND_DATA : KIND_INLINE;
   const sizeClass = needsData ? sizeClassOf(slots) : 0;
   if (needsData && dataField(sizeClass, DD_FID) == 0) return dataFull(sizeClass);
-  const found = probe(cur, keyPtr);
+  const found = probe(cur, curKey);
   if (found != NONE) return update(found, kind, sizeClass, slots, rcLo, rcHi);
 
   const count = load<u32>(curDesc + D_COUNT);
@@ -344,7 +369,7 @@ function putCurrent(slots: u32, rcLo: u32, rcHi: u32): u32 {
   }
   if (end != NONE) shiftRight(cur, at, end);
   buildValue(kind, sizeClass, dataCell, slots, rcLo, rcHi);
-  writeCell(cur, at, 0, keyPtr, 32);
+  writeCell(cur, at, 0, curKey, 32);
   writeCell(cur, at, VALUE_OFFSET, valueTmp, 16);
   setExtra(cur, at, inline ? rcLo - 1 : 0);
   setCtrl(cur, at, (dist + 1) | (tag << 8) | (kind << CTRL_KIND_SHIFT));
@@ -394,7 +419,14 @@ function update(c: u32, kind: u32, sizeClass: u32, slots: u32, rcLo: u32, rcHi: 
 /** Deletes the key at keyPtr from bucket `ix`; returns 1 if it was there. */
 export function remove(ix: u32): u32 {
   bindCurrent(ix);
-  const c = probe(cur, keyPtr);
+  const removed = removeAt(keyPtr);
+  drainLogAfterWrite();
+  return removed;
+}
+
+/** remove() of the key at `key` from the bound bucket (no log drain). */
+export function removeAt(key: usize): u32 {
+  const c = probe(cur, key);
   if (c == NONE) return 0;
   const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
   let oldData = NONE;
@@ -410,7 +442,6 @@ export function remove(ix: u32): u32 {
   shiftLeft(cur, c);
   store<u32>(curDesc + D_COUNT, load<u32>(curDesc + D_COUNT) - 1);
   if (oldData != NONE) freeData(oldClass, oldData);
-  drainLogAfterWrite();
   return 1;
 }
 
@@ -464,7 +495,7 @@ function shiftLeft(v: IndexView, hole: u32): void {
 function buildValue(kind: u32, sizeClass: u32, dataCell: u32, slots: u32, rcLo: u32, rcHi: u32): void {
   memory.fill(valueTmp, 0, 16);
   if (kind == KIND_INLINE) {
-    memory.copy(valueTmp, inPtr, elementSize);
+    memory.copy(valueTmp, curList, elementSize);
   } else if (kind == KIND_ZERO) {
     store<u32>(valueTmp, rcLo);
     store<u32>(valueTmp, rcHi, 4);
@@ -570,7 +601,7 @@ function writeData(sizeClass: u32, cell: u32, slots: u32, rcLo: u32, rcHi: u32):
   store<u32>(cellTmp, rcLo);
   store<u32>(cellTmp, rcHi | (DATA_OCCUPIED << 24), 4);
   const n = slots * elementSize;
-  if (n != 0) writeThrough(dataFidAt, dataOffAt + DATA_HEADER_BYTES, inPtr, n);
+  if (n != 0) writeThrough(dataFidAt, dataOffAt + DATA_HEADER_BYTES, curList, n);
   writeThrough(dataFidAt, dataOffAt, cellTmp, DATA_HEADER_BYTES);
   const field = curDesc + D_DATA + (sizeClass << 4) + DD_COUNT;
   store<u32>(field, load<u32>(field) + 1);

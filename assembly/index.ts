@@ -11,12 +11,17 @@ import {
 } from './layout';
 
 export { get, put, remove, rehash, copyData } from './bucket';
+export { getMany, putMany, removeMany } from './batch';
+import {
+  initBatch, bKeys, bBuckets, bSlots, bRefCounts, bListAt, bLists, bStatus, bOutRc, bOutSlots, bDataAt, bData, BATCH,
+} from './batch';
 export { invalidate } from './page_cache';
 
 /** Sets the map's parameters and allocates every buffer; `cacheSets` × 4 pages of cache. */
 export function init(maxBuckets: u32, maxSearch: u32, elementSize: u32, cacheSets: u32, randomSeed: u32): void {
   initCache(cacheSets);
   initBuckets(maxBuckets, maxSearch, elementSize, randomSeed, MAX_LIST_BYTES);
+  initBatch();
 }
 
 /** Writes back dirty pages and drains the write log. */
@@ -25,13 +30,30 @@ export function flush(): void {
   flushDirty();
 }
 
-/** Addresses of the host-visible buffers: 0 key, 1 input list, 2 output, 3 descriptors, 4 stats. */
+/**
+ * Addresses of the host-visible buffers: 0 key, 1 input list, 2 output, 3 descriptors, 4 stats;
+ * batches (batch.ts): 5 keys, 6 buckets, 7 slots, 8 refCounts, 9 listAt, 10 lists, 11 status,
+ * 12 outRc, 13 outSlots, 14 dataAt, 15 data.
+ */
 export function layout(which: u32): usize {
-  if (which == 0) return keyPtr;
-  if (which == 1) return inPtr;
-  if (which == 2) return outPtr;
-  if (which == 3) return descBase;
-  if (which == 4) return changetype<usize>(stats);
+  switch (which) {
+    case 0: return keyPtr;
+    case 1: return inPtr;
+    case 2: return outPtr;
+    case 3: return descBase;
+    case 4: return changetype<usize>(stats);
+    case 5: return bKeys;
+    case 6: return bBuckets;
+    case 7: return bSlots;
+    case 8: return bRefCounts;
+    case 9: return bListAt;
+    case 10: return bLists;
+    case 11: return bStatus;
+    case 12: return bOutRc;
+    case 13: return bOutSlots;
+    case 14: return bDataAt;
+    case 15: return bData;
+  }
   return 0;
 }
 
@@ -56,6 +78,7 @@ export function layoutValue(which: u32): u32 {
     case 15: return LOAD_MAX_D;
     case 16: return DATA_SEARCH_FACTOR;
     case 17: return cacheSlots();
+    case 18: return BATCH;
   }
   return 0xffffffff;
 }

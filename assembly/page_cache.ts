@@ -25,6 +25,9 @@ import { PAGE_BYTES, PAGE_SHIFT } from './layout';
 @external("host", "fetchPage")
 declare function hostFetchPage(fid: u32, page: u32, dst: usize): void;
 // @ts-ignore: decorator
+@external("host", "fetchPages")
+declare function hostFetchPages(list: usize, count: u32): void;
+// @ts-ignore: decorator
 @external("host", "writePages")
 declare function hostWritePages(list: usize, count: u32): void;
 // @ts-ignore: decorator
@@ -42,6 +45,9 @@ declare function hostWriteRange(fid: u32, offset: u32, src: usize, length: u32):
 @inline const LOG_RECORD_HEADER: u32 = 12;
 // @ts-ignore: decorator
 @inline const WRITEBACK_BATCH: u32 = 256;
+/** Pages one batched fetch may bring in (a batch of lookups needs at most one home page per key). */
+// @ts-ignore: decorator
+@inline export const FETCH_BATCH: u32 = 1024;
 
 /** Counters the host reads (f64 so they count past 2^32 exactly). */
 @unmanaged export class CacheStats {
@@ -71,6 +77,9 @@ let clock: u32 = 0;
 let logBase: usize = 0;
 let logUsed: u32 = 0;
 let writeBackList: usize = 0;
+/** Pages reserved by prefetch() and not yet copied in: [fid, page, dst] each. */
+let fetchList: usize = 0;
+let fetchCount: u32 = 0;
 /** Slots dirtied since the last flushDirty, so a flush costs O(dirty pages), not O(cache). */
 let dirtyList: usize = 0;
 let dirtyCount: u32 = 0;
@@ -90,6 +99,8 @@ export function initCache(sets: u32): void {
   dirtyOverflow = false;
   logBase = heap.alloc(LOG_BYTES);
   writeBackList = heap.alloc(WRITEBACK_BATCH * 12);
+  fetchList = heap.alloc(FETCH_BATCH * 12);
+  fetchCount = 0;
   stats = changetype<CacheStats>(heap.alloc(offsetof<CacheStats>()));
   memory.fill(changetype<usize>(stats), 0, offsetof<CacheStats>());
   logUsed = 0;
@@ -141,6 +152,52 @@ export function page(fid: u32, page: u32): usize {
   stats.misses += 1;
   stats.pagesIn += 1;
   return ptr;
+}
+
+/**
+ * Makes sure the page will be resident: on a miss its slot is taken now (tags set, so later
+ * lookups in the batch find it) and the copy is queued for fetchPending(), which brings every
+ * queued page in with one host call. Nothing may read the page before fetchPending().
+ */
+export function prefetch(fid: u32, page: u32): void {
+  const set = setOf(fid, page);
+  let victim = set;
+  let oldest: u32 = 0xffffffff;
+  for (let s = set; s < set + WAYS; s++) {
+    const t = tagOf(s);
+    const f = load<u32>(t, T_FID);
+    if (f == fid && load<u32>(t, T_PAGE) == page) {
+      store<u32>(t, ++clock, T_STAMP);
+      return;
+    }
+    const age: u32 = f == 0 ? 0 : load<u32>(t, T_STAMP);
+    if (age < oldest) {
+      oldest = age;
+      victim = s;
+    }
+  }
+  if (fetchCount == FETCH_BATCH) fetchPending();
+  const t = tagOf(victim);
+  if (load<u32>(t, T_DIRTY) != 0) writeBackSlot(victim);
+  store<u32>(t, fid, T_FID);
+  store<u32>(t, page, T_PAGE);
+  store<u32>(t, ++clock, T_STAMP);
+  const entry = fetchList + <usize>fetchCount * 12;
+  store<u32>(entry, fid);
+  store<u32>(entry, page, 4);
+  store<u32>(entry, <u32>(slotBase + (<usize>victim << PAGE_SHIFT)), 8);
+  fetchCount++;
+}
+
+/** Copies in every page prefetch() queued, with one host call. */
+export function fetchPending(): void {
+  if (fetchCount == 0) return;
+  // The mapping must be current before pages are copied from it.
+  if (logUsed != 0) drainLog();
+  hostFetchPages(fetchList, fetchCount);
+  stats.misses += <f64>fetchCount;
+  stats.pagesIn += <f64>fetchCount;
+  fetchCount = 0;
 }
 
 /** Pointer to the page if it is resident, else 0 (no fetch). */

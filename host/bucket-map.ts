@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, type Entry, type MapGuard } from './bucket.js';
 import { BucketStorage, openBucketFiles, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
+import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, codes, ioError } from './errors.js';
@@ -144,6 +145,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private readonly buckets: Array<Bucket<T> | undefined>;
   private readonly codec: ElementCodec<T>;
   private readonly bits: number;
+  private readonly batcher: Batcher<T>;
+  /** The refCount found by the last readInto() that found its key. */
+  lastRefCount = 0;
   private readonly persistent: boolean;
   private readonly ownedTempDir: string | null;
   private readonly guard: MapGuard;
@@ -231,6 +235,11 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       throw err;
     }
     this.lock = lock;
+    const map = this;
+    this.batcher = new Batcher<T>({
+      ctx: this.ctx, storages: this.storages, codec: this.codec, guard: this.guard, bits: this.bits,
+      bucketAt: (ix: number) => map.bucketAt(ix),
+    });
     this.ctx.counters.openMs = performance.now() - started;
   }
 
@@ -370,6 +379,77 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (delta < 0 && refCount === 0) throw new BucketMapError(codes.REFCOUNT_UNDERFLOW, 'refCount is already 0');
     bucket.writeEncoded(k, bucket.encode(slotList), refCount + delta);
     return refCount + delta;
+  }
+
+  /**
+   * Reads without allocating: copies the key's elements (their encoded bytes, `codec.size` each)
+   * into `target` at `offset` and returns how many there are, or -1 if the key is absent; the
+   * refCount is then in `lastRefCount`. Throws RangeError if `target` is too small.
+   */
+  readInto(key: Key, target: Uint8Array, offset = 0): number {
+    this.enter();
+    const k = toKeyBytes(key);
+    if (!(target instanceof Uint8Array)) throw new TypeError('target must be a Uint8Array');
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) throw new RangeError(`offset must be an integer from 0 to ${target.length}, got ${offset}`);
+    const ix = bucketIndexOf(k, this.bits);
+    if (!this.storages[ix].allocated) return -1;
+    const ref = this.ctx.engine.read(ix, k);
+    if (ref === null) return -1;
+    const bytes = ref.slots * this.codec.size;
+    if (offset + bytes > target.length) {
+      throw new RangeError(`target has room for ${target.length - offset} bytes from offset ${offset}; the entry needs ${bytes}`);
+    }
+    const src = ref.buf;
+    const from = ref.off;
+    for (let i = 0; i < bytes; i++) target[offset + i] = src[from + i];
+    this.lastRefCount = ref.refCount;
+    return ref.slots;
+  }
+
+  /**
+   * Looks up many keys at once (an array of keys, or keys packed back to back in one buffer):
+   * one crossing into the wasm core per 1,024 keys, misses overlapped on the host path.
+   */
+  getMany(keys: KeyBatch): Array<Entry<T> | undefined> {
+    this.enter();
+    return this.batcher.getMany(keys);
+  }
+
+  hasMany(keys: KeyBatch): boolean[] {
+    this.enter();
+    return this.batcher.hasMany(keys);
+  }
+
+  /** Deletes many keys at once; returns how many were present. */
+  deleteMany(keys: KeyBatch): number {
+    this.enter();
+    return this.batcher.deleteMany(keys);
+  }
+
+  /**
+   * Upserts many entries at once: `insertMany([[key, slotList, refCount?], …])`, or
+   * `insertMany(keys, slotLists, refCounts = 1)` with keys packed in one buffer or in an array.
+   * Every argument is checked before anything is written.
+   */
+  insertMany(entries: ReadonlyArray<readonly [Key, readonly T[]] | readonly [Key, readonly T[], number]>): void;
+  insertMany(keys: KeyBatch, slotLists: ReadonlyArray<readonly T[]>, refCounts?: number | ArrayLike<number>): void;
+  insertMany(first: unknown, slotLists?: ReadonlyArray<readonly T[]>, refCounts?: number | ArrayLike<number>): void {
+    this.enter();
+    if (slotLists !== undefined) {
+      this.batcher.insertMany(first as KeyBatch, slotLists, refCounts ?? 1);
+      return;
+    }
+    if (!Array.isArray(first)) throw new TypeError('insertMany takes an array of [key, slotList, refCount?] entries, or keys and slotLists');
+    const keys: Key[] = [];
+    const lists: Array<readonly T[]> = [];
+    const rcs: number[] = [];
+    first.forEach((entry: unknown, i: number) => {
+      if (!Array.isArray(entry) || entry.length < 2 || entry.length > 3) throw new TypeError(`entries[${i}] must be [key, slotList] or [key, slotList, refCount]`);
+      keys.push(entry[0] as Key);
+      lists.push(entry[1] as readonly T[]);
+      rcs.push(entry.length === 3 ? (entry[2] as number) : 1);
+    });
+    this.batcher.insertMany(keys, lists, rcs);
   }
 
   /** Map-style read (same as readValue). */

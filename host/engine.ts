@@ -4,10 +4,46 @@
  * of file pages in its own memory, and the host path, which works on the mapped buffers directly.
  */
 import type { MappedFile } from './storage.js';
-import { DataFile, Table, type ValueRef } from './table.js';
+import { DataFile, PUT_NEW, PUT_UPDATED, Table, type ValueRef } from './table.js';
+import { hashHi, hashKeyWords } from './hash.js';
 import { MAX_LIST_BYTES, SIZE_CLASSES } from './layout.js';
 
 export type EngineKind = 'wasm' | 'host';
+
+/** Keys a batch may hold (the core's BATCH). */
+export const BATCH = 1024;
+/** A batch entry whose bucket has no files yet. */
+export const NO_BUCKET = 0xffffffff;
+
+/**
+ * Buffers a batched call exchanges with the engine, owned by the engine and reused: for the wasm
+ * engine they are views of the core's memory, so a batch crosses into the core once.
+ */
+export interface BatchBuffers {
+  /** Keys, 32 bytes each, and the bucket of each (NO_BUCKET: its bucket has no files). */
+  readonly keys: Uint8Array;
+  readonly buckets: Uint32Array;
+  /** Puts: slot count, refCount and the offset of the elements in `lists`, per entry. */
+  readonly slots: Uint32Array;
+  readonly refCounts: Float64Array;
+  readonly listAt: Uint32Array;
+  readonly lists: Uint8Array;
+  /** Results: 0 absent, 1 found or removed; refCount, slot count and offset of the elements in `data`. */
+  readonly status: Uint32Array;
+  readonly outRefCounts: Float64Array;
+  readonly outSlots: Uint32Array;
+  readonly dataAt: Uint32Array;
+  readonly data: Uint8Array;
+}
+
+function batchBuffers(): BatchBuffers {
+  return {
+    keys: new Uint8Array(BATCH * 32), buckets: new Uint32Array(BATCH), slots: new Uint32Array(BATCH),
+    refCounts: new Float64Array(BATCH), listAt: new Uint32Array(BATCH), lists: new Uint8Array(MAX_LIST_BYTES),
+    status: new Uint32Array(BATCH), outRefCounts: new Float64Array(BATCH), outSlots: new Uint32Array(BATCH),
+    dataAt: new Uint32Array(BATCH), data: new Uint8Array(MAX_LIST_BYTES),
+  };
+}
 
 /** A bucket's current files and the state the engine needs to work on them. */
 export interface BucketFiles {
@@ -49,6 +85,22 @@ export interface Engine {
   rehashInto(ix: number, target: MappedFile): boolean;
   /** Spaced copy of a data class into `target` (fresh, larger). */
   copyDataInto(ix: number, sizeClass: number, target: MappedFile): void;
+  readonly batch: BatchBuffers;
+  /**
+   * Looks up batch keys [start, n); with `withValues` fills refCounts, slot counts and elements.
+   * Returns where it stopped: below n when the data area is full. A damaged cell throws CORRUPT.
+   */
+  getMany(start: number, n: number, withValues: boolean): number;
+  /**
+   * Upserts batch entries [start, n). Returns the index of the first entry not written (n when
+   * all were): its status (INDEX_FULL or DATA_FULL) is `batchStatus`, and `fullClass` names the
+   * class for DATA_FULL. `batchAdded` counts the keys that were new.
+   */
+  putMany(start: number, n: number): number;
+  readonly batchStatus: number;
+  readonly batchAdded: number;
+  /** Deletes batch keys [0, n); status per key. A damaged cell throws CORRUPT. */
+  removeMany(n: number): void;
   stats(): EngineStats;
   close(): void;
 }
@@ -57,6 +109,12 @@ export interface Engine {
 export class HostEngine implements Engine {
   readonly kind = 'host' as const;
   readonly input = new Uint8Array(MAX_LIST_BYTES);
+  readonly batch = batchBuffers();
+  batchStatus = 0;
+  batchAdded = 0;
+  private readonly batchLo = new Int32Array(BATCH);
+  private readonly batchTag = new Uint8Array(BATCH);
+  private readonly batchWords = new Int32Array(BATCH * 8);
   private readonly tables: Array<Table | undefined>;
   private readonly maxSearch: number;
   private readonly elementSize: number;
@@ -120,6 +178,81 @@ export class HostEngine implements Engine {
 
   copyDataInto(ix: number, sizeClass: number, target: MappedFile): void {
     (this.tables[ix] as Table).copyDataInto(sizeClass, new DataFile(target));
+  }
+
+  getMany(start: number, n: number, withValues: boolean): number {
+    const b = this.batch;
+    const words = this.batchWords;
+    // Hash every key, then touch every home cell, then probe: the cache misses of different keys
+    // overlap instead of being paid one after the other.
+    for (let i = start; i < n; i++) {
+      const table = b.buckets[i] === NO_BUCKET ? undefined : this.tables[b.buckets[i]];
+      if (table === undefined) continue;
+      this.batchLo[i] = hashKeyWords(b.keys, i * 32, table.seedLo, table.seedHi, table.keyWordsView);
+      this.batchTag[i] = hashHi >>> 26;
+      words.set(table.keyWordsView, i * 8);
+    }
+    let sink = 0;
+    for (let i = start; i < n; i++) {
+      if (b.buckets[i] === NO_BUCKET) continue;
+      const table = this.tables[b.buckets[i]] as Table;
+      sink ^= table.touch(table.homeOf(this.batchLo[i]));
+    }
+    this.sink = sink;
+    let used = 0;
+    for (let i = start; i < n; i++) {
+      b.status[i] = 0;
+      if (b.buckets[i] === NO_BUCKET) continue;
+      const table = this.tables[b.buckets[i]] as Table;
+      table.keyWordsView.set(words.subarray(i * 8, i * 8 + 8));
+      const c = table.probeHashed(this.batchLo[i], this.batchTag[i]);
+      if (c < 0) continue;
+      if (!withValues) {
+        b.status[i] = 1;
+        continue;
+      }
+      table.readCell(c);
+      const ref = table.out;
+      const bytes = ref.slots * this.elementSize;
+      const need = (bytes + 7) & ~7;
+      if (used + need > b.data.length) return i;
+      for (let k = 0; k < bytes; k++) b.data[used + k] = ref.buf[ref.off + k];
+      b.status[i] = 1;
+      b.outRefCounts[i] = ref.refCount;
+      b.outSlots[i] = ref.slots;
+      b.dataAt[i] = used;
+      used += need;
+    }
+    return n;
+  }
+
+  /** Keeps the touch pass's loads from being optimised away. */
+  private sink = 0;
+
+  putMany(start: number, n: number): number {
+    const b = this.batch;
+    let added = 0;
+    for (let i = start; i < n; i++) {
+      const table = this.tables[b.buckets[i]] as Table;
+      const status = table.put(b.keys, i * 32, b.lists.subarray(b.listAt[i]), b.slots[i], b.refCounts[i]);
+      if (status === PUT_NEW) {
+        added++;
+      } else if (status !== PUT_UPDATED) {
+        this.batchStatus = status;
+        this.lastFullClass = table.fullClass;
+        this.batchAdded = added;
+        return i;
+      }
+    }
+    this.batchAdded = added;
+    return n;
+  }
+
+  removeMany(n: number): void {
+    const b = this.batch;
+    for (let i = 0; i < n; i++) {
+      b.status[i] = b.buckets[i] !== NO_BUCKET && (this.tables[b.buckets[i]] as Table).remove(b.keys, i * 32) ? 1 : 0;
+    }
   }
 
   stats(): EngineStats {

@@ -202,9 +202,32 @@ export class Table {
    * (insAt/insDist/insShift, insAt = -1 if the window has no room).
    */
   probe(key: Uint8Array, koff: number): number {
+    const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, this.keyWords);
+    return this.probeHashed(lo, hashHi >>> 26);
+  }
+
+  /** Words of the key being looked up; batches fill them, then call probeHashed. */
+  get keyWordsView(): Int32Array {
+    return this.keyWords;
+  }
+
+  /** The cell a hash starts probing at. */
+  homeOf(lo: number): number {
+    return (lo >>> 0) % this.capacity;
+  }
+
+  /**
+   * Reads the ctrl word and first key word of cell `c` so their cache lines are loaded; batches
+   * do this for every key before probing any, so the misses overlap.
+   */
+  touch(c: number): number {
+    const off = this.cellOffset(c);
+    return this.u16[this.seg][(off - PAGE_HEADER_BYTES - (c % CELLS_PER_PAGE) * CELL_BYTES) >>> 1] ^ this.i32[this.seg][off >>> 2];
+  }
+
+  /** probe() of the key whose words are in keyWords and whose hash is (lo, tag). */
+  probeHashed(lo: number, tag: number): number {
     const kw = this.keyWords;
-    const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, kw);
-    const tag = hashHi >>> 26;
     this.tag = tag;
     const capacity = this.capacity;
     const perSegment = this.pagesPerSegment;

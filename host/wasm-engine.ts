@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import { instantiateSync } from '@assemblyscript/loader';
-import type { BucketFiles, Engine, EngineStats } from './engine.js';
+import { BATCH, type BatchBuffers, type BucketFiles, type Engine, type EngineStats } from './engine.js';
 import { BucketMapError, codes, corrupt } from './errors.js';
 import { CELLS_PER_PAGE, MAX_LIST_BYTES, PAGE_BYTES, SIZE_CLASSES } from './layout.js';
 import type { MappedFile } from './storage.js';
@@ -48,6 +48,9 @@ interface CoreExports {
   remove(ix: number): number;
   rehash(ix: number, fid: number, pages: number, pagesPerSeg: number, seedLo: number, seedHi: number): number;
   copyData(ix: number, sizeClass: number, fid: number, pow2: number, cellsPerSeg: number): void;
+  getMany(start: number, n: number, withValues: number): number;
+  putMany(start: number, n: number): number;
+  removeMany(n: number): number;
   flush(): void;
   invalidate(fidFrom: number, fidTo: number): void;
 }
@@ -93,6 +96,7 @@ export class WasmEngine implements Engine {
   private readonly outAt: number;
   private readonly descAt: number;
   private readonly stats64: Float64Array;
+  readonly batch: BatchBuffers;
   private readonly ref: ValueRef;
   /** Mapped segment Buffers by file id, with 16- and 32-bit views for single-store writes. */
   private files: Array<Buffer | undefined> = [undefined];
@@ -107,6 +111,7 @@ export class WasmEngine implements Engine {
     const imports = {
       host: {
         fetchPage: (fid: number, page: number, dst: number): void => this.fetchPage(fid, page, dst),
+        fetchPages: (list: number, count: number): void => this.fetchPages(list, count),
         writePages: (list: number, count: number): void => this.writePages(list, count),
         applyLog: (log: number, bytes: number): void => this.applyLog(log, bytes),
         writeRange: (fid: number, offset: number, src: number, length: number): void => this.writeRange(fid, offset, src, length),
@@ -127,6 +132,16 @@ export class WasmEngine implements Engine {
     this.descAt = this.core.layout(3);
     this.stats64 = new Float64Array(buffer, this.core.layout(4), 5);
     this.ref = { kind: 0, refCount: 0, slots: 0, buf: this.u8, off: this.outAt + OUT_ELEMENTS };
+    if (this.core.layoutValue(18) !== BATCH) throw new Error('the wasm core was built with another batch size');
+    const at = (which: number): number => this.core.layout(which);
+    this.batch = {
+      keys: new Uint8Array(buffer, at(5), BATCH * 32), buckets: new Uint32Array(buffer, at(6), BATCH),
+      slots: new Uint32Array(buffer, at(7), BATCH), refCounts: new Float64Array(buffer, at(8), BATCH),
+      listAt: new Uint32Array(buffer, at(9), BATCH), lists: new Uint8Array(buffer, at(10), MAX_LIST_BYTES),
+      status: new Uint32Array(buffer, at(11), BATCH), outRefCounts: new Float64Array(buffer, at(12), BATCH),
+      outSlots: new Uint32Array(buffer, at(13), BATCH), dataAt: new Uint32Array(buffer, at(14), BATCH),
+      data: new Uint8Array(buffer, at(15), MAX_LIST_BYTES),
+    };
     this.bound = new Array<MappedFile[] | undefined>(options.maxBuckets);
   }
 
@@ -146,6 +161,18 @@ export class WasmEngine implements Engine {
     if (file === undefined) throw new Error(`bucket-map core asked for page ${page} of unknown file ${fid}`);
     const off = page * PAGE_BYTES;
     file.copy(this.mem, dst, off, off + PAGE_BYTES);
+  }
+
+  /** Copies in every page of a batch's list of [fid, page, dst] in one call from the core. */
+  private fetchPages(list: number, count: number): void {
+    const words = this.u32;
+    for (let i = 0; i < count; i++) {
+      const w = (list >>> 2) + 3 * i;
+      const file = this.files[words[w]];
+      if (file === undefined) throw new Error(`bucket-map core asked for a page of unknown file ${words[w]}`);
+      const off = words[w + 1] * PAGE_BYTES;
+      file.copy(this.mem, words[w + 2], off, off + PAGE_BYTES);
+    }
   }
 
   private writePages(list: number, count: number): void {
@@ -319,6 +346,31 @@ export class WasmEngine implements Engine {
   copyDataInto(ix: number, sizeClass: number, target: MappedFile): void {
     const fid = this.register(target);
     this.core.copyData(ix, sizeClass, fid, target.spec.capacityPow2, target.recordsPerSegment);
+  }
+
+  getMany(start: number, n: number, withValues: boolean): number {
+    const done = this.core.getMany(start, n, withValues ? 1 : 0);
+    if (done > start && this.batch.status[done - 1] === FOUND_CORRUPT) throw this.damaged(this.batch.buckets[done - 1]);
+    return done;
+  }
+
+  get batchStatus(): number {
+    return this.u32[(this.outAt + OUT_KIND) >>> 2];
+  }
+
+  get batchAdded(): number {
+    return this.u32[(this.outAt + OUT_SLOTS) >>> 2];
+  }
+
+  putMany(start: number, n: number): number {
+    const next = this.core.putMany(start, n);
+    if (next < n && this.batchStatus === PUT_CORRUPT) throw this.damaged(this.batch.buckets[next]);
+    return next;
+  }
+
+  removeMany(n: number): void {
+    const done = this.core.removeMany(n);
+    if (done > 0 && this.batch.status[done - 1] === FOUND_CORRUPT) throw this.damaged(this.batch.buckets[done - 1]);
   }
 
   /** Registered files (for tests: files a bucket no longer uses must not stay registered). */

@@ -48,7 +48,7 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
         const k = hex(key);
         const list = Array.from({ length: rng.below(5) }, () => rng.bytes(16));
         const rc = refCount(rng);
-        const action = rng.below(8);
+        const action = rng.below(10);
         if (action <= 1) {
           map.insert(key, list, rc);
           model.set(k, value(list, rc));
@@ -79,6 +79,27 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
           }
           assert.is(noSpace, undefined);
           model.set(k, value(list, rc));
+        } else if (action === 7) {
+          const got = map.readValue(key);
+          assert.is(got === undefined ? undefined : value(got[0], got[1]), model.get(k));
+        } else if (action === 8) {
+          // A batch: getMany, or insertMany (duplicates in a batch keep the last), or deleteMany.
+          const batch = Array.from({ length: 1 + rng.below(40) }, () => pickKey());
+          const kind = rng.below(3);
+          if (kind === 0) {
+            const got = map.getMany(batch).map((e) => (e === undefined ? undefined : value(e[0], e[1])));
+            assert.equal(got, batch.map((b) => model.get(hex(b))), `getMany at step ${step}`);
+          } else if (kind === 1) {
+            const lists = batch.map(() => Array.from({ length: rng.below(5) }, () => rng.bytes(16)));
+            const rcs = batch.map(() => refCount(rng));
+            map.insertMany(batch, lists, rcs);
+            batch.forEach((b, i) => model.set(hex(b), value(lists[i], rcs[i])));
+          } else {
+            const distinct = new Set(batch.map(hex));
+            const present = [...distinct].filter((h) => model.has(h)).length;
+            assert.is(map.deleteMany(batch), present, `deleteMany at step ${step}`);
+            for (const h of distinct) model.delete(h);
+          }
         } else {
           const got = map.readValue(key);
           assert.is(got === undefined ? undefined : value(got[0], got[1]), model.get(k));

@@ -1,0 +1,201 @@
+/**
+ * Batched calls: getMany, hasMany, deleteMany and insertMany. Keys come as an array of keys or
+ * packed back to back in one Uint8Array (32 bytes each). They are copied into the engine's batch
+ * buffers a chunk at a time, so a chunk of up to BATCH keys crosses into the wasm core once (and
+ * the host path overlaps the cache misses of a chunk). Arguments are checked in full before
+ * anything is written: a bad entry anywhere leaves the map unchanged.
+ */
+import type { Bucket, Entry, MapGuard } from './bucket.js';
+import { checkRefCount } from './bucket.js';
+import type { BucketStorage, MapContext } from './bucket-storage.js';
+import type { ElementCodec } from './codecs.js';
+import { BATCH, NO_BUCKET } from './engine.js';
+import { bucketIndexOf, KEY_BYTES, toKeyBytes, type Key } from './keys.js';
+import { DATA_FULL, INDEX_FULL } from './table.js';
+import { maxSlotsFor, MAX_LIST_BYTES } from './layout.js';
+
+/** Keys for a batched call: an array of keys, or keys packed back to back (32 bytes each). */
+export type KeyBatch = readonly Key[] | Uint8Array;
+
+/** What the batcher needs from the map. */
+export interface BatchHost<T> {
+  readonly ctx: MapContext;
+  readonly storages: readonly BucketStorage[];
+  readonly codec: ElementCodec<T>;
+  readonly guard: MapGuard;
+  readonly bits: number;
+  bucketAt(ix: number): Bucket<T>;
+}
+
+/** Checks a key batch and returns the keys as 32-byte arrays (views into a packed buffer). */
+export function batchKeys(keys: KeyBatch, argName = 'keys'): Uint8Array[] {
+  if (keys instanceof Uint8Array) {
+    if (keys.length % KEY_BYTES !== 0) {
+      throw new RangeError(`${argName} packed in one buffer must be a multiple of 32 bytes long, got ${keys.length}`);
+    }
+    const out = new Array<Uint8Array>(keys.length / KEY_BYTES);
+    for (let i = 0; i < out.length; i++) out[i] = keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
+    return out;
+  }
+  if (!Array.isArray(keys)) throw new TypeError(`${argName} must be an array of keys or a Uint8Array of packed 32-byte keys`);
+  return keys.map((k, i) => toKeyBytes(k, `${argName}[${i}]`));
+}
+
+export class Batcher<T> {
+  private readonly host: BatchHost<T>;
+
+  constructor(host: BatchHost<T>) {
+    this.host = host;
+  }
+
+  /** Copies keys [from, from + n) into the engine's batch and sets each one's bucket. */
+  private load(keys: Uint8Array[], from: number, n: number, allocate: boolean): void {
+    const { ctx, storages, bits } = this.host;
+    const b = ctx.engine.batch;
+    for (let i = 0; i < n; i++) {
+      const key = keys[from + i];
+      const at = i * KEY_BYTES;
+      for (let j = 0; j < KEY_BYTES; j++) b.keys[at + j] = key[j];
+      const ix = bucketIndexOf(key, bits);
+      const storage = storages[ix];
+      if (allocate && !storage.allocated) storage.allocate();
+      b.buckets[i] = storage.allocated ? ix : NO_BUCKET;
+    }
+  }
+
+  getMany(keys: KeyBatch): Array<Entry<T> | undefined> {
+    const list = batchKeys(keys);
+    const out = new Array<Entry<T> | undefined>(list.length);
+    const { ctx, codec } = this.host;
+    const b = ctx.engine.batch;
+    const size = codec.size;
+    for (let from = 0; from < list.length; from += BATCH) {
+      const n = Math.min(BATCH, list.length - from);
+      this.load(list, from, n, false);
+      for (let start = 0; start < n; ) {
+        const done = ctx.engine.getMany(start, n, true);
+        for (let i = start; i < done; i++) {
+          if (b.status[i] !== 1) {
+            out[from + i] = undefined;
+            continue;
+          }
+          const slots = b.outSlots[i];
+          const elements = new Array<T>(slots);
+          const at = b.dataAt[i];
+          for (let k = 0; k < slots; k++) elements[k] = codec.decode(b.data, at + k * size);
+          out[from + i] = [elements, b.outRefCounts[i]];
+        }
+        start = done;
+      }
+    }
+    return out;
+  }
+
+  hasMany(keys: KeyBatch): boolean[] {
+    const list = batchKeys(keys);
+    const out = new Array<boolean>(list.length);
+    const b = this.host.ctx.engine.batch;
+    for (let from = 0; from < list.length; from += BATCH) {
+      const n = Math.min(BATCH, list.length - from);
+      this.load(list, from, n, false);
+      this.host.ctx.engine.getMany(0, n, false);
+      for (let i = 0; i < n; i++) out[from + i] = b.status[i] === 1;
+    }
+    return out;
+  }
+
+  /** Deletes the keys; returns how many were present. */
+  deleteMany(keys: KeyBatch): number {
+    const list = batchKeys(keys);
+    const { ctx, storages, guard } = this.host;
+    const b = ctx.engine.batch;
+    let removed = 0;
+    for (let from = 0; from < list.length; from += BATCH) {
+      const n = Math.min(BATCH, list.length - from);
+      this.load(list, from, n, false);
+      for (let i = 0; i < n; i++) if (b.buckets[i] !== NO_BUCKET) storages[b.buckets[i]].markDirty();
+      ctx.engine.removeMany(n);
+      for (let i = 0; i < n; i++) {
+        if (b.status[i] !== 1) continue;
+        removed++;
+        this.host.bucketAt(b.buckets[i]).version++;
+      }
+    }
+    guard.entries -= removed;
+    return removed;
+  }
+
+  /**
+   * Upserts entries. `slotLists[i]` and `refCounts[i]` (or one refCount for all) go with key i.
+   * Everything is checked before anything is written.
+   */
+  insertMany(keys: KeyBatch, slotLists: ReadonlyArray<readonly T[]>, refCounts: number | ArrayLike<number> = 1): void {
+    const list = batchKeys(keys);
+    if (!Array.isArray(slotLists)) throw new TypeError('slotLists must be an array with one slot list per key');
+    if (slotLists.length !== list.length) throw new RangeError(`${list.length} keys but ${slotLists.length} slot lists`);
+    const single = typeof refCounts === 'number';
+    if (!single && (refCounts === null || typeof refCounts !== 'object' || (refCounts as ArrayLike<number>).length !== list.length)) {
+      throw new TypeError('refCounts must be a number or one refCount per key');
+    }
+    const { ctx, storages, codec, guard } = this.host;
+    const size = codec.size;
+    const maxSlots = maxSlotsFor(size);
+    const probe = new Uint8Array(size);
+    const rcOf = (i: number): number => (single ? (refCounts as number) : (refCounts as ArrayLike<number>)[i]);
+    for (let i = 0; i < list.length; i++) {
+      checkRefCount(rcOf(i), `refCounts[${i}]`);
+      const slots = slotLists[i];
+      if (!Array.isArray(slots)) throw new TypeError(`slotLists[${i}] must be an array`);
+      if (slots.length > maxSlots) throw new RangeError(`slotLists[${i}] has ${slots.length} elements; at most ${maxSlots} fit`);
+      for (let k = 0; k < slots.length; k++) {
+        try {
+          codec.encode(slots[k], probe, 0);
+        } catch (err) {
+          if (err instanceof Error) err.message = `slotLists[${i}][${k}]: ${err.message}`;
+          throw err;
+        }
+      }
+    }
+    const b = ctx.engine.batch;
+    let from = 0;
+    while (from < list.length) {
+      // A chunk ends at BATCH entries or when its elements fill the list area.
+      let n = 0;
+      let bytes = 0;
+      while (from + n < list.length && n < BATCH) {
+        const need = (slotLists[from + n].length * size + 7) & ~7;
+        if (bytes + need > MAX_LIST_BYTES) break;
+        bytes += need;
+        n++;
+      }
+      this.load(list, from, n, true);
+      let at = 0;
+      for (let i = 0; i < n; i++) {
+        const slots = slotLists[from + i];
+        b.slots[i] = slots.length;
+        b.refCounts[i] = rcOf(from + i);
+        b.listAt[i] = at;
+        for (let k = 0; k < slots.length; k++) codec.encode(slots[k], b.lists, at + k * size);
+        at += (slots.length * size + 7) & ~7;
+        storages[b.buckets[i]].markDirty();
+        this.host.bucketAt(b.buckets[i]).version++;
+      }
+      for (let start = 0; start < n; ) {
+        const next = ctx.engine.putMany(start, n);
+        guard.entries += ctx.engine.batchAdded;
+        if (next === n) break;
+        const storage = storages[b.buckets[next]];
+        const status = ctx.engine.batchStatus;
+        if (status === INDEX_FULL) {
+          storage.growIndex(storage.capacity);
+        } else if (status === DATA_FULL) {
+          const sizeClass = ctx.engine.fullClass;
+          const file = storage.data[sizeClass];
+          storage.growData(sizeClass, file === null ? -1 : file.spec.capacityPow2);
+        }
+        start = next;
+      }
+      from += n;
+    }
+  }
+}

@@ -1,0 +1,125 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BucketMap } from '../host/index.js';
+import { ENGINES, Rng, hex, snapshot } from './helpers.js';
+
+const value = (e: [Uint8Array[], number] | undefined): string | undefined => (e === undefined ? undefined : JSON.stringify([e[0].map(hex), e[1]]));
+
+for (const engine of ENGINES) {
+  const test = suite(`batched calls [${engine}]`);
+  const rng = new Rng(70);
+
+  function filled(n: number): [BucketMap, Uint8Array[]] {
+    const map = new BucketMap({ maxBuckets: 16, engine });
+    const keys: Uint8Array[] = [];
+    for (let i = 0; i < n; i++) {
+      const key = rng.key();
+      keys.push(key);
+      map.insert(key, Array.from({ length: i % 5 }, () => rng.bytes(16)), [1, 1, 0, 7, 300][i % 5]);
+    }
+    return [map, keys];
+  }
+
+  test('getMany answers like readValue for present and absent keys, in arrays or packed, across chunks', () => {
+    const [map, keys] = filled(3000);
+    const asked = [...keys.slice(0, 2500), ...Array.from({ length: 700 }, () => rng.key())];
+    for (let i = asked.length - 1; i > 0; i--) {
+      const j = rng.below(i + 1);
+      [asked[i], asked[j]] = [asked[j], asked[i]];
+    }
+    const expected = asked.map((k) => value(map.readValue(k)));
+    assert.equal(map.getMany(asked).map(value), expected);
+    const packed = new Uint8Array(asked.length * 32);
+    asked.forEach((k, i) => packed.set(k, i * 32));
+    assert.equal(map.getMany(packed).map(value), expected);
+    assert.equal(map.hasMany(packed), expected.map((v) => v !== undefined));
+    assert.equal(map.getMany([]), []);
+    map.close();
+  });
+
+  test('getMany resumes when the values of one chunk do not fit the data area at once', () => {
+    const map = new BucketMap({ maxBuckets: 2, engine });
+    const keys = Array.from({ length: 5 }, () => rng.key());
+    const lists = keys.map((_, i) => Array.from({ length: 40000 }, () => new Uint8Array(16).fill(i)));
+    keys.forEach((k, i) => map.insert(k, lists[i]));
+    const got = map.getMany(keys);
+    got.forEach((e, i) => {
+      assert.is(e?.[0].length, 40000);
+      assert.is(e?.[0][39999][15], i);
+    });
+    map.close();
+  });
+
+  test('insertMany writes entries of every shape, grows files as it goes, and counts new keys', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine, maxSearch: 8 });
+    const keys = Array.from({ length: 5000 }, () => rng.key());
+    const lists = keys.map((_, i) => Array.from({ length: i % 4 }, () => rng.bytes(16)));
+    const rcs = keys.map((_, i) => [1, 2, 0, 900][i % 4]);
+    map.insertMany(keys, lists, rcs);
+    assert.is(map.size, 5000);
+    assert.ok(map.stats().index.resizes > 0);
+    keys.forEach((k, i) => assert.is(value(map.readValue(k)), JSON.stringify([lists[i].map(hex), rcs[i]])));
+    // Upserts and the entry form; a key twice in one batch keeps the later value.
+    const again = rng.bytes(16);
+    map.insertMany([[keys[0], [again]], [keys[1], [], 5], [keys[0], [again, again], 3]]);
+    assert.is(value(map.readValue(keys[0])), JSON.stringify([[hex(again), hex(again)], 3]));
+    assert.is(value(map.readValue(keys[1])), JSON.stringify([[], 5]));
+    assert.is(map.size, 5000);
+    const packed = new Uint8Array(32 * 3);
+    const fresh = [rng.key(), rng.key(), rng.key()];
+    fresh.forEach((k, i) => packed.set(k, i * 32));
+    map.insertMany(packed, [[again], [again], [again]]);
+    assert.is(map.size, 5003);
+    assert.ok(map.verify().ok);
+    map.close();
+  });
+
+  test('insertMany checks everything before writing anything', () => {
+    const [map] = filled(200);
+    const before = snapshot(map);
+    const keys = Array.from({ length: 50 }, () => rng.key());
+    const lists = keys.map(() => [rng.bytes(16)]);
+    assert.throws(() => map.insertMany(keys, [...lists.slice(0, 49), [new Uint8Array(3)]]), (e: Error) => e instanceof RangeError && /slotLists\[49\]\[0\]/.test(e.message));
+    assert.throws(() => map.insertMany([...keys.slice(0, 49), new Uint8Array(31)], lists), (e: Error) => /keys\[49\]/.test(e.message));
+    assert.throws(() => map.insertMany(keys, lists.slice(1)), RangeError);
+    assert.throws(() => map.insertMany(keys, lists, keys.map((_, i) => (i === 30 ? -1 : 1))), (e: Error) => /refCounts\[30\]/.test(e.message));
+    assert.throws(() => map.insertMany(new Uint8Array(33), [[]]), RangeError);
+    assert.throws(() => map.insertMany([[keys[0]]] as never), TypeError);
+    assert.equal(snapshot(map), before);
+    map.close();
+  });
+
+  test('deleteMany removes present keys, counts them, and leaves the rest', () => {
+    const [map, keys] = filled(3000);
+    const absent = Array.from({ length: 100 }, () => rng.key());
+    assert.is(map.deleteMany([...keys.slice(0, 1500), ...absent]), 1500);
+    assert.is(map.size, 1500);
+    for (const k of keys.slice(0, 1500)) assert.not.ok(map.has(k));
+    for (const k of keys.slice(1500)) assert.ok(map.has(k));
+    assert.is([...map.keys()].length, 1500);
+    assert.is(map.stats().data.cells, map.getMany(keys.slice(1500)).filter((e) => e !== undefined && (e[0].length > 1 || e[1] === 0 || e[1] > 256)).length);
+    assert.ok(map.verify().ok);
+    map.close();
+  });
+
+  test('readInto copies the encoded elements without allocating and reports the refCount', () => {
+    const map = new BucketMap({ maxBuckets: 2, engine });
+    const key = rng.key();
+    const list = [rng.bytes(16), rng.bytes(16), rng.bytes(16)];
+    map.insert(key, list, 4);
+    const target = new Uint8Array(64);
+    assert.is(map.readInto(key, target, 8), 3);
+    assert.is(map.lastRefCount, 4);
+    assert.equal(Array.from(target.subarray(8, 56)), list.flatMap((e) => Array.from(e)));
+    map.insert(key, [list[0]], 200);
+    assert.is(map.readInto(key, target), 1);
+    assert.is(map.lastRefCount, 200);
+    assert.is(map.readInto(rng.key(), target), -1);
+    assert.throws(() => map.readInto(key, new Uint8Array(15)), RangeError);
+    assert.throws(() => map.readInto(key, target, 60), RangeError);
+    assert.throws(() => map.readInto(key, 'x' as never), TypeError);
+    map.close();
+  });
+
+  test.run();
+}
