@@ -15,6 +15,8 @@ import type { OncePhase, PhaseResult, RatePhase, RunResult } from './result.js';
 const CHUNK = 10_000;
 /** Memory is sampled every this many chunks (~50k operations); one /proc read costs a fraction of a millisecond. */
 const SAMPLE_EVERY_CHUNKS = 5;
+/** Keys per call in the getMany phase. */
+const GET_MANY = 1024;
 
 interface WorkerArgs {
   store: string;
@@ -152,6 +154,26 @@ class Runner {
     await this.rate('get', this.w.getOrder.length, (from, to) => this.verifyRange('get', this.w.getOrder, from, to));
   }
 
+  /** Batched lookups of the get order, 1,024 keys per call, every value checked (stores with getMany only). */
+  async getMany(): Promise<void> {
+    const { store, w } = this;
+    if (store.getMany === undefined) return;
+    const { keys, getOrder: order } = w;
+    const packed = Buffer.alloc(GET_MANY * KEY_BYTES);
+    const many = store.getMany.bind(store);
+    await this.rate('getMany', order.length, (from, to) => {
+      for (let b = from; b < to; b += GET_MANY) {
+        const end = Math.min(to, b + GET_MANY);
+        for (let j = b; j < end; j++) keys.copy(packed, (j - b) * KEY_BYTES, order[j] * KEY_BYTES, order[j] * KEY_BYTES + KEY_BYTES);
+        many(packed, end - b, (k, rc, values, offset) => {
+          const i = order[b + k];
+          if (rc !== 1) this.fail('getMany', i, rc, 'should have refCount 1');
+          if (!sameValue(w, i, values, offset)) this.fail('getMany', i, rc, 'has the wrong value bytes');
+        });
+      }
+    });
+  }
+
   async miss(): Promise<void> {
     const { store, out } = this;
     const { absent } = this.w;
@@ -234,6 +256,7 @@ async function main(): Promise<void> {
   await r.insert();
   r.result.details.afterInsert = r.details();
   await r.get();
+  await r.getMany();
   await r.miss();
   await r.update();
   await r.delete();

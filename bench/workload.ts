@@ -127,9 +127,9 @@ export function buildWorkload(n: number, seed: number): Workload {
 }
 
 /** True when value bytes at `actual` equal value i. */
-export function sameValue(w: Workload, i: number, actual: Uint8Array): boolean {
+export function sameValue(w: Workload, i: number, actual: Uint8Array, offset = 0): boolean {
   const v = w.values;
   const o = i * VALUE_BYTES;
-  for (let k = 0; k < VALUE_BYTES; k++) if (actual[k] !== v[o + k]) return false;
+  for (let k = 0; k < VALUE_BYTES; k++) if (actual[offset + k] !== v[o + k]) return false;
   return true;
 }

@@ -18,6 +18,12 @@ export interface Store {
   del(keys: Buffer, keyOffset: number): void;
   /** Copies the 16 value bytes into `out`; returns the refCount, -1 if absent, -2 if the value has the wrong shape. */
   get(keys: Buffer, keyOffset: number, out: Buffer): number;
+  /**
+   * Optional batched lookup of `count` keys packed back to back in `packed`: calls
+   * `check(j, refCount, values, offset)` for each (refCount -1 if absent, -2 if the value has the
+   * wrong shape). Stores without a synchronous batched read leave it out.
+   */
+  getMany?(packed: Buffer, count: number, check: (j: number, refCount: number, values: Uint8Array, offset: number) => void): void;
   /** Store-specific counters worth keeping in results.json. */
   details?(): unknown;
 }
