@@ -416,6 +416,23 @@ function update(c: u32, kind: u32, sizeClass: u32, slots: u32, rcLo: u32, rcHi: 
   return PUT_UPDATED;
 }
 
+/**
+ * Adds `delta` to the refCount of the INLINE entry of the key at keyPtr, in place (one byte):
+ * returns the new refCount, -1 if absent, or -2 if the entry is not inline or the result leaves
+ * 1..256 (the host then rewrites the entry).
+ */
+export function adjustRef(ix: u32, delta: i32): i32 {
+  bindCurrent(ix);
+  const c = probe(cur, keyPtr);
+  if (c == NONE) return -1;
+  if ((ctrlOf(cur, c) >> CTRL_KIND_SHIFT) != KIND_INLINE) return -2;
+  const rc = <i32>extraOf(cur, c) + 1 + delta;
+  if (rc < 1 || rc > <i32>MAX_INLINE_REFCOUNT) return -2;
+  setExtra(cur, c, <u32>(rc - 1));
+  drainLogAfterWrite();
+  return rc;
+}
+
 /** Deletes the key at keyPtr from bucket `ix`; returns 1 if it was there. */
 export function remove(ix: u32): u32 {
   bindCurrent(ix);

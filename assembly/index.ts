@@ -10,7 +10,7 @@ import {
   MAX_LIST_BYTES, PAGE_BYTES, PAGE_HEADER_BYTES, SIZE_CLASSES, LOAD_MAX_D, LOAD_MAX_N, DATA_SEARCH_FACTOR,
 } from './layout';
 
-export { get, put, remove, rehash, copyData } from './bucket';
+export { get, put, remove, adjustRef, rehash, copyData } from './bucket';
 export { getMany, putMany, removeMany } from './batch';
 import {
   initBatch, bKeys, bBuckets, bSlots, bRefCounts, bListAt, bLists, bStatus, bOutRc, bOutSlots, bDataAt, bData, BATCH,

@@ -370,7 +370,18 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private adjustRef(key: Key, delta: 1 | -1): number | undefined {
     this.enter();
     const k = toKeyBytes(key);
-    const bucket = this.bucketFor(k);
+    const ix = bucketIndexOf(k, this.bits);
+    const storage = this.storages[ix];
+    if (!storage.allocated) return undefined;
+    const bucket = this.bucketAt(ix);
+    // An inline entry staying within refCounts 1..256 changes one byte in place.
+    storage.markDirty();
+    const inPlace = this.ctx.engine.adjustRef(ix, k, delta);
+    if (inPlace === -1) return undefined;
+    if (inPlace >= 0) {
+      bucket.version++;
+      return inPlace;
+    }
     const current = bucket.readKey(k);
     if (current === undefined) return undefined;
     const [slotList, refCount] = current;

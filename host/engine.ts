@@ -76,6 +76,8 @@ export interface Engine {
   /** Upsert from `input`; returns PUT_NEW, PUT_UPDATED, INDEX_FULL or DATA_FULL (table.ts). */
   put(ix: number, key: Uint8Array, slots: number, refCount: number): number;
   remove(ix: number, key: Uint8Array): boolean;
+  /** Table.adjustRef: the new refCount, -1 if absent, -2 if the entry must be rewritten instead. */
+  adjustRef(ix: number, key: Uint8Array, delta: number): number;
   count(ix: number): number;
   dataCounts(ix: number): ArrayLike<number>;
   /**
@@ -159,6 +161,10 @@ export class HostEngine implements Engine {
 
   remove(ix: number, key: Uint8Array): boolean {
     return (this.tables[ix] as Table).remove(key, 0);
+  }
+
+  adjustRef(ix: number, key: Uint8Array, delta: number): number {
+    return (this.tables[ix] as Table).adjustRef(key, 0, delta);
   }
 
   count(ix: number): number {

@@ -407,6 +407,23 @@ export class Table {
     return PUT_UPDATED;
   }
 
+  /**
+   * Adds `delta` to the refCount of an INLINE entry in place (one byte, one store): returns the
+   * new refCount, -1 if the key is absent, or -2 if the entry is not inline or the result leaves
+   * 1..256 (the caller then rewrites the entry).
+   */
+  adjustRef(key: Uint8Array, koff: number, delta: number): number {
+    const c = this.probe(key, koff);
+    if (c < 0) return -1;
+    if (this.ctrl(c) >>> CTRL_KIND_SHIFT !== KIND_INLINE) return -2;
+    const at = this.extraOffset(c);
+    const bytes = this.u8[this.seg];
+    const rc = 1 + bytes[at] + delta;
+    if (rc < 1 || rc > MAX_INLINE_REFCOUNT) return -2;
+    bytes[at] = rc - 1;
+    return rc;
+  }
+
   /** Deletes `key`; false if it was absent. */
   remove(key: Uint8Array, koff = 0): boolean {
     const c = this.probe(key, koff);

@@ -46,6 +46,7 @@ interface CoreExports {
   get(ix: number): number;
   put(ix: number, slots: number, rcLo: number, rcHi: number): number;
   remove(ix: number): number;
+  adjustRef(ix: number, delta: number): number;
   rehash(ix: number, fid: number, pages: number, pagesPerSeg: number, seedLo: number, seedHi: number): number;
   copyData(ix: number, sizeClass: number, fid: number, pow2: number, cellsPerSeg: number): void;
   getMany(start: number, n: number, withValues: number): number;
@@ -319,6 +320,11 @@ export class WasmEngine implements Engine {
     const removed = this.core.remove(ix);
     if (removed === FOUND_CORRUPT) throw this.damaged(ix);
     return removed === 1;
+  }
+
+  adjustRef(ix: number, key: Uint8Array, delta: number): number {
+    this.setKey(key);
+    return this.core.adjustRef(ix, delta);
   }
 
   count(ix: number): number {

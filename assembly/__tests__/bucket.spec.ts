@@ -1,5 +1,5 @@
 import {
-  copyData, get, initBuckets, inPtr, keyPtr, outPtr, probeSteps, put, rehash, remove, descBase, DESC_BYTES,
+  adjustRef, copyData, get, initBuckets, inPtr, keyPtr, outPtr, probeSteps, put, rehash, remove, descBase, DESC_BYTES,
   D_CAPACITY, D_COUNT, D_DATA, D_INDEX_FID, D_PAGES, D_PAGES_PER_SEG, D_SEED_HI, D_SEED_LO, DD_CELLS_PER_SEG,
   DD_COUNT, DD_FID, DD_POW2, OUT_ELEMENTS, OUT_FULL_CLASS, OUT_KIND, OUT_RC_HI, OUT_RC_LO, OUT_SLOTS,
 } from '../bucket';
@@ -272,6 +272,22 @@ describe('bucket', () => {
     expect(get(0)).toBe(1);
     expect(load<u32>(outPtr + OUT_RC_LO)).toBe(200);
     expect(put(0, 1, 257, 0)).toBe(DATA_FULL, 'refCount 257 needs a data cell, and class 0 has no file');
+  });
+
+  test('adjustRef changes an inline refCount in place and hands the rest back to the host', () => {
+    setup(32, 2);
+    randomKey(keyPtr);
+    expect(adjustRef(0, 1)).toBe(-1, 'absent');
+    putInline(3);
+    expect(adjustRef(0, 1)).toBe(2);
+    expect(adjustRef(0, 254)).toBe(256);
+    expect(adjustRef(0, 1)).toBe(-2, '257 does not fit inline');
+    expect(adjustRef(0, -255)).toBe(1);
+    expect(adjustRef(0, -1)).toBe(-2, '0 does not fit inline');
+    expect(get(0)).toBe(1);
+    expect(load<u32>(outPtr + OUT_RC_LO)).toBe(1);
+    expect(put(0, 0, 5, 0)).toBe(PUT_UPDATED);
+    expect(adjustRef(0, 1)).toBe(-2, 'an empty list is not inline');
   });
 
   test('an empty list keeps its refCount in the index cell', () => {
