@@ -10,7 +10,7 @@ import { checkRefCount } from './bucket.js';
 import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
-import { bucketIndexOf, KEY_BYTES, toKeyBytes, type Key } from './keys.js';
+import { KEY_BYTES, toKeyBytes, type Key } from './keys.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
 import { maxSlotsFor, MAX_LIST_BYTES } from './layout.js';
 
@@ -27,18 +27,23 @@ export interface BatchHost<T> {
   bucketAt(ix: number): Bucket<T>;
 }
 
-/** Checks a key batch and returns the keys as 32-byte arrays (views into a packed buffer). */
-export function batchKeys(keys: KeyBatch, argName = 'keys'): Uint8Array[] {
+/** A checked key batch: keys packed back to back, or one 32-byte array per key. */
+type Keys = Uint8Array | Uint8Array[];
+
+/** Checks a key batch: packed keys as they are, other keys turned into 32-byte arrays. */
+export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
   if (keys instanceof Uint8Array) {
     if (keys.length % KEY_BYTES !== 0) {
       throw new RangeError(`${argName} packed in one buffer must be a multiple of 32 bytes long, got ${keys.length}`);
     }
-    const out = new Array<Uint8Array>(keys.length / KEY_BYTES);
-    for (let i = 0; i < out.length; i++) out[i] = keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
-    return out;
+    return keys;
   }
   if (!Array.isArray(keys)) throw new TypeError(`${argName} must be an array of keys or a Uint8Array of packed 32-byte keys`);
   return keys.map((k, i) => toKeyBytes(k, `${argName}[${i}]`));
+}
+
+function keyCount(keys: Keys): number {
+  return keys instanceof Uint8Array ? keys.length / KEY_BYTES : keys.length;
 }
 
 export class Batcher<T> {
@@ -49,14 +54,22 @@ export class Batcher<T> {
   }
 
   /** Copies keys [from, from + n) into the engine's batch and sets each one's bucket. */
-  private load(keys: Uint8Array[], from: number, n: number, allocate: boolean): void {
+  private load(keys: Keys, from: number, n: number, allocate: boolean): void {
     const { ctx, storages, bits } = this.host;
     const b = ctx.engine.batch;
+    if (keys instanceof Uint8Array) {
+      b.keys.set(keys.subarray(from * KEY_BYTES, (from + n) * KEY_BYTES));
+    } else {
+      for (let i = 0; i < n; i++) {
+        const key = keys[from + i];
+        const at = i * KEY_BYTES;
+        for (let j = 0; j < KEY_BYTES; j++) b.keys[at + j] = key[j];
+      }
+    }
+    const packed = b.keys;
     for (let i = 0; i < n; i++) {
-      const key = keys[from + i];
       const at = i * KEY_BYTES;
-      for (let j = 0; j < KEY_BYTES; j++) b.keys[at + j] = key[j];
-      const ix = bucketIndexOf(key, bits);
+      const ix = bits === 0 ? 0 : ((packed[at] << 8) | packed[at + 1]) >>> (16 - bits);
       const storage = storages[ix];
       if (allocate && !storage.allocated) storage.allocate();
       b.buckets[i] = storage.allocated ? ix : NO_BUCKET;
@@ -65,12 +78,13 @@ export class Batcher<T> {
 
   getMany(keys: KeyBatch): Array<Entry<T> | undefined> {
     const list = batchKeys(keys);
-    const out = new Array<Entry<T> | undefined>(list.length);
+    const total = keyCount(list);
+    const out = new Array<Entry<T> | undefined>(total);
     const { ctx, codec } = this.host;
     const b = ctx.engine.batch;
     const size = codec.size;
-    for (let from = 0; from < list.length; from += BATCH) {
-      const n = Math.min(BATCH, list.length - from);
+    for (let from = 0; from < total; from += BATCH) {
+      const n = Math.min(BATCH, total - from);
       this.load(list, from, n, false);
       for (let start = 0; start < n; ) {
         const done = ctx.engine.getMany(start, n, true);
@@ -93,10 +107,11 @@ export class Batcher<T> {
 
   hasMany(keys: KeyBatch): boolean[] {
     const list = batchKeys(keys);
-    const out = new Array<boolean>(list.length);
+    const total = keyCount(list);
+    const out = new Array<boolean>(total);
     const b = this.host.ctx.engine.batch;
-    for (let from = 0; from < list.length; from += BATCH) {
-      const n = Math.min(BATCH, list.length - from);
+    for (let from = 0; from < total; from += BATCH) {
+      const n = Math.min(BATCH, total - from);
       this.load(list, from, n, false);
       this.host.ctx.engine.getMany(0, n, false);
       for (let i = 0; i < n; i++) out[from + i] = b.status[i] === 1;
@@ -107,11 +122,12 @@ export class Batcher<T> {
   /** Deletes the keys; returns how many were present. */
   deleteMany(keys: KeyBatch): number {
     const list = batchKeys(keys);
+    const total = keyCount(list);
     const { ctx, storages, guard } = this.host;
     const b = ctx.engine.batch;
     let removed = 0;
-    for (let from = 0; from < list.length; from += BATCH) {
-      const n = Math.min(BATCH, list.length - from);
+    for (let from = 0; from < total; from += BATCH) {
+      const n = Math.min(BATCH, total - from);
       this.load(list, from, n, false);
       for (let i = 0; i < n; i++) if (b.buckets[i] !== NO_BUCKET) storages[b.buckets[i]].markDirty();
       ctx.engine.removeMany(n);
@@ -131,10 +147,11 @@ export class Batcher<T> {
    */
   insertMany(keys: KeyBatch, slotLists: ReadonlyArray<readonly T[]>, refCounts: number | ArrayLike<number> = 1): void {
     const list = batchKeys(keys);
+    const total = keyCount(list);
     if (!Array.isArray(slotLists)) throw new TypeError('slotLists must be an array with one slot list per key');
-    if (slotLists.length !== list.length) throw new RangeError(`${list.length} keys but ${slotLists.length} slot lists`);
+    if (slotLists.length !== total) throw new RangeError(`${total} keys but ${slotLists.length} slot lists`);
     const single = typeof refCounts === 'number';
-    if (!single && (refCounts === null || typeof refCounts !== 'object' || (refCounts as ArrayLike<number>).length !== list.length)) {
+    if (!single && (refCounts === null || typeof refCounts !== 'object' || (refCounts as ArrayLike<number>).length !== total)) {
       throw new TypeError('refCounts must be a number or one refCount per key');
     }
     const { ctx, storages, codec, guard } = this.host;
@@ -142,7 +159,7 @@ export class Batcher<T> {
     const maxSlots = maxSlotsFor(size);
     const probe = new Uint8Array(size);
     const rcOf = (i: number): number => (single ? (refCounts as number) : (refCounts as ArrayLike<number>)[i]);
-    for (let i = 0; i < list.length; i++) {
+    for (let i = 0; i < total; i++) {
       checkRefCount(rcOf(i), `refCounts[${i}]`);
       const slots = slotLists[i];
       if (!Array.isArray(slots)) throw new TypeError(`slotLists[${i}] must be an array`);
@@ -158,11 +175,11 @@ export class Batcher<T> {
     }
     const b = ctx.engine.batch;
     let from = 0;
-    while (from < list.length) {
+    while (from < total) {
       // A chunk ends at BATCH entries or when its elements fill the list area.
       let n = 0;
       let bytes = 0;
-      while (from + n < list.length && n < BATCH) {
+      while (from + n < total && n < BATCH) {
         const need = (slotLists[from + n].length * size + 7) & ~7;
         if (bytes + need > MAX_LIST_BYTES) break;
         bytes += need;

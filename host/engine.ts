@@ -194,9 +194,10 @@ export class HostEngine implements Engine {
     for (let i = start; i < n; i++) {
       const table = b.buckets[i] === NO_BUCKET ? undefined : this.tables[b.buckets[i]];
       if (table === undefined) continue;
-      this.batchLo[i] = hashKeyWords(b.keys, i * 32, table.seedLo, table.seedHi, table.keyWordsView);
+      const kw = table.keyWordsView;
+      this.batchLo[i] = hashKeyWords(b.keys, i * 32, table.seedLo, table.seedHi, kw);
       this.batchTag[i] = hashHi >>> 26;
-      words.set(table.keyWordsView, i * 8);
+      for (let w = 0; w < 8; w++) words[i * 8 + w] = kw[w];
     }
     let sink = 0;
     for (let i = start; i < n; i++) {
@@ -210,7 +211,8 @@ export class HostEngine implements Engine {
       b.status[i] = 0;
       if (b.buckets[i] === NO_BUCKET) continue;
       const table = this.tables[b.buckets[i]] as Table;
-      table.keyWordsView.set(words.subarray(i * 8, i * 8 + 8));
+      const kw = table.keyWordsView;
+      for (let w = 0; w < 8; w++) kw[w] = words[i * 8 + w];
       const c = table.probeHashed(this.batchLo[i], this.batchTag[i]);
       if (c < 0) continue;
       if (!withValues) {
