@@ -76,33 +76,87 @@ export class Batcher<T> {
     }
   }
 
-  getMany(keys: KeyBatch): Array<Entry<T> | undefined> {
-    const list = batchKeys(keys);
+  /**
+   * Looks the keys up a chunk at a time and hands each run of results (entries [start, done) of
+   * the engine's batch, for keys from + start onwards) to `take`, which returns how many of them
+   * it used; fewer than offered stops the walk. Returns how many keys were used in all.
+   */
+  private lookUp(list: Keys, take: (from: number, start: number, done: number) => number): number {
     const total = keyCount(list);
-    const out = new Array<Entry<T> | undefined>(total);
-    const { ctx, codec } = this.host;
-    const b = ctx.engine.batch;
-    const size = codec.size;
+    const engine = this.host.ctx.engine;
     for (let from = 0; from < total; from += BATCH) {
       const n = Math.min(BATCH, total - from);
       this.load(list, from, n, false);
       for (let start = 0; start < n; ) {
-        const done = ctx.engine.getMany(start, n, true);
-        for (let i = start; i < done; i++) {
-          if (b.status[i] !== 1) {
-            out[from + i] = undefined;
-            continue;
-          }
-          const slots = b.outSlots[i];
-          const elements = new Array<T>(slots);
-          const at = b.dataAt[i];
-          for (let k = 0; k < slots; k++) elements[k] = codec.decode(b.data, at + k * size);
-          out[from + i] = [elements, b.outRefCounts[i]];
-        }
+        const done = engine.getMany(start, n, true);
+        const used = take(from, start, done);
+        if (used < done - start) return from + start + used;
         start = done;
       }
     }
+    return total;
+  }
+
+  getMany(keys: KeyBatch): Array<Entry<T> | undefined> {
+    const list = batchKeys(keys);
+    const out = new Array<Entry<T> | undefined>(keyCount(list));
+    const { ctx, codec } = this.host;
+    const b = ctx.engine.batch;
+    const size = codec.size;
+    this.lookUp(list, (from, start, done) => {
+      for (let i = start; i < done; i++) {
+        if (b.status[i] !== 1) {
+          out[from + i] = undefined;
+          continue;
+        }
+        const slots = b.outSlots[i];
+        const elements = new Array<T>(slots);
+        const at = b.dataAt[i];
+        for (let k = 0; k < slots; k++) elements[k] = codec.decode(b.data, at + k * size);
+        out[from + i] = [elements, b.outRefCounts[i]];
+      }
+      return done - start;
+    });
     return out;
+  }
+
+  /**
+   * Batched readInto: key i's elements go to `target` right after key i-1's (from `offset`), their
+   * count to slots[i] (-1: absent) and its refCount to refCounts[i]. Stops before the first entry
+   * that does not fit; returns how many keys it read.
+   */
+  readManyInto(keys: KeyBatch, target: Uint8Array, slots: Int32Array, refCounts: Float64Array | null, offset: number): number {
+    const list = batchKeys(keys);
+    const total = keyCount(list);
+    if (!(target instanceof Uint8Array)) throw new TypeError('target must be a Uint8Array');
+    if (!(slots instanceof Int32Array)) throw new TypeError('slots must be an Int32Array');
+    if (slots.length < total) throw new RangeError(`slots has room for ${slots.length} keys, got ${total}`);
+    if (refCounts !== null) {
+      if (!(refCounts instanceof Float64Array)) throw new TypeError('refCounts must be a Float64Array');
+      if (refCounts.length < total) throw new RangeError(`refCounts has room for ${refCounts.length} keys, got ${total}`);
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) {
+      throw new RangeError(`offset must be an integer from 0 to ${target.length}, got ${offset}`);
+    }
+    const b = this.host.ctx.engine.batch;
+    const size = this.host.codec.size;
+    let at = offset;
+    return this.lookUp(list, (from, start, done) => {
+      for (let i = start; i < done; i++) {
+        if (b.status[i] !== 1) {
+          slots[from + i] = -1;
+          continue;
+        }
+        const bytes = b.outSlots[i] * size;
+        if (at + bytes > target.length) return i - start;
+        const src = b.dataAt[i];
+        for (let k = 0; k < bytes; k++) target[at + k] = b.data[src + k];
+        at += bytes;
+        slots[from + i] = b.outSlots[i];
+        if (refCounts !== null) refCounts[from + i] = b.outRefCounts[i];
+      }
+      return done - start;
+    });
   }
 
   hasMany(keys: KeyBatch): boolean[] {

@@ -427,6 +427,17 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     return this.batcher.getMany(keys);
   }
 
+  /**
+   * getMany without allocating: key i's elements are copied into `target` right after those of
+   * the keys before it (starting at `offset`), slots[i] gets their count (-1 if the key is absent)
+   * and refCounts[i], when given, its refCount. Stops before the first entry that does not fit and
+   * returns how many keys it read (all of them unless `target` filled up): call again with the rest.
+   */
+  readManyInto(keys: KeyBatch, target: Uint8Array, slots: Int32Array, refCounts: Float64Array | null = null, offset = 0): number {
+    this.enter();
+    return this.batcher.readManyInto(keys, target, slots, refCounts, offset);
+  }
+
   hasMany(keys: KeyBatch): boolean[] {
     this.enter();
     return this.batcher.hasMany(keys);

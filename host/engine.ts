@@ -4,8 +4,8 @@
  * of file pages in its own memory, and the host path, which works on the mapped buffers directly.
  */
 import type { MappedFile } from './storage.js';
-import { DataFile, PUT_NEW, PUT_UPDATED, Table, type ValueRef } from './table.js';
-import { hashHi, hashKeyWords } from './hash.js';
+import { DataFile, PREFETCH_STRIDE, PUT_NEW, PUT_UPDATED, Table, type ValueRef } from './table.js';
+import { hashHi, hashWords } from './hash.js';
 import { MAX_LIST_BYTES, SIZE_CLASSES } from './layout.js';
 
 export type EngineKind = 'wasm' | 'host';
@@ -114,9 +114,16 @@ export class HostEngine implements Engine {
   readonly batch = batchBuffers();
   batchStatus = 0;
   batchAdded = 0;
+  /** The batch's keys as little-endian words (the same memory as batch.keys). */
+  private readonly batchKeyWords = new Int32Array(this.batch.keys.buffer, 0, BATCH * 8);
   private readonly batchLo = new Int32Array(BATCH);
   private readonly batchTag = new Uint8Array(BATCH);
-  private readonly batchWords = new Int32Array(BATCH * 8);
+  private readonly homeCtrls = new Array<Uint16Array>(BATCH);
+  private readonly homeCtrlAt = new Int32Array(BATCH);
+  private readonly homeCells = new Array<Int32Array>(BATCH);
+  private readonly homeCellAt = new Int32Array(BATCH);
+  /** Keeps the prefetch loop's loads from being optimised away. */
+  private sink = 0;
   private readonly tables: Array<Table | undefined>;
   private readonly maxSearch: number;
   private readonly elementSize: number;
@@ -188,32 +195,34 @@ export class HostEngine implements Engine {
 
   getMany(start: number, n: number, withValues: boolean): number {
     const b = this.batch;
-    const words = this.batchWords;
-    // Hash every key, then touch every home cell, then probe: the cache misses of different keys
-    // overlap instead of being paid one after the other.
+    const kw = this.batchKeyWords;
+    const tables = this.tables;
+    const { batchLo, batchTag, homeCtrls, homeCtrlAt, homeCells, homeCellAt } = this;
+    // Hash every key and note where its probe starts; then load all those lines in one tight loop
+    // (short enough per key that the CPU keeps many misses in flight); then probe, from cache.
+    let located = 0;
     for (let i = start; i < n; i++) {
-      const table = b.buckets[i] === NO_BUCKET ? undefined : this.tables[b.buckets[i]];
-      if (table === undefined) continue;
-      const kw = table.keyWordsView;
-      this.batchLo[i] = hashKeyWords(b.keys, i * 32, table.seedLo, table.seedHi, kw);
-      this.batchTag[i] = hashHi >>> 26;
-      for (let w = 0; w < 8; w++) words[i * 8 + w] = kw[w];
+      const ix = b.buckets[i];
+      if (ix === NO_BUCKET) continue;
+      const table = tables[ix] as Table;
+      batchLo[i] = hashWords(kw, i * 8, table.seedLo, table.seedHi);
+      batchTag[i] = hashHi >>> 26;
+      table.locateHome(batchLo[i], located++, homeCtrls, homeCtrlAt, homeCells, homeCellAt);
     }
     let sink = 0;
-    for (let i = start; i < n; i++) {
-      if (b.buckets[i] === NO_BUCKET) continue;
-      const table = this.tables[b.buckets[i]] as Table;
-      sink ^= table.touch(table.homeOf(this.batchLo[i]));
+    for (let j = 0; j < located; j++) {
+      const cells = homeCells[j];
+      const at = homeCellAt[j];
+      sink ^= homeCtrls[j][homeCtrlAt[j]] ^ cells[at] ^ cells[at + PREFETCH_STRIDE] ^ cells[at + 2 * PREFETCH_STRIDE];
     }
     this.sink = sink;
     let used = 0;
     for (let i = start; i < n; i++) {
       b.status[i] = 0;
-      if (b.buckets[i] === NO_BUCKET) continue;
-      const table = this.tables[b.buckets[i]] as Table;
-      const kw = table.keyWordsView;
-      for (let w = 0; w < 8; w++) kw[w] = words[i * 8 + w];
-      const c = table.probeHashed(this.batchLo[i], this.batchTag[i]);
+      const ix = b.buckets[i];
+      if (ix === NO_BUCKET) continue;
+      const table = tables[ix] as Table;
+      const c = table.probeHashed(batchLo[i], batchTag[i], kw, i * 8);
       if (c < 0) continue;
       if (!withValues) {
         b.status[i] = 1;
@@ -224,7 +233,9 @@ export class HostEngine implements Engine {
       const bytes = ref.slots * this.elementSize;
       const need = (bytes + 7) & ~7;
       if (used + need > b.data.length) return i;
-      for (let k = 0; k < bytes; k++) b.data[used + k] = ref.buf[ref.off + k];
+      const src = ref.buf;
+      const from = ref.off;
+      for (let k = 0; k < bytes; k++) b.data[used + k] = src[from + k];
       b.status[i] = 1;
       b.outRefCounts[i] = ref.refCount;
       b.outSlots[i] = ref.slots;
@@ -233,9 +244,6 @@ export class HostEngine implements Engine {
     }
     return n;
   }
-
-  /** Keeps the touch pass's loads from being optimised away. */
-  private sink = 0;
 
   putMany(start: number, n: number): number {
     const b = this.batch;

@@ -35,6 +35,9 @@ export const DATA_FULL = 3;
 
 const TWO_32 = 0x100000000;
 
+/** A cache line in 32-bit words: batch prefetches step through a probe's first cells this far. */
+export const PREFETCH_STRIDE = 16;
+
 /** One data file of a size class, with typed views over each segment. */
 export class DataFile {
   readonly file: MappedFile;
@@ -192,31 +195,28 @@ export class Table {
    */
   probe(key: Uint8Array, koff: number): number {
     const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, this.keyWords);
-    return this.probeHashed(lo, hashHi >>> 26);
-  }
-
-  /** Words of the key being looked up; batches fill them, then call probeHashed. */
-  get keyWordsView(): Int32Array {
-    return this.keyWords;
-  }
-
-  /** The cell a hash starts probing at. */
-  homeOf(lo: number): number {
-    return (lo >>> 0) % this.capacity;
+    return this.probeHashed(lo, hashHi >>> 26, this.keyWords, 0);
   }
 
   /**
-   * Reads the ctrl word and first key word of cell `c` so their cache lines are loaded; batches
-   * do this for every key before probing any, so the misses overlap.
+   * Notes in entry `i` of a batch's prefetch lists where the probe of hash `lo` starts: its ctrl
+   * word and its cell, so that one tight loop can load every key's lines before any probe runs and
+   * the misses overlap. The loop loads the cell's line and the two after it (a probe walks 2.4
+   * cells on average), so the cell index is pulled back where that would leave the segment.
    */
-  touch(c: number): number {
-    const off = this.cellOffset(c);
-    return this.u16[this.seg][(off - PAGE_HEADER_BYTES - (c % CELLS_PER_PAGE) * CELL_BYTES) >>> 1] ^ this.i32[this.seg][off >>> 2];
+  locateHome(lo: number, i: number, ctrls: Uint16Array[], ctrlAt: Int32Array, cells: Int32Array[], cellAt: Int32Array): void {
+    const c = (lo >>> 0) % this.capacity;
+    const base = this.pageOffset(c);
+    const slot = c % CELLS_PER_PAGE;
+    ctrls[i] = this.u16[this.seg];
+    ctrlAt[i] = (base >>> 1) + slot;
+    const words = this.i32[this.seg];
+    cells[i] = words;
+    cellAt[i] = Math.min((base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2, words.length - 2 * PREFETCH_STRIDE - 1);
   }
 
-  /** probe() of the key whose words are in keyWords and whose hash is (lo, tag). */
-  probeHashed(lo: number, tag: number): number {
-    const kw = this.keyWords;
+  /** probe() of the key held as eight words at `kw[ko..ko+8)` whose hash is (lo, tag). */
+  probeHashed(lo: number, tag: number, kw: Int32Array, ko: number): number {
     this.tag = tag;
     const capacity = this.capacity;
     const perSegment = this.pagesPerSegment;
@@ -240,8 +240,8 @@ export class Table {
       }
       if (((ctl >>> 8) & 63) === tag) {
         const w = (base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2;
-        if (words[w] === kw[0] && words[w + 1] === kw[1] && words[w + 2] === kw[2] && words[w + 3] === kw[3] &&
-          words[w + 4] === kw[4] && words[w + 5] === kw[5] && words[w + 6] === kw[6] && words[w + 7] === kw[7]) {
+        if (words[w] === kw[ko] && words[w + 1] === kw[ko + 1] && words[w + 2] === kw[ko + 2] && words[w + 3] === kw[ko + 3] &&
+          words[w + 4] === kw[ko + 4] && words[w + 5] === kw[ko + 5] && words[w + 6] === kw[ko + 6] && words[w + 7] === kw[ko + 7]) {
           return c;
         }
       }

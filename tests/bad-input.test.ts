@@ -43,7 +43,33 @@ function calls(): Call[] {
       ['bucket.readValue', (_, b) => b.readValue(key)], ['bucket.insert', (_, b) => b.insert(key, [element])],
       ['bucket.tryWrite', (_, b) => b.tryWrite(key, [element])], ['bucket.update', (_, b) => b.update(key, () => undefined)],
       ['bucket.deleteKey', (_, b) => b.deleteKey(key)], ['bucket.batchInsertNonDuplicates', (_, b) => b.batchInsertNonDuplicates([[goodKey, element], [key, element]])],
+      ['readInto', (m) => m.readInto(key, new Uint8Array(64))],
+      // A bad key after a good one: batches check every key before touching any.
+      ['getMany', (m) => m.getMany([goodKey, key])], ['hasMany', (m) => m.hasMany([goodKey, key])],
+      ['deleteMany', (m) => m.deleteMany([goodKey, key])], ['insertMany', (m) => m.insertMany([[goodKey, [element]], [key, [element]]])],
+      ['readManyInto', (m) => m.readManyInto([goodKey, key], new Uint8Array(64), new Int32Array(2))],
     );
+  }
+  for (const b of [5, 'keys', null, new Uint8Array(33), new Uint8Array(31), new Uint16Array(16), [goodKey, undefined]]) {
+    const batch = b as never;
+    out.push(
+      ['getMany batch', (m) => m.getMany(batch)], ['hasMany batch', (m) => m.hasMany(batch)], ['deleteMany batch', (m) => m.deleteMany(batch)],
+      ['insertMany batch', (m) => m.insertMany(batch, [[element], [element]])],
+      ['readManyInto batch', (m) => m.readManyInto(batch, new Uint8Array(64), new Int32Array(2))],
+    );
+  }
+  const keys2 = [goodKey, goodKey];
+  for (const [target, offset] of [[null, 0], [[0, 0], 0], [new Uint8Array(64), -1], [new Uint8Array(64), 65], [new Uint8Array(64), 1.5], [new Uint8Array(8), 0]]) {
+    out.push(['readInto target', (m) => m.readInto(goodKey, target as never, offset as never)]);
+    if (!(target instanceof Uint8Array && target.length === 8)) {
+      out.push(['readManyInto target', (m) => m.readManyInto(keys2, target as never, new Int32Array(2), null, offset as never)]);
+    }
+  }
+  for (const [slots, rcs] of [[null, null], [new Int32Array(1), null], [new Uint32Array(2), null], [new Int32Array(2), new Float64Array(1)], [new Int32Array(2), [1, 1]]]) {
+    out.push(['readManyInto slots', (m) => m.readManyInto(keys2, new Uint8Array(64), slots as never, rcs as never)]);
+  }
+  for (const [lists, rcs] of [[null, 1], [[[element]], 1], [[[element], 'x'], 1], [[[element], [element]], [1]], [[[element], [element]], -1], [[[element], [element]], 'x']]) {
+    out.push(['insertMany lists', (m) => m.insertMany(keys2, lists as never, rcs as never)]);
   }
   for (const l of badLists) {
     const list = l as never;

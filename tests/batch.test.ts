@@ -50,6 +50,48 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('readManyInto copies what getMany returns into caller buffers, and resumes when the target fills', () => {
+    const [map, keys] = filled(2500);
+    const asked = [...keys.slice(0, 2000), ...Array.from({ length: 300 }, () => rng.key())];
+    const expected = map.getMany(asked);
+    // Room for about half the elements: the first call stops early, the second reads the rest.
+    const totalBytes = expected.reduce((sum, e) => sum + (e === undefined ? 0 : e[0].length * 16), 0);
+    const target = new Uint8Array(Math.floor(totalBytes / 2) + 5);
+    const slots = new Int32Array(asked.length).fill(99);
+    const refCounts = new Float64Array(asked.length);
+    const got: Array<string | undefined> = [];
+    for (let from = 0; from < asked.length; ) {
+      const read = map.readManyInto(asked.slice(from), target, slots, refCounts);
+      assert.ok(read > 0 && read <= asked.length - from);
+      if (from + read < asked.length) assert.ok(read < asked.length - from && from === 0, 'only the first call runs out of room');
+      let at = 0;
+      for (let i = 0; i < read; i++) {
+        if (slots[i] < 0) {
+          got.push(undefined);
+          continue;
+        }
+        const elements = Array.from({ length: slots[i] }, (_, k) => target.slice(at + k * 16, at + k * 16 + 16));
+        at += slots[i] * 16;
+        got.push(value([elements, refCounts[i]]));
+      }
+      from += read;
+    }
+    assert.equal(got, expected.map(value));
+    // Packed keys, an offset, and no refCounts.
+    const packed = new Uint8Array(32 * 3);
+    [keys[3], rng.key(), keys[8]].forEach((k, i) => packed.set(k, i * 32));
+    const small = new Uint8Array(4 + 32 * 16);
+    assert.is(map.readManyInto(packed, small, slots, null, 4), 3);
+    assert.equal([...slots.subarray(0, 3)], [3, -1, 3]);
+    assert.is(hex(small.subarray(4, 20)), hex(map.readValue(keys[3])![0][0]));
+    assert.is(hex(small.subarray(4 + 48, 4 + 64)), hex(map.readValue(keys[8])![0][0]));
+    assert.throws(() => map.readManyInto(packed, small, new Int32Array(2)), RangeError);
+    assert.throws(() => map.readManyInto(packed, small, slots, new Float64Array(1)), RangeError);
+    assert.throws(() => map.readManyInto(packed, [] as unknown as Uint8Array, slots), TypeError);
+    assert.throws(() => map.readManyInto(packed, small, slots, null, small.length + 1), RangeError);
+    map.close();
+  });
+
   test('insertMany writes entries of every shape, grows files as it goes, and counts new keys', () => {
     const map = new BucketMap({ maxBuckets: 4, engine, maxSearch: 8 });
     const keys = Array.from({ length: 5000 }, () => rng.key());
