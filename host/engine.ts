@@ -124,6 +124,18 @@ export class HostEngine implements Engine {
   private readonly homeCellAt = new Int32Array(BATCH);
   /** Keeps the prefetch loop's loads from being optimised away. */
   private sink = 0;
+
+  /** Loads the lines locateHome() noted for entries [0, count), in one loop tight enough to overlap. */
+  private prefetchHomes(count: number): void {
+    const { homeCtrls, homeCtrlAt, homeCells, homeCellAt } = this;
+    let sink = 0;
+    for (let j = 0; j < count; j++) {
+      const cells = homeCells[j];
+      const at = homeCellAt[j];
+      sink ^= homeCtrls[j][homeCtrlAt[j]] ^ cells[at] ^ cells[at + PREFETCH_STRIDE] ^ cells[at + 2 * PREFETCH_STRIDE];
+    }
+    this.sink = sink;
+  }
   private readonly tables: Array<Table | undefined>;
   private readonly maxSearch: number;
   private readonly elementSize: number;
@@ -161,7 +173,7 @@ export class HostEngine implements Engine {
 
   put(ix: number, key: Uint8Array, slots: number, refCount: number): number {
     const table = this.tables[ix] as Table;
-    const status = table.put(key, 0, this.input, slots, refCount);
+    const status = table.put(key, 0, this.input, 0, slots, refCount);
     this.lastFullClass = table.fullClass;
     return status;
   }
@@ -197,7 +209,7 @@ export class HostEngine implements Engine {
     const b = this.batch;
     const kw = this.batchKeyWords;
     const tables = this.tables;
-    const { batchLo, batchTag, homeCtrls, homeCtrlAt, homeCells, homeCellAt } = this;
+    const { batchLo, batchTag } = this;
     // Hash every key and note where its probe starts; then load all those lines in one tight loop
     // (short enough per key that the CPU keeps many misses in flight); then probe, from cache.
     let located = 0;
@@ -207,15 +219,9 @@ export class HostEngine implements Engine {
       const table = tables[ix] as Table;
       batchLo[i] = hashWords(kw, i * 8, table.seedLo, table.seedHi);
       batchTag[i] = hashHi >>> 26;
-      table.locateHome(batchLo[i], located++, homeCtrls, homeCtrlAt, homeCells, homeCellAt);
+      table.locateHome(batchLo[i], located++, this.homeCtrls, this.homeCtrlAt, this.homeCells, this.homeCellAt);
     }
-    let sink = 0;
-    for (let j = 0; j < located; j++) {
-      const cells = homeCells[j];
-      const at = homeCellAt[j];
-      sink ^= homeCtrls[j][homeCtrlAt[j]] ^ cells[at] ^ cells[at + PREFETCH_STRIDE] ^ cells[at + 2 * PREFETCH_STRIDE];
-    }
-    this.sink = sink;
+    this.prefetchHomes(located);
     let used = 0;
     for (let i = start; i < n; i++) {
       b.status[i] = 0;
@@ -247,10 +253,22 @@ export class HostEngine implements Engine {
 
   putMany(start: number, n: number): number {
     const b = this.batch;
+    const kw = this.batchKeyWords;
+    const { batchLo, batchTag } = this;
+    // As getMany: hash, then load every home line, then write (each table stays as it is until
+    // this call returns, so the hashes stay valid; a call after growth hashes again).
+    let located = 0;
+    for (let i = start; i < n; i++) {
+      const table = this.tables[b.buckets[i]] as Table;
+      batchLo[i] = hashWords(kw, i * 8, table.seedLo, table.seedHi);
+      batchTag[i] = hashHi >>> 26;
+      table.locateHome(batchLo[i], located++, this.homeCtrls, this.homeCtrlAt, this.homeCells, this.homeCellAt);
+    }
+    this.prefetchHomes(located);
     let added = 0;
     for (let i = start; i < n; i++) {
       const table = this.tables[b.buckets[i]] as Table;
-      const status = table.put(b.keys, i * 32, b.lists.subarray(b.listAt[i]), b.slots[i], b.refCounts[i]);
+      const status = table.putHashed(batchLo[i], batchTag[i], kw, i * 8, b.keys, i * 32, b.lists, b.listAt[i], b.slots[i], b.refCounts[i]);
       if (status === PUT_NEW) {
         added++;
       } else if (status !== PUT_UPDATED) {

@@ -321,10 +321,19 @@ export class Table {
   // ── writes ─────────────────────────────────────────────────────────────────────────────────────
 
   /**
-   * Upsert of `slots` elements (bytes at list[0..slots*elementSize)) with `refCount`. One attempt:
-   * on INDEX_FULL / DATA_FULL nothing has been written.
+   * Upsert of `slots` elements (bytes at list[loff..loff+slots*elementSize)) with `refCount`. One
+   * attempt: on INDEX_FULL / DATA_FULL nothing has been written.
    */
-  put(key: Uint8Array, koff: number, list: Uint8Array, slots: number, refCount: number): number {
+  put(key: Uint8Array, koff: number, list: Uint8Array, loff: number, slots: number, refCount: number): number {
+    const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, this.keyWords);
+    return this.putHashed(lo, hashHi >>> 26, this.keyWords, 0, key, koff, list, loff, slots, refCount);
+  }
+
+  /** put() of a key whose hash is (lo, tag) and whose words are at kw[ko..ko+8). */
+  putHashed(
+    lo: number, tag: number, kw: Int32Array, ko: number,
+    key: Uint8Array, koff: number, list: Uint8Array, loff: number, slots: number, refCount: number,
+  ): number {
     const inline = slots === 1 && this.elementSize <= MAX_INLINE_ELEMENT && refCount >= 1 && refCount <= MAX_INLINE_REFCOUNT;
     const needsData = slots > 1 || (slots === 1 && !inline);
     const kind = slots === 0 ? KIND_ZERO : needsData ? KIND_DATA : KIND_INLINE;
@@ -333,8 +342,8 @@ export class Table {
       this.fullClass = sizeClass;
       return DATA_FULL;
     }
-    const found = this.probe(key, koff);
-    if (found >= 0) return this.update(found, kind, sizeClass, list, slots, refCount);
+    const found = this.probeHashed(lo, tag, kw, ko);
+    if (found >= 0) return this.update(found, kind, sizeClass, list, loff, slots, refCount);
 
     if (this.insAt < 0 || (this.count + 1) * LOAD_MAX_D > this.capacity * LOAD_MAX_N) return INDEX_FULL;
     const at = this.insAt;
@@ -351,10 +360,10 @@ export class Table {
         this.fullClass = sizeClass;
         return DATA_FULL;
       }
-      this.writeData(sizeClass, dataCell, list, slots, refCount);
+      this.writeData(sizeClass, dataCell, list, loff, slots, refCount);
     }
     if (end >= 0) this.shiftRight(at, end);
-    this.buildValue(kind, sizeClass, dataCell, list, slots, refCount);
+    this.buildValue(kind, sizeClass, dataCell, list, loff, slots, refCount);
     const off = this.cellOffset(at);
     const bytes = this.u8[this.seg];
     for (let i = 0; i < 32; i++) bytes[off + i] = key[koff + i];
@@ -365,7 +374,7 @@ export class Table {
     return PUT_NEW;
   }
 
-  private update(c: number, kind: number, sizeClass: number, list: Uint8Array, slots: number, refCount: number): number {
+  private update(c: number, kind: number, sizeClass: number, list: Uint8Array, loff: number, slots: number, refCount: number): number {
     const oldCtrl = this.ctrl(c);
     const oldKind = oldCtrl >>> CTRL_KIND_SHIFT;
     // The old value is checked before anything is written.
@@ -385,9 +394,9 @@ export class Table {
         this.fullClass = sizeClass;
         return DATA_FULL;
       }
-      this.writeData(sizeClass, dataCell, list, slots, refCount);
+      this.writeData(sizeClass, dataCell, list, loff, slots, refCount);
     }
-    this.buildValue(kind, sizeClass, dataCell, list, slots, refCount);
+    this.buildValue(kind, sizeClass, dataCell, list, loff, slots, refCount);
     const newCtrl = (oldCtrl & 0x3fff) | (kind << CTRL_KIND_SHIFT);
     const extra = kind === KIND_INLINE ? refCount - 1 : 0;
     const off = this.cellOffset(c) + 32;
@@ -505,12 +514,12 @@ export class Table {
   }
 
   /** The 16-byte value of a cell into `this.value`. */
-  private buildValue(kind: number, sizeClass: number, dataCell: number, list: Uint8Array, slots: number, refCount: number): void {
+  private buildValue(kind: number, sizeClass: number, dataCell: number, list: Uint8Array, loff: number, slots: number, refCount: number): void {
     const v = this.value;
     const w = this.value32;
     w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0;
     if (kind === KIND_INLINE) {
-      for (let i = 0; i < this.elementSize; i++) v[i] = list[i];
+      for (let i = 0; i < this.elementSize; i++) v[i] = list[loff + i];
     } else if (kind === KIND_ZERO) {
       w[0] = refCount >>> 0;
       w[1] = Math.floor(refCount / TWO_32);
@@ -685,13 +694,13 @@ export class Table {
     return -1;
   }
 
-  private writeData(sizeClass: number, cell: number, list: Uint8Array, slots: number, refCount: number): void {
+  private writeData(sizeClass: number, cell: number, list: Uint8Array, loff: number, slots: number, refCount: number): void {
     const data = this.data[sizeClass] as DataFile;
     const s = data.segmentOf(cell);
     const at = data.offsetOf(cell, s);
     const bytes = data.u8[s];
     const n = slots * this.elementSize;
-    for (let i = 0; i < n; i++) bytes[at + DATA_HEADER_BYTES + i] = list[i];
+    for (let i = 0; i < n; i++) bytes[at + DATA_HEADER_BYTES + i] = list[loff + i];
     const words = data.u32[s];
     words[at >>> 2] = refCount >>> 0;
     words[(at >>> 2) + 1] = Math.floor(refCount / TWO_32) | (DATA_OCCUPIED << 24);

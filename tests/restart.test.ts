@@ -46,7 +46,7 @@ test('a committed journal record is re-applied to its cell; a cleared one is ign
   table.bindIndex(file, 1, 2);
   const key = new Rng(1).key();
   const value = new Uint8Array(16).fill(0x11);
-  assert.is(table.put(key, 0, value, 1, 1), 0);
+  assert.is(table.put(key, 0, value, 0, 1, 1), 0);
   assert.ok(table.read(key));
   let cell = -1;
   for (let c = 0; c < table.capacity; c++) if (table.isLive(c)) cell = c;
