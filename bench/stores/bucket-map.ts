@@ -6,6 +6,9 @@ import type { Store } from './store.js';
 class BucketMapStore implements Store {
   private readonly config: BucketMapConfig;
   private map: BucketMap | null = null;
+  private slots = new Int32Array(0);
+  private refCounts = new Float64Array(0);
+  private values = new Uint8Array(0);
 
   constructor(engine: EngineKind, dir: string) {
     this.config = {
@@ -53,13 +56,27 @@ class BucketMapStore implements Store {
     return found === 1 ? this.m.lastRefCount : -2;
   }
 
+  /** readManyInto: the allocation-free batched read, into buffers reused from call to call. */
   getMany(packed: Buffer, count: number, check: (j: number, refCount: number, values: Uint8Array, offset: number) => void): void {
-    const entries = this.m.getMany(packed.subarray(0, count * 32));
+    if (this.slots.length < count) {
+      this.slots = new Int32Array(count);
+      this.refCounts = new Float64Array(count);
+      this.values = new Uint8Array(count * 16);
+    }
+    const read = this.m.readManyInto(packed.subarray(0, count * 32), this.values, this.slots, this.refCounts);
+    if (read !== count) throw new Error(`readManyInto read ${read} of ${count} keys into room for ${count} one-element lists`);
+    let at = 0;
     for (let j = 0; j < count; j++) {
-      const e = entries[j];
-      if (e === undefined) check(j, -1, packed, 0);
-      else if (e[0].length !== 1) check(j, -2, packed, 0);
-      else check(j, e[1], e[0][0], 0);
+      const slots = this.slots[j];
+      if (slots === -1) {
+        check(j, -1, packed, 0);
+      } else if (slots !== 1) {
+        check(j, -2, packed, 0);
+        at += slots * 16;
+      } else {
+        check(j, this.refCounts[j], this.values, at);
+        at += 16;
+      }
     }
   }
 

@@ -9,7 +9,7 @@ export const STORES: readonly StoreSpec[] = [
     name: 'bucket-map-wasm',
     pkg: 'bucket-map',
     persistent: true,
-    notes: "engine 'wasm', maxBuckets 1024, default codec bytes(16); insert(), readInto() (allocation-free read), getMany() of 1,024 keys, addref(), deleteKey(); close() flushes without fsync",
+    notes: "engine 'wasm', maxBuckets 1024, default codec bytes(16); insert(), readInto() (allocation-free read), readManyInto() of 1,024 keys for getMany, addref(), deleteKey(); close() flushes without fsync",
     create: async (dir) => (await import('./bucket-map.js')).createBucketMap('wasm', dir),
   },
   {
