@@ -9,7 +9,7 @@ export interface Options {
   seed: number;
   quick: boolean;
   cold: boolean;
-  /** Where RESULTS.md, results.svg and results.json go; null = bench/ (or bench/out/ with --quick). */
+  /** Where RESULTS.md, results-<N>.svg and results-<N>.json go; null = bench/ (or bench/out/ with --quick). */
   out: string | null;
   /** Parent folder of the per-run store folders. */
   tmp: string | null;
@@ -24,9 +24,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --seed S       PRNG seed (default 0x${DEFAULT_SEED.toString(16)})
   --quick        smoke run: N=50k, 1 run, results into bench/out/ unless --out is given
   --no-cold      skip the reopen after dropping the page cache
-  --out DIR      folder for RESULTS.md, results.svg, results.json (default bench/)
+  --out DIR      folder for RESULTS.md, results-<N>.svg, results-<N>.json (default bench/)
   --tmp DIR      folder for the stores' files (default the OS temp folder)
-  --from-json F  run nothing: rewrite RESULTS.md and results.svg (in --out) from results.json F
+  --from-json F  run nothing: rewrite RESULTS.md and the SVG (in --out) from a saved results-<N>.json F
   --help`;
 
 const SUFFIX: Record<string, number> = { k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };

@@ -9,8 +9,15 @@ import { ONCE_PHASES, PHASE_LABELS, RATE_PHASES, type RunResult } from './result
 import type { Stat, StoreSummary } from './summary.js';
 import type { DropCaches } from './measure.js';
 
-export const START_MARKER = '<!-- results:start -->';
-export const END_MARKER = '<!-- results:end -->';
+/** A run's name in file names and markers: its N, as in `1M`, `10M`, `50k`. */
+export function sizeLabel(n: number): string {
+  if (n % 1_000_000 === 0) return `${n / 1_000_000}M`;
+  if (n % 1_000 === 0) return `${n / 1_000}k`;
+  return String(n);
+}
+
+export const startMarker = (label: string): string => `<!-- results ${label}:start -->`;
+export const endMarker = (label: string): string => `<!-- results ${label}:end -->`;
 
 export interface Failure {
   run: number;
@@ -124,29 +131,32 @@ export function renderMarkdown(r: Report): string {
 
   out.push('### How to reproduce', '');
   out.push('```sh', 'npm ci', r.command, '```', '');
-  out.push('Every figure shown is the measured value truncated (never rounded) to the precision shown; `bench/results.json` holds every raw figure of every run.');
+  out.push(`Every figure shown is the measured value truncated (never rounded) to the precision shown; \`bench/results-${sizeLabel(r.options.n)}.json\` holds every raw figure of every run.`);
   return out.join('\n');
 }
 
 const HEADER = `# Benchmark results
 
-Written by \`npm run bench\` (see [README.md](README.md) for the workload and the options). The part
-between the \`results\` markers below is replaced on every run; anything outside them is kept.
+Written by \`npm run bench\` (see [README.md](README.md) for the workload and the options). Each
+run replaces the part between the \`results\` markers of its N (a new N adds a part at the end);
+anything outside them is kept.
 
 `;
 
-/** Replaces the marked section of `file`, keeping the rest; creates the file if needed. */
-export function writeMarkdown(file: string, section: string): void {
-  const block = `${START_MARKER}\n${section}\n${END_MARKER}`;
+/** Replaces the section of `file` marked for `label`, keeping the rest; creates the file if needed. */
+export function writeMarkdown(file: string, label: string, section: string): void {
+  const start = startMarker(label);
+  const end = endMarker(label);
+  const block = `${start}\n${section}\n${end}`;
   let text: string;
   if (!fs.existsSync(file)) {
     text = `${HEADER}${block}\n`;
   } else {
     const old = fs.readFileSync(file, 'utf8');
-    const i = old.indexOf(START_MARKER);
-    const j = old.indexOf(END_MARKER);
+    const i = old.indexOf(start);
+    const j = old.indexOf(end);
     text = i >= 0 && j > i
-      ? old.slice(0, i) + block + old.slice(j + END_MARKER.length)
+      ? old.slice(0, i) + block + old.slice(j + end.length)
       : `${old.replace(/\n*$/, '\n\n')}${block}\n`;
   }
   fs.writeFileSync(file, text);
