@@ -16,7 +16,7 @@ function option(name: string, fallback: string): string {
 }
 
 const N = Number(option('n', '1000000'));
-const engine = option('engine', 'wasm') as EngineKind;
+const engine = option('engine', 'host') as EngineKind;
 const buckets = Number(option('buckets', '1024'));
 if (!Number.isSafeInteger(N) || N < 1) throw new RangeError('--n must be a positive integer');
 

@@ -12,7 +12,7 @@ import { BucketStorage, openBucketFiles, tableOverFiles, type FileLayout, type M
 import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
-import { BucketMapError, codes, ioError } from './errors.js';
+import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
 import { bucketIndexOf, toKeyBytes, type Key } from './keys.js';
 import { DEFAULT_SEGMENT_BYTES, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
 import { Manifest } from './manifest.js';
@@ -36,7 +36,7 @@ export interface BucketMapConfig<T = Uint8Array> {
   codec?: ElementCodec<T>;
   /** Page-cache budget of the wasm engine, in bytes (default 64 MiB). */
   cacheBytes?: number;
-  /** 'wasm' (the AssemblyScript core) or 'host' (TypeScript on the mapped files). */
+  /** 'host' (TypeScript on the mapped files, the default) or 'wasm' (the AssemblyScript core). */
   engine?: EngineKind;
   /** Advanced: size of the segment files a bucket file is split into (default 1 GiB). */
   segmentBytes?: number;
@@ -92,7 +92,8 @@ function resolveConfig(config: unknown): ResolvedConfig {
   }
   const codec = c.codec === undefined ? codecs.bytes(16) : checkCodec(c.codec);
   const cacheBytes = c.cacheBytes === undefined ? DEFAULT_CACHE_BYTES : integer('cacheBytes', c.cacheBytes, MIN_CACHE_BYTES, MAX_CACHE_BYTES);
-  let engine: EngineKind = 'wasm';
+  // The default is the engine the benchmark found faster on mixed gets and inserts (bench/RESULTS.md).
+  let engine: EngineKind = 'host';
   if (c.engine !== undefined) {
     if (c.engine !== 'wasm' && c.engine !== 'host') throw new TypeError(`engine must be 'wasm' or 'host', got ${String(c.engine)}`);
     engine = c.engine;
@@ -157,6 +158,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   constructor(config: BucketMapConfig<T>) {
     const started = performance.now();
+    checkPlatform(os.endianness());
     const cfg = resolveConfig(config);
     this.codec = cfg.codec as ElementCodec<T>;
     this.bits = Math.log2(cfg.maxBuckets);

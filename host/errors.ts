@@ -25,6 +25,8 @@ export const codes = Object.freeze({
   REFCOUNT_UNDERFLOW: 'BUCKET_MAP_REFCOUNT_UNDERFLOW',
   /** A map method was called from inside an update() callback. */
   REENTRANT: 'BUCKET_MAP_REENTRANT',
+  /** The machine is big-endian: the files are little-endian and both engines read them as such. */
+  UNSUPPORTED_PLATFORM: 'BUCKET_MAP_UNSUPPORTED_PLATFORM',
 } as const);
 
 export type BucketMapErrorCode = (typeof codes)[keyof typeof codes];
@@ -50,4 +52,14 @@ export function ioError(what: string, cause: unknown, file?: string): BucketMapE
 
 export function corrupt(file: string, problem: string): BucketMapError {
   return new BucketMapError(codes.CORRUPT, `${file}: ${problem}`, { file });
+}
+
+/**
+ * Both engines read the little-endian files through typed arrays, which use the machine's byte
+ * order; on a big-endian machine they would misread every file, so opening is refused there.
+ */
+export function checkPlatform(endianness: 'LE' | 'BE'): void {
+  if (endianness !== 'LE') {
+    throw new BucketMapError(codes.UNSUPPORTED_PLATFORM, 'bucket-map needs a little-endian machine (x86-64, arm64, …); this one is big-endian');
+  }
 }

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
+import { checkPlatform } from '../host/errors.js';
 import { ENGINES, Rng, removeDir, tempDir } from './helpers.js';
 
 const rng = new Rng(11);
@@ -57,6 +58,11 @@ config('a drive that cannot be used is a BucketMapError with code IO, and nothin
   }
 });
 
+config('a big-endian machine is refused with UNSUPPORTED_PLATFORM; a little-endian one is not', () => {
+  assert.throws(() => checkPlatform('BE'), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.UNSUPPORTED_PLATFORM && /little-endian/.test(e.message));
+  checkPlatform('LE');
+});
+
 config.run();
 
 for (const engine of ENGINES) {
@@ -98,7 +104,9 @@ for (const engine of ENGINES) {
       () => map.deleteKey(key), () => map.addref(key), () => map.unref(key), () => map.get(key), () => map.has(key),
       () => map.set(key, [[], 1]), () => map.delete(key), () => map.size, () => [...map.keys()], () => [...map.entries()],
       () => map.flush(), () => map.stats(), () => map.bucketIx(key), () => map.getBucket(key), () => map.getBucketFromIndex(0),
-      () => iterator.next(),
+      () => iterator.next(), () => map.readInto(key, new Uint8Array(16)), () => map.getMany([key]), () => map.hasMany([key]),
+      () => map.deleteMany([key]), () => map.insertMany([key], [[]]), () => map.readManyInto([key], new Uint8Array(16), new Int32Array(1)),
+      () => map.verify(),
     ];
     for (const call of calls) assert.throws(call, (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CLOSED);
     const other = new BucketMap({ maxBuckets: 2, engine });
