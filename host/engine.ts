@@ -125,9 +125,24 @@ export class HostEngine implements Engine {
   /** Keeps the prefetch loop's loads from being optimised away. */
   private sink = 0;
 
-  /** Loads the lines locateHome() noted for entries [0, count), in one loop tight enough to overlap. */
-  private prefetchHomes(count: number): void {
-    const { homeCtrls, homeCtrlAt, homeCells, homeCellAt } = this;
+  /**
+   * Hashes batch entries [start, n) into batchLo/batchTag and notes where each probe starts; then
+   * loads all those lines in one loop short enough per key that the CPU keeps many misses in
+   * flight, so the probes that follow find them in cache.
+   */
+  private hashAndPrefetch(start: number, n: number): void {
+    const b = this.batch;
+    const kw = this.batchKeyWords;
+    const { batchLo, batchTag, homeCtrls, homeCtrlAt, homeCells, homeCellAt } = this;
+    let count = 0;
+    for (let i = start; i < n; i++) {
+      const ix = b.buckets[i];
+      if (ix === NO_BUCKET) continue;
+      const table = this.tables[ix] as Table;
+      batchLo[i] = hashWords(kw, i * 8, table.seedLo, table.seedHi);
+      batchTag[i] = hashHi >>> 26;
+      table.locateHome(batchLo[i], count++, homeCtrls, homeCtrlAt, homeCells, homeCellAt);
+    }
     let sink = 0;
     for (let j = 0; j < count; j++) {
       const cells = homeCells[j];
@@ -210,18 +225,7 @@ export class HostEngine implements Engine {
     const kw = this.batchKeyWords;
     const tables = this.tables;
     const { batchLo, batchTag } = this;
-    // Hash every key and note where its probe starts; then load all those lines in one tight loop
-    // (short enough per key that the CPU keeps many misses in flight); then probe, from cache.
-    let located = 0;
-    for (let i = start; i < n; i++) {
-      const ix = b.buckets[i];
-      if (ix === NO_BUCKET) continue;
-      const table = tables[ix] as Table;
-      batchLo[i] = hashWords(kw, i * 8, table.seedLo, table.seedHi);
-      batchTag[i] = hashHi >>> 26;
-      table.locateHome(batchLo[i], located++, this.homeCtrls, this.homeCtrlAt, this.homeCells, this.homeCellAt);
-    }
-    this.prefetchHomes(located);
+    this.hashAndPrefetch(start, n);
     let used = 0;
     for (let i = start; i < n; i++) {
       b.status[i] = 0;
@@ -255,16 +259,9 @@ export class HostEngine implements Engine {
     const b = this.batch;
     const kw = this.batchKeyWords;
     const { batchLo, batchTag } = this;
-    // As getMany: hash, then load every home line, then write (each table stays as it is until
-    // this call returns, so the hashes stay valid; a call after growth hashes again).
-    let located = 0;
-    for (let i = start; i < n; i++) {
-      const table = this.tables[b.buckets[i]] as Table;
-      batchLo[i] = hashWords(kw, i * 8, table.seedLo, table.seedHi);
-      batchTag[i] = hashHi >>> 26;
-      table.locateHome(batchLo[i], located++, this.homeCtrls, this.homeCtrlAt, this.homeCells, this.homeCellAt);
-    }
-    this.prefetchHomes(located);
+    // Each table stays as it is until this call returns, so the hashes stay valid; a call after
+    // growth hashes again.
+    this.hashAndPrefetch(start, n);
     let added = 0;
     for (let i = start; i < n; i++) {
       const table = this.tables[b.buckets[i]] as Table;
