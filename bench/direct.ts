@@ -1,0 +1,180 @@
+/**
+ * bucket-map alone, keys in hand (`npm run bench:direct -- --n 10M`): what a caller pays per
+ * operation when its keys already sit in one buffer, read in order, as after parsing a block.
+ *
+ * The main benchmark (run.ts) visits keys in shuffled orders through a harness shared by every
+ * store, so each of its operations also pays two random reads of the workload's own key and value
+ * buffers (hundreds of MB at 10M). That is the fair way to compare stores; this script measures the
+ * library's own cost. The table's positions are random either way (keys are hashed), so the map
+ * itself gets no help from the order. Every read is checked; each run is a fresh process.
+ *
+ * Options: --n N (default 10M), --runs R (default 3), --engines host,wasm, --seed S.
+ * Results go to the `<N> direct` section of bench/RESULTS.md.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { buildWorkload, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, sameValue } from './workload.js';
+import { parseCount } from './options.js';
+import { describeMachine, bucketMapVersion } from './machine.js';
+import { sizeLabel, writeMarkdown } from './report.js';
+import { snapshotBuild } from './snapshot.js';
+import { stat } from './summary.js';
+
+const PHASES = ['insert', 'insertMany', 'get', 'getMany', 'miss', 'hasManyMiss', 'addref', 'delete', 'deleteMany'] as const;
+type DirectPhase = (typeof PHASES)[number];
+const LABELS: Record<DirectPhase, string> = {
+  insert: 'insert', insertMany: 'insertMany', get: 'get hit (readInto)', getMany: 'getMany hit (readManyInto)',
+  miss: 'get miss (readInto)', hasManyMiss: 'hasMany miss', addref: 'addref (50%)', delete: 'deleteKey (10%)', deleteMany: 'deleteMany (10%)',
+};
+const BATCH = 1024;
+
+interface ChildArgs { engine: string; n: number; seed: number; dir: string }
+
+/** One run: every phase on one engine. Arguments come as one JSON string (see worker.ts for why). */
+async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
+  const { BucketMap } = await import('../host/index.js');
+  const { n } = a;
+  const w = buildWorkload(n, a.seed);
+  const keys = w.keys;
+  const key = (i: number): Buffer => keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
+  const value = (i: number): Buffer => w.values.subarray(i * VALUE_BYTES, (i + 1) * VALUE_BYTES);
+  const rate: Partial<Record<DirectPhase, number>> = {};
+  const time = (phase: DirectPhase, ops: number, fn: () => void): void => {
+    const t = performance.now();
+    fn();
+    rate[phase] = ops / ((performance.now() - t) / 1000);
+    process.stderr.write(`[direct ${a.engine}] ${phase}: ${Math.round(rate[phase]!).toLocaleString('en-US')}/s\n`);
+  };
+  const fail = (what: string, i: number): never => { throw new Error(`${what} wrong for key ${i}`); };
+  const lists = new Array<Uint8Array[]>(n);
+  for (let i = 0; i < n; i++) lists[i] = [value(i)];
+
+  const batched = new BucketMap({ maxBuckets: 1024, engine: a.engine as 'host' | 'wasm', drives: [path.join(a.dir, 'many')] });
+  time('insertMany', n, () => {
+    for (let i = 0; i < n; i += BATCH) {
+      const end = Math.min(n, i + BATCH);
+      batched.insertMany(keys.subarray(i * KEY_BYTES, end * KEY_BYTES), lists.slice(i, end));
+    }
+  });
+  batched.close();
+
+  const map = new BucketMap({ maxBuckets: 1024, engine: a.engine as 'host' | 'wasm', drives: [path.join(a.dir, 'one')] });
+  time('insert', n, () => { for (let i = 0; i < n; i++) map.insert(key(i), lists[i]); });
+  const target = new Uint8Array(VALUE_BYTES);
+  time('get', n, () => {
+    for (let i = 0; i < n; i++) if (map.readInto(key(i), target) !== 1 || !sameValue(w, i, target)) fail('get', i);
+  });
+  const out = new Uint8Array(BATCH * VALUE_BYTES);
+  const slots = new Int32Array(BATCH);
+  time('getMany', n, () => {
+    for (let i = 0; i < n; i += BATCH) {
+      const count = Math.min(BATCH, n - i);
+      if (map.readManyInto(keys.subarray(i * KEY_BYTES, (i + count) * KEY_BYTES), out, slots) !== count) fail('getMany count', i);
+      for (let j = 0; j < count; j++) if (slots[j] !== 1 || !sameValue(w, i + j, out, j * VALUE_BYTES)) fail('getMany', i + j);
+    }
+  });
+  const absent = w.absent;
+  time('miss', n, () => {
+    for (let i = 0; i < n; i++) if (map.readInto(absent.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES), target) !== -1) fail('miss', i);
+  });
+  time('hasManyMiss', n, () => {
+    for (let i = 0; i < n; i += BATCH) {
+      const found = map.hasMany(absent.subarray(i * KEY_BYTES, Math.min(n, i + BATCH) * KEY_BYTES));
+      for (let j = 0; j < found.length; j++) if (found[j]) fail('hasMany miss', i + j);
+    }
+  });
+  time('addref', Math.ceil(n / 2), () => { for (let i = 0; i < n; i += 2) if (map.addref(key(i)) !== 2) fail('addref', i); });
+  const tenth = Math.floor(n / 10);
+  time('delete', tenth, () => { for (let i = 0; i < tenth; i++) if (!map.deleteKey(key(i))) fail('delete', i); });
+  time('deleteMany', tenth, () => {
+    for (let i = tenth; i < 2 * tenth; i += BATCH) {
+      const end = Math.min(2 * tenth, i + BATCH);
+      if (map.deleteMany(keys.subarray(i * KEY_BYTES, end * KEY_BYTES)) !== end - i) fail('deleteMany', i);
+    }
+  });
+  if (map.size !== n - 2 * tenth) throw new Error(`size ${map.size}, expected ${n - 2 * tenth}`);
+  map.close();
+  return rate as Record<DirectPhase, number>;
+}
+
+function option(argv: string[], name: string, fallback: string): string {
+  const at = argv.indexOf(`--${name}`);
+  return at >= 0 && at + 1 < argv.length ? argv[at + 1] : fallback;
+}
+
+function fmt(v: number): string {
+  return Math.trunc(v).toLocaleString('en-US');
+}
+
+function parent(argv: string[]): void {
+  const n = parseCount(option(argv, 'n', '10M'));
+  const runs = Number(option(argv, 'runs', '3'));
+  const engines = option(argv, 'engines', 'host,wasm').split(',');
+  const seed = Number(option(argv, 'seed', String(DEFAULT_SEED)));
+  if (!Number.isSafeInteger(runs) || runs < 1) throw new RangeError('--runs must be a positive integer');
+  for (const e of engines) if (e !== 'host' && e !== 'wasm') throw new RangeError(`--engines: unknown engine ${e}`);
+  const here = fileURLToPath(import.meta.url);
+  const root = path.resolve(path.dirname(here), '..', '..');
+  // The children run a private copy of the build, so a rebuild meanwhile cannot change what is measured.
+  const snapshot = snapshotBuild(path.dirname(path.dirname(here)), path.join(root, 'bench', 'out'));
+  const script = path.join(snapshot.dir, 'bench', 'direct.js');
+  const version = bucketMapVersion(root, snapshot.fingerprint);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bucket-map-direct-'));
+  const machine = describeMachine(tmp);
+  const started = new Date();
+  const results = new Map<string, Array<Record<DirectPhase, number>>>(engines.map((e) => [e, []]));
+  try {
+    for (let run = 1; run <= runs; run++) {
+      for (const engine of engines) {
+        const dir = path.join(tmp, `${engine}-${run}`);
+        fs.mkdirSync(dir);
+        process.stderr.write(`direct: run ${run}/${runs}, ${engine}\n`);
+        const stdout = execFileSync(process.execPath, [script, JSON.stringify({ engine, n, seed, dir })], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
+        results.get(engine)!.push(JSON.parse(stdout) as Record<DirectPhase, number>);
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(snapshot.dir, { recursive: true, force: true });
+  }
+  const head = `| engine | ${PHASES.map((p) => LABELS[p]).join(' | ')} |\n| --- |${PHASES.map(() => ' ---: |').join('')}`;
+  const rows = engines.map((e) => {
+    const cells = PHASES.map((p) => {
+      const s = stat(results.get(e)!.map((r) => r[p]))!;
+      return `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
+    });
+    return `| bucket-map-${e} | ${cells.join(' | ')} |`;
+  });
+  const label = `${sizeLabel(n)} direct`;
+  const section = `## bucket-map alone, keys in hand: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
+
+N = ${n.toLocaleString('en-US')} keys, ${runs} runs per engine, each in a fresh process; operations per second, median (min–max). Seed 0x${seed.toString(16)}. Written by \`npm run bench:direct -- --n ${sizeLabel(n)} --runs ${runs}\`.
+
+- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB.toFixed(1)} GiB RAM, ${machine.kernel}, Node ${machine.node}; files on ${machine.fs}
+- bucket-map ${version}, maxBuckets 1024, default codec bytes(16), temporary maps (no restart file)
+
+${head}
+${rows.join('\n')}
+
+Keys are read in the order they sit in one buffer (insert order); the table positions they hash to are random. Each get and getMany read is compared with its value; each miss must miss; addref must return 2; deletes must find their key; the size is checked at the end. insertMany fills a separate map in batches of ${BATCH}; getMany and hasMany pass ${BATCH} keys per call as one packed buffer. Figures are truncated, not rounded.`;
+  writeMarkdown(path.join(root, 'bench', 'RESULTS.md'), label, section);
+  process.stdout.write(`${section}\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv.length === 1 && argv[0].startsWith('{')) {
+    const r = await child(JSON.parse(argv[0]) as ChildArgs);
+    process.stdout.write(JSON.stringify(r) + '\n');
+  } else {
+    parent(argv);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`bench:direct: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});
