@@ -4,33 +4,37 @@
  */
 import type { StoreSpec } from './store.js';
 
+/** Each store's notes stand alone: a run may include one variant without the other. */
+const BUCKET_MAP_NOTES = 'maxBuckets 1024, default codec bytes(16); insert(), readInto() (allocation-free read), readManyInto() of 1,024 keys for getMany, addref(), deleteKey(); close() flushes without fsync';
+const LMDB_NOTES = 'binary keys and values (24 B: value + u64 refCount), cache off, default sync settings (every commit flushed to disk, in the background with overlappingSync); putSync/removeSync in transactionSync of 10k; getBinaryFast; update = read-modify-write in transactionSync';
+
 export const STORES: readonly StoreSpec[] = [
   {
     name: 'bucket-map-wasm',
     pkg: 'bucket-map',
     persistent: true,
-    notes: "engine 'wasm', maxBuckets 1024, default codec bytes(16); insert(), readInto() (allocation-free read), readManyInto() of 1,024 keys for getMany, addref(), deleteKey(); close() flushes without fsync",
+    notes: `engine 'wasm', ${BUCKET_MAP_NOTES}`,
     create: async (dir) => (await import('./bucket-map.js')).createBucketMap('wasm', dir),
   },
   {
     name: 'bucket-map-host',
     pkg: 'bucket-map',
     persistent: true,
-    notes: "engine 'host', otherwise as bucket-map-wasm",
+    notes: `engine 'host', ${BUCKET_MAP_NOTES}`,
     create: async (dir) => (await import('./bucket-map.js')).createBucketMap('host', dir),
   },
   {
     name: 'lmdb',
     pkg: 'lmdb',
     persistent: true,
-    notes: 'binary keys and values (24 B: value + u64 refCount), cache off, default sync settings (every commit flushed to disk, in the background with overlappingSync); putSync/removeSync in transactionSync of 10k; getBinaryFast; update = read-modify-write in transactionSync',
+    notes: LMDB_NOTES,
     create: async (dir) => (await import('./lmdb.js')).createLmdb(dir, false),
   },
   {
     name: 'lmdb-writemap',
     pkg: 'lmdb',
     persistent: true,
-    notes: 'as lmdb, with useWritemap: true',
+    notes: `useWritemap: true; otherwise ${LMDB_NOTES}`,
     create: async (dir) => (await import('./lmdb.js')).createLmdb(dir, true),
   },
   {
