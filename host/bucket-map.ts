@@ -222,7 +222,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       this.buckets = new Array<Bucket<T> | undefined>(cfg.maxBuckets);
       for (const [ix, record] of manifest.allocated()) {
         storages[ix].open(record);
-        this.guard.entries += engine.count(ix);
+        this.guard.entries += storages[ix].entryCount();
       }
       if (this.persistent) this.removeStrayFiles();
     } catch (err) {
@@ -643,16 +643,16 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     let minEntries = Infinity;
     let maxEntries = 0;
     for (const storage of this.storages) {
-      const n = storage.allocated ? this.ctx.engine.count(storage.ix) : 0;
+      const n = storage.entryCount();
       minEntries = Math.min(minEntries, n);
       maxEntries = Math.max(maxEntries, n);
-      if (!storage.allocated) continue;
+      if (!storage.hasFiles) continue;
       allocated++;
       const index = storage.index!;
       indexFiles++;
       indexBytes += index.bytes;
       capacity += index.spec.capacity;
-      const counts = this.ctx.engine.dataCounts(storage.ix);
+      const counts = storage.dataCellCounts();
       for (let k = 0; k < SIZE_CLASSES; k++) {
         const d = storage.data[k];
         if (d === null) continue;

@@ -14,7 +14,7 @@ import {
   PAGE_BYTES, SIZE_CLASSES, dataCellBytes,
 } from './layout.js';
 import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './manifest.js';
-import { collectDataCells, journalCommitted, markDirty, readSavedCounts, replayJournal, saveCounts } from './restart.js';
+import { collectDataCells, journalCommitted, markDirty, readSavedCounts, replayJournal, saveCounts, type SavedCounts } from './restart.js';
 import type { BucketToVerify } from './verify.js';
 import type { Counters } from './stats.js';
 import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentPath, type SparePool } from './storage.js';
@@ -51,16 +51,16 @@ export function dataSpec(layout: FileLayout, ix: number, sizeClass: number, gene
 }
 
 /** Opens the files a manifest record names (checked before mapping); read-only for the verifier. */
-export function openBucketFiles(layout: FileLayout, ix: number, record: BucketRecord, readOnly: boolean): { index: MappedFile; data: Array<MappedFile | null> } {
+export function openBucketFiles(layout: FileLayout, ix: number, record: BucketRecord, readOnly: boolean, lazy = false): { index: MappedFile; data: Array<MappedFile | null> } {
   const dir = layout.drives[record.drive];
   const opened: MappedFile[] = [];
   try {
-    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly);
+    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly, lazy);
     opened.push(index);
     const data = new Array<MappedFile | null>(SIZE_CLASSES).fill(null);
     for (let c = 0; c < SIZE_CLASSES; c++) {
       if (record.dataGen[c] === 0) continue;
-      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly);
+      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly, lazy);
       opened.push(data[c] as MappedFile);
     }
     return { index, data };
@@ -120,14 +120,48 @@ export class BucketStorage {
   anticipated = 0;
   /** Capacity at which the bucket was last reseeded (a second overflow there grows instead). */
   private reseededAt = -1;
+  /**
+   * The saved counts of a clean bucket whose files are opened and checked but not yet mapped nor
+   * given to the engine; that happens on its first use (see `allocated`).
+   */
+  private pending: SavedCounts | null = null;
 
   constructor(ctx: MapContext, ix: number) {
     this.ctx = ctx;
     this.ix = ix;
   }
 
+  /**
+   * Whether the bucket has files. Every use of a bucket's engine state asks this first, so a bucket
+   * opened lazily is mapped and bound here, on its first use.
+   */
   get allocated(): boolean {
+    if (this.pending !== null) this.bindPending();
     return this.index !== null;
+  }
+
+  /** Whether the bucket has files, without mapping a lazily opened one. */
+  get hasFiles(): boolean {
+    return this.index !== null;
+  }
+
+  /** Live entries, without mapping a lazily opened bucket. */
+  entryCount(): number {
+    if (this.pending !== null) return this.pending.count;
+    return this.index === null ? 0 : this.ctx.engine.count(this.ix);
+  }
+
+  /** Live data cells per size class, without mapping a lazily opened bucket. */
+  dataCellCounts(): ArrayLike<number> {
+    if (this.pending !== null) return this.pending.dataCounts;
+    return this.ctx.engine.dataCounts(this.ix);
+  }
+
+  private bindPending(): void {
+    const saved = this.pending as SavedCounts;
+    // Stays pending if mapping fails (a file damaged since open), so every later use fails alike.
+    this.bindEngine(saved.count, saved.dataCounts);
+    this.pending = null;
   }
 
   get capacity(): number {
@@ -202,13 +236,13 @@ export class BucketStorage {
   /** Opens the files the manifest names; a bucket left dirty by a crash is repaired first. */
   open(record: BucketRecord): void {
     this.record = copyRecord(record);
-    const files = openBucketFiles(this.ctx, this.ix, record, false);
+    const files = openBucketFiles(this.ctx, this.ix, record, false, true);
     this.index = files.index;
     for (let c = 0; c < SIZE_CLASSES; c++) this.data[c] = files.data[c];
     for (const file of this.files()) this.ctx.usage.bytes += file.bytes;
     const saved = readSavedCounts(this.index);
     if (saved !== null) {
-      this.bindEngine(saved.count, saved.dataCounts);
+      this.pending = saved;
       return;
     }
     this.repair();
@@ -444,6 +478,7 @@ export class BucketStorage {
 
   /** Drops the mappings; with `remove`, deletes the files too (maps without a restart file). */
   close(remove: boolean): void {
+    this.pending = null;
     for (const file of this.files()) {
       if (remove) {
         this.ctx.usage.bytes -= file.bytes;

@@ -34,9 +34,11 @@ function headerBytes(index: MappedFile): Uint8Array {
 
 /** The counts of a cleanly flushed bucket, or null if it is dirty (or its counts fail their checksum). */
 export function readSavedCounts(index: MappedFile): SavedCounts | null {
-  const words = headerWords(index);
+  // Read through peekHeader(): on a file opened lazily this must not map it.
+  const bytes = index.peekHeader();
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, 1024 >>> 2);
   if (words[M_STATE >>> 2] !== STATE_CLEAN) return null;
-  if (words[M_COUNTS_CRC >>> 2] !== crc32c(headerBytes(index), M_LIVE_COUNT, M_COUNTS_END)) return null;
+  if (words[M_COUNTS_CRC >>> 2] !== crc32c(bytes, M_LIVE_COUNT, M_COUNTS_END)) return null;
   const dataCounts: number[] = [];
   for (let c = 0; c < SIZE_CLASSES; c++) dataCounts.push(words[(M_DATA_COUNTS >>> 2) + c]);
   return { count: words[M_LIVE_COUNT >>> 2], dataCounts };

@@ -194,15 +194,81 @@ export class MappedFile {
   readonly name: string;
   readonly spec: FileSpec;
   readonly recordsPerSegment: number;
-  /** One Buffer per segment file, each mapping the whole file (header included). */
-  segments: Buffer[];
+  /** Byte size of each segment file, as checked when it was created or opened. */
+  readonly segmentSizes: readonly number[];
+  private mapped: Buffer[] | null;
+  /**
+   * For a file opened but not mapped yet: each segment's header as checked at open. It stands in
+   * for the mapping's header until the first use maps the file, which checks it is still the same.
+   */
+  private headers: Uint8Array[] | null;
+  private readonly readOnly: boolean;
 
-  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, segments: Buffer[]) {
+  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, sizes: number[], mapped: Buffer[] | null, headers: Uint8Array[] | null, readOnly: boolean) {
     this.dir = dir;
     this.name = name;
     this.spec = spec;
     this.recordsPerSegment = recordsPerSegment;
-    this.segments = segments;
+    this.segmentSizes = sizes;
+    this.mapped = mapped;
+    this.headers = headers;
+    this.readOnly = readOnly;
+  }
+
+  /** One Buffer per segment file, each mapping the whole file (header included); maps it on first use. */
+  get segments(): Buffer[] {
+    if (this.mapped === null) this.mapped = this.mapChecked();
+    return this.mapped;
+  }
+
+  get isMapped(): boolean {
+    return this.mapped !== null;
+  }
+
+  /**
+   * The first segment's header: from the mapping, or, before the first use, as read at open. Only
+   * for reading: a change must go through `segments`.
+   */
+  peekHeader(): Uint8Array {
+    if (this.mapped === null && this.headers !== null) return this.headers[0];
+    const b = this.segments[0];
+    return new Uint8Array(b.buffer, b.byteOffset, HEADER_BYTES);
+  }
+
+  /**
+   * Maps a file opened lazily. Mapping a file shorter than its mapping would turn a later access
+   * into SIGBUS, so each segment's type, size and header are checked again first: they must be
+   * exactly as at open (nothing of this map changes them in between; anything else is damage).
+   */
+  private mapChecked(): Buffer[] {
+    const headers = this.headers as Uint8Array[];
+    const out: Buffer[] = [];
+    for (let i = 0; i < this.segmentSizes.length; i++) {
+      const file = segmentPath(this.dir, this.name, i);
+      let fd: number;
+      try {
+        fd = fs.openSync(file, (this.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });
+        if (code === 'ELOOP') throw corrupt(file, 'is a symbolic link; bucket files must be regular files inside the drives');
+        throw ioError(`cannot open ${file}`, err, file);
+      }
+      try {
+        const stat = fs.fstatSync(fd);
+        if (!stat.isFile()) throw corrupt(file, 'is not a regular file');
+        if (stat.size !== this.segmentSizes[i]) throw corrupt(file, `size is ${stat.size} bytes, expected ${this.segmentSizes[i]}`);
+        const header = new Uint8Array(HEADER_BYTES);
+        if (fs.readSync(fd, header, 0, HEADER_BYTES, 0) !== HEADER_BYTES) throw corrupt(file, 'header is truncated');
+        const before = headers[i];
+        for (let k = 0; k < HEADER_BYTES; k++) if (header[k] !== before[k]) throw corrupt(file, 'header changed since the map was opened');
+        out.push(mapFd(fd, this.segmentSizes[i], file, this.readOnly));
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    this.headers = null;
+    return out;
   }
 
   /** Creates every segment (sparse, zero-filled, header written) and maps it. */
@@ -241,16 +307,20 @@ export class MappedFile {
       for (const file of created) fs.rmSync(file, { force: true });
       throw err;
     }
-    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, segments);
+    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, segments.map((b) => b.length), segments, null, false);
   }
 
   /**
    * Opens an existing file: each segment's type, size and header are checked against `spec` before
    * anything is mapped, so a damaged or foreign file fails with a BucketMapError, never a SIGBUS.
+   * With `lazy`, the mapping waits for the first use of `segments`: V8 counts every mapped byte as
+   * external memory and collects garbage each time some 64 MiB more appears, so mapping every
+   * bucket of a large map at open would cost more than the checks do.
    */
-  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false): MappedFile {
+  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, lazy = false): MappedFile {
     const places = placements(spec, segmentBytes);
     const checked: Array<{ fd: number; bytes: number; file: string }> = [];
+    const headers: Uint8Array[] = [];
     try {
       for (const place of places) {
         const file = segmentPath(dir, name, place.segment);
@@ -274,9 +344,12 @@ export class MappedFile {
         if (read !== HEADER_BYTES) throw corrupt(file, 'header is truncated');
         checkFileHeader(header, spec, place, file);
         checked[checked.length - 1].bytes = expected;
+        headers.push(header);
       }
+      const sizes = checked.map(({ bytes }) => bytes);
+      if (lazy) return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, headers, readOnly);
       const segments = checked.map(({ fd, bytes, file }) => mapFd(fd, bytes, file, readOnly));
-      return new MappedFile(dir, name, spec, places[0].recordsPerSegment, segments);
+      return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, segments, null, readOnly);
     } finally {
       for (const { fd } of checked) fs.closeSync(fd);
     }
@@ -285,18 +358,19 @@ export class MappedFile {
   /** Total bytes of all segment files. */
   get bytes(): number {
     let total = 0;
-    for (const segment of this.segments) total += segment.length;
+    for (const size of this.segmentSizes) total += size;
     return total;
   }
 
   get segmentPaths(): string[] {
-    return this.segments.map((_, i) => segmentPath(this.dir, this.name, i));
+    return this.segmentSizes.map((_, i) => segmentPath(this.dir, this.name, i));
   }
 
   /** Writes dirty pages of every segment back to disk (msync MS_SYNC). */
   sync(): void {
-    for (let i = 0; i < this.segments.length; i++) {
-      const segment = this.segments[i];
+    if (this.mapped === null) return;
+    for (let i = 0; i < this.mapped.length; i++) {
+      const segment = this.mapped[i];
       try {
         mmap.sync_lib_private__(segment, 0, segment.length, true, false);
       } catch (err) {
@@ -307,7 +381,7 @@ export class MappedFile {
 
   /** Removes the files (or keeps them as empty spares). The mappings stay valid until released and collected. */
   unlink(spares: SparePool | null = null): void {
-    for (let i = 0; i < this.segments.length; i++) {
+    for (let i = 0; i < this.segmentSizes.length; i++) {
       const file = segmentPath(this.dir, this.name, i);
       if (spares !== null) spares.retire(file);
       else fs.rmSync(file, { force: true });
@@ -316,7 +390,8 @@ export class MappedFile {
 
   /** Drops the mappings; the memory goes when the garbage collector frees the Buffers. */
   release(): void {
-    this.segments = [];
+    this.mapped = [];
+    this.headers = null;
   }
 }
 
