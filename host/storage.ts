@@ -189,6 +189,34 @@ export function fileBytesFor(spec: FileSpec, segmentBytes: number): number {
   return total;
 }
 
+/**
+ * Opens one segment file and reads its header, checking it is a regular file of exactly `bytes`
+ * bytes first (mapping a shorter file would turn a later access into SIGBUS). Calls `use` with the
+ * open descriptor and the header, and closes the descriptor whatever happens.
+ */
+function withCheckedSegment<R>(file: string, bytes: number, readOnly: boolean, use: (fd: number, header: Uint8Array) => R): R {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });
+    if (code === 'ELOOP') throw corrupt(file, 'is a symbolic link; bucket files must be regular files inside the drives');
+    if (code === 'EISDIR') throw corrupt(file, 'is not a regular file');
+    throw ioError(`cannot open ${file}`, err, file);
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw corrupt(file, 'is not a regular file');
+    if (stat.size !== bytes) throw corrupt(file, `size is ${stat.size} bytes, expected ${bytes}`);
+    const header = new Uint8Array(HEADER_BYTES);
+    if (fs.readSync(fd, header, 0, HEADER_BYTES, 0) !== HEADER_BYTES) throw corrupt(file, 'header is truncated');
+    return use(fd, header);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export class MappedFile {
   readonly dir: string;
   readonly name: string;
@@ -242,31 +270,14 @@ export class MappedFile {
    */
   private mapChecked(): Buffer[] {
     const headers = this.headers as Uint8Array[];
-    const out: Buffer[] = [];
-    for (let i = 0; i < this.segmentSizes.length; i++) {
+    const out = this.segmentSizes.map((bytes, i) => {
       const file = segmentPath(this.dir, this.name, i);
-      let fd: number;
-      try {
-        fd = fs.openSync(file, (this.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });
-        if (code === 'ELOOP') throw corrupt(file, 'is a symbolic link; bucket files must be regular files inside the drives');
-        throw ioError(`cannot open ${file}`, err, file);
-      }
-      try {
-        const stat = fs.fstatSync(fd);
-        if (!stat.isFile()) throw corrupt(file, 'is not a regular file');
-        if (stat.size !== this.segmentSizes[i]) throw corrupt(file, `size is ${stat.size} bytes, expected ${this.segmentSizes[i]}`);
-        const header = new Uint8Array(HEADER_BYTES);
-        if (fs.readSync(fd, header, 0, HEADER_BYTES, 0) !== HEADER_BYTES) throw corrupt(file, 'header is truncated');
+      return withCheckedSegment(file, bytes, this.readOnly, (fd, header) => {
         const before = headers[i];
         for (let k = 0; k < HEADER_BYTES; k++) if (header[k] !== before[k]) throw corrupt(file, 'header changed since the map was opened');
-        out.push(mapFd(fd, this.segmentSizes[i], file, this.readOnly));
-      } finally {
-        fs.closeSync(fd);
-      }
-    }
+        return mapFd(fd, bytes, file, this.readOnly);
+      });
+    });
     this.headers = null;
     return out;
   }
@@ -319,40 +330,17 @@ export class MappedFile {
    */
   static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, lazy = false): MappedFile {
     const places = placements(spec, segmentBytes);
-    const checked: Array<{ fd: number; bytes: number; file: string }> = [];
-    const headers: Uint8Array[] = [];
-    try {
-      for (const place of places) {
-        const file = segmentPath(dir, name, place.segment);
-        let fd: number;
-        try {
-          fd = fs.openSync(file, (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });
-          if (code === 'ELOOP') throw corrupt(file, 'is a symbolic link; bucket files must be regular files inside the drives');
-          if (code === 'EISDIR') throw corrupt(file, 'is not a regular file');
-          throw ioError(`cannot open ${file}`, err, file);
-        }
-        checked.push({ fd, bytes: 0, file });
-        const stat = fs.fstatSync(fd);
-        if (!stat.isFile()) throw corrupt(file, 'is not a regular file');
-        const expected = segmentFileBytes(spec, place);
-        if (stat.size !== expected) throw corrupt(file, `size is ${stat.size} bytes, expected ${expected}`);
-        const header = new Uint8Array(HEADER_BYTES);
-        const read = fs.readSync(fd, header, 0, HEADER_BYTES, 0);
-        if (read !== HEADER_BYTES) throw corrupt(file, 'header is truncated');
+    const sizes = places.map((place) => segmentFileBytes(spec, place));
+    const headers = places.map((place, i) => {
+      const file = segmentPath(dir, name, place.segment);
+      return withCheckedSegment(file, sizes[i], readOnly, (_fd, header) => {
         checkFileHeader(header, spec, place, file);
-        checked[checked.length - 1].bytes = expected;
-        headers.push(header);
-      }
-      const sizes = checked.map(({ bytes }) => bytes);
-      if (lazy) return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, headers, readOnly);
-      const segments = checked.map(({ fd, bytes, file }) => mapFd(fd, bytes, file, readOnly));
-      return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, segments, null, readOnly);
-    } finally {
-      for (const { fd } of checked) fs.closeSync(fd);
-    }
+        return header;
+      });
+    });
+    const file = new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, headers, readOnly);
+    if (!lazy) void file.segments;
+    return file;
   }
 
   /** Total bytes of all segment files. */
