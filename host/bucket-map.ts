@@ -584,7 +584,18 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   verify(): VerifyReport {
     this.enter();
     const report = emptyReport();
-    for (const storage of this.storages) if (storage.allocated) verifyBucket(storage.toVerify(), report);
+    for (const storage of this.storages) {
+      let allocated: boolean;
+      try {
+        allocated = storage.allocated;
+      } catch (err) {
+        // A bucket mapped on first use can find its file damaged since the open: a problem to report.
+        if (!(err instanceof BucketMapError)) throw err;
+        addProblem(report, { file: err.file ?? '', bucket: storage.ix, problem: err.message });
+        continue;
+      }
+      if (allocated) verifyBucket(storage.toVerify(), report);
+    }
     return report;
   }
 

@@ -73,6 +73,9 @@ for (const engine of ENGINES) {
       served++;
     }
     assert.ok(served > 0);
+    const report = map.verify();
+    assert.is(report.ok, false);
+    assert.ok(report.problems.some((p) => p.bucket === victim && p.file === file), 'verify() reports the damaged bucket and names its file');
     map.close();
   });
 
