@@ -129,12 +129,16 @@ export function cacheSlots(): u32 {
   return tags + <usize>s * TAG_BYTES;
 }
 
-/** Pointer to page `page` of file `fid`, fetched on a miss. */
-export function page(fid: u32, page: u32): usize {
-  if (fid == memoFid && page == memoPage) {
-    stats.hits += 1;
-    return memoPtr;
-  }
+/** Set in findSlot()'s result when the page is resident. */
+// @ts-ignore: decorator
+@inline const SLOT_HIT: u32 = 0x80000000;
+
+/**
+ * The slot holding page `page` of file `fid`, with SLOT_HIT set (its stamp refreshed, as a use);
+ * otherwise the slot of its set to replace: a free one, else the least recently used.
+ */
+// @ts-ignore: decorator
+@inline function findSlot(fid: u32, page: u32): u32 {
   const set = setOf(fid, page);
   let victim = set;
   let oldest: u32 = 0xffffffff;
@@ -143,8 +147,7 @@ export function page(fid: u32, page: u32): usize {
     const f = load<u32>(t, T_FID);
     if (f == fid && load<u32>(t, T_PAGE) == page) {
       store<u32>(t, ++clock, T_STAMP);
-      stats.hits += 1;
-      return remember(fid, page, slotBase + (<usize>s << PAGE_SHIFT));
+      return s | SLOT_HIT;
     }
     const age: u32 = f == 0 ? 0 : load<u32>(t, T_STAMP);
     if (age < oldest) {
@@ -152,6 +155,21 @@ export function page(fid: u32, page: u32): usize {
       victim = s;
     }
   }
+  return victim;
+}
+
+/** Pointer to page `page` of file `fid`, fetched on a miss. */
+export function page(fid: u32, page: u32): usize {
+  if (fid == memoFid && page == memoPage) {
+    stats.hits += 1;
+    return memoPtr;
+  }
+  const found = findSlot(fid, page);
+  if ((found & SLOT_HIT) != 0) {
+    stats.hits += 1;
+    return remember(fid, page, slotBase + (<usize>(found & ~SLOT_HIT) << PAGE_SHIFT));
+  }
+  const victim = found;
   const ptr = slotBase + (<usize>victim << PAGE_SHIFT);
   const t = tagOf(victim);
   if (load<u32>(t, T_DIRTY) != 0) writeBackSlot(victim);
@@ -180,22 +198,8 @@ export function page(fid: u32, page: u32): usize {
  * queued page in with one host call. Nothing may read the page before fetchPending().
  */
 export function prefetch(fid: u32, page: u32): void {
-  const set = setOf(fid, page);
-  let victim = set;
-  let oldest: u32 = 0xffffffff;
-  for (let s = set; s < set + WAYS; s++) {
-    const t = tagOf(s);
-    const f = load<u32>(t, T_FID);
-    if (f == fid && load<u32>(t, T_PAGE) == page) {
-      store<u32>(t, ++clock, T_STAMP);
-      return;
-    }
-    const age: u32 = f == 0 ? 0 : load<u32>(t, T_STAMP);
-    if (age < oldest) {
-      oldest = age;
-      victim = s;
-    }
-  }
+  const victim = findSlot(fid, page);
+  if ((victim & SLOT_HIT) != 0) return;
   if (fetchCount == FETCH_BATCH) fetchPending();
   memoFid = 0;
   const t = tagOf(victim);

@@ -66,26 +66,12 @@ const SCRATCH_WORDS = new Int32Array(8);
  * compare keys a word at a time without reading the key again.
  */
 export function hashKeyWords(key: Uint8Array, off: number, k0: number, k1: number, words: Int32Array): number {
-  let v0 = k0 | 0;
-  let v1 = (k1 ^ 0xee) | 0;
-  let v2 = (0x6c796765 ^ k0) | 0;
-  let v3 = (0x74656462 ^ k1) | 0;
-  // The bytes are read inside the rounds: keys come at any alignment, so there is no word view.
-  for (let w = 0; w < 9; w++) {
+  // Keys come at any alignment, so there is no word view: gather the words, then hash them.
+  for (let w = 0; w < 8; w++) {
     const i = off + 4 * w;
-    let m = 32 << 24;
-    if (w < 8) {
-      m = key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24);
-      words[w] = m;
-    }
-    v3 ^= m;
-    v0 = (v0 + v1) | 0; v1 = (v1 << 5) | (v1 >>> 27); v1 ^= v0; v0 = (v0 << 16) | (v0 >>> 16);
-    v2 = (v2 + v3) | 0; v3 = (v3 << 8) | (v3 >>> 24); v3 ^= v2;
-    v0 = (v0 + v3) | 0; v3 = (v3 << 7) | (v3 >>> 25); v3 ^= v0;
-    v2 = (v2 + v1) | 0; v1 = (v1 << 13) | (v1 >>> 19); v1 ^= v2; v2 = (v2 << 16) | (v2 >>> 16);
-    v0 ^= m;
+    words[w] = key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24);
   }
-  return finish(v0, v1, v2, v3);
+  return hashWords(words, 0, k0, k1);
 }
 
 /**

@@ -323,7 +323,7 @@ export class MappedFile {
 
   /**
    * Opens an existing file: each segment's type, size and header are checked against `spec` before
-   * anything is mapped, so a damaged or foreign file fails with a BucketMapError, never a SIGBUS.
+   * it is mapped, so a damaged or foreign file fails with a BucketMapError, never a SIGBUS.
    * With `lazy`, the mapping waits for the first use of `segments`: V8 counts every mapped byte as
    * external memory and collects garbage each time some 64 MiB more appears, so mapping every
    * bucket of a large map at open would cost more than the checks do.
@@ -331,16 +331,18 @@ export class MappedFile {
   static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, lazy = false): MappedFile {
     const places = placements(spec, segmentBytes);
     const sizes = places.map((place) => segmentFileBytes(spec, place));
-    const headers = places.map((place, i) => {
+    const headers: Uint8Array[] = [];
+    // Mapped while its descriptor is open, right after its checks (a later map would check again).
+    const mapped: Buffer[] | null = lazy ? null : [];
+    places.forEach((place, i) => {
       const file = segmentPath(dir, name, place.segment);
-      return withCheckedSegment(file, sizes[i], readOnly, (_fd, header) => {
+      withCheckedSegment(file, sizes[i], readOnly, (fd, header) => {
         checkFileHeader(header, spec, place, file);
-        return header;
+        headers.push(header);
+        mapped?.push(mapFd(fd, sizes[i], file, readOnly));
       });
     });
-    const file = new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, headers, readOnly);
-    if (!lazy) void file.segments;
-    return file;
+    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, mapped, lazy ? headers : null, readOnly);
   }
 
   /** Total bytes of all segment files. */
