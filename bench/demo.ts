@@ -9,11 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
+import { flagValue } from './options.js';
 
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at >= 0 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
-}
+const option = (name: string, fallback: string): string => flagValue(process.argv, name, fallback);
 
 const N = Number(option('n', '1000000'));
 const engine = option('engine', 'host') as EngineKind;

@@ -17,9 +17,9 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { buildWorkload, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, sameValue } from './workload.js';
-import { parseCount } from './options.js';
+import { flagValue, parseCount } from './options.js';
 import { describeMachine, bucketMapVersion } from './machine.js';
-import { sizeLabel, writeMarkdown } from './report.js';
+import { cell, int, sizeLabel, table, writeMarkdown } from './report.js';
 import { snapshotBuild } from './snapshot.js';
 import { stat } from './summary.js';
 
@@ -105,20 +105,11 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
   return rate as Record<DirectPhase, number>;
 }
 
-function option(argv: string[], name: string, fallback: string): string {
-  const at = argv.indexOf(`--${name}`);
-  return at >= 0 && at + 1 < argv.length ? argv[at + 1] : fallback;
-}
-
-function fmt(v: number): string {
-  return Math.trunc(v).toLocaleString('en-US');
-}
-
 function parent(argv: string[]): void {
-  const n = parseCount(option(argv, 'n', '10M'));
-  const runs = Number(option(argv, 'runs', '3'));
-  const engines = option(argv, 'engines', 'host,wasm').split(',');
-  const seed = Number(option(argv, 'seed', String(DEFAULT_SEED)));
+  const n = parseCount(flagValue(argv, 'n', '10M'));
+  const runs = Number(flagValue(argv, 'runs', '3'));
+  const engines = flagValue(argv, 'engines', 'host,wasm').split(',');
+  const seed = Number(flagValue(argv, 'seed', String(DEFAULT_SEED)));
   if (!Number.isSafeInteger(runs) || runs < 1) throw new RangeError('--runs must be a positive integer');
   for (const e of engines) if (e !== 'host' && e !== 'wasm') throw new RangeError(`--engines: unknown engine ${e}`);
   const here = fileURLToPath(import.meta.url);
@@ -146,14 +137,7 @@ function parent(argv: string[]): void {
     fs.rmSync(tmp, { recursive: true, force: true });
     fs.rmSync(snapshot.dir, { recursive: true, force: true });
   }
-  const head = `| engine | ${PHASES.map((p) => LABELS[p]).join(' | ')} |\n| --- |${PHASES.map(() => ' ---: |').join('')}`;
-  const rows = engines.map((e) => {
-    const cells = PHASES.map((p) => {
-      const s = stat(results.get(e)!.map((r) => r[p]))!;
-      return `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
-    });
-    return `| bucket-map-${e} | ${cells.join(' | ')} |`;
-  });
+  const rows = engines.map((e) => [`bucket-map-${e}`, ...PHASES.map((p) => cell(stat(results.get(e)!.map((r) => r[p])), int, runs))]);
   const label = `${sizeLabel(n)} direct`;
   const section = `## bucket-map alone, keys in hand: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
 
@@ -162,8 +146,7 @@ N = ${n.toLocaleString('en-US')} keys, ${runs} runs per engine, each in a fresh 
 - Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB.toFixed(1)} GiB RAM, ${machine.kernel}, Node ${machine.node}; files on ${machine.fs}
 - bucket-map ${version}, maxBuckets 1024, default codec bytes(16), temporary maps (no restart file)
 
-${head}
-${rows.join('\n')}
+${table(['engine', ...PHASES.map((p) => LABELS[p])], rows)}
 
 Keys are read in the order they sit in one buffer (insert order); the table positions they hash to are random. Each get and getMany read is compared with its value; each miss must miss; addref must return 2; deletes must find their key; the size is checked at the end. insertMany fills a separate map in batches of ${BATCH}; getMany and hasMany pass ${BATCH} keys per call as one packed buffer. Figures are truncated, not rounded.`;
   writeMarkdown(path.join(root, 'bench', 'RESULTS.md'), label, section);

@@ -17,6 +17,12 @@ export interface Options {
   fromJson: string | null;
 }
 
+/** The value after `--name` in `argv`, or `fallback`: for the scripts with a few plain flags (demo, direct). */
+export function flagValue(argv: readonly string[], name: string, fallback: string): string {
+  const at = argv.indexOf(`--${name}`);
+  return at >= 0 && at + 1 < argv.length ? argv[at + 1] : fallback;
+}
+
 export const USAGE = `usage: npm run bench -- [options]
   --n N          keys per run (default 1M); accepts 1000000, 1e6, 1M, 500k, 10M
   --runs K       runs per store (default 3); figures are the median and min-max

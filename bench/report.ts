@@ -44,19 +44,19 @@ export interface Report {
   stores: StoreReport[];
 }
 
-const int = (x: number): string => Math.floor(x).toLocaleString('en-US');
+export const int = (x: number): string => Math.floor(x).toLocaleString('en-US');
 /** One decimal, truncated: toFixed alone would round, and could round a figure up. */
 const dec1 = (x: number): string => (Math.floor(x * 10) / 10).toFixed(1);
 const mib = (kib: number): string => dec1(kib / 1024);
 
-function cell(s: Stat | null | undefined, fmt: (x: number) => string, runs: number): string {
+export function cell(s: Stat | null | undefined, fmt: (x: number) => string, runs: number): string {
   if (s === null || s === undefined) return '—';
   const range = s.count > 1 ? ` (${fmt(s.min)}–${fmt(s.max)})` : '';
   const partial = s.count < runs ? ` [${s.count} of ${runs} runs]` : '';
   return `${fmt(s.median)}${range}${partial}`;
 }
 
-function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map((_, k) => (k === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
 }
