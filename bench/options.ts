@@ -1,5 +1,5 @@
 /** Command-line options of `npm run bench` (node build/bench/run.js). */
-import { DEFAULT_SEED } from './workload.js';
+import { DEFAULT_N, DEFAULT_SEED } from './workload.js';
 import { STORES } from './stores/index.js';
 
 export interface Options {
@@ -9,7 +9,7 @@ export interface Options {
   seed: number;
   quick: boolean;
   cold: boolean;
-  /** Where RESULTS.md, results-<N>.svg and results-<N>.json go; null = bench/ (or bench/out/ with --quick). */
+  /** Where RESULTS.md and the chart and JSON (results.* at the default N, results-<N>.* else) go; null = bench/ (or bench/out/ with --quick). */
   out: string | null;
   /** Parent folder of the per-run store folders. */
   tmp: string | null;
@@ -30,9 +30,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --seed S       PRNG seed (default 0x${DEFAULT_SEED.toString(16)})
   --quick        smoke run: N=50k, 1 run, results into bench/out/ unless --out is given
   --no-cold      skip the reopen after dropping the page cache
-  --out DIR      folder for RESULTS.md, results-<N>.svg, results-<N>.json (default bench/)
+  --out DIR      folder for RESULTS.md and the chart and JSON (results.* at 1M, results-<N>.* else) (default bench/)
   --tmp DIR      folder for the stores' files (default the OS temp folder)
-  --from-json F  run nothing: rewrite RESULTS.md and the SVG (in --out) from a saved results-<N>.json F
+  --from-json F  run nothing: rewrite RESULTS.md and the SVG (in --out) from a saved results JSON F
   --help`;
 
 const SUFFIX: Record<string, number> = { k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };
@@ -60,7 +60,7 @@ function parseSeed(text: string): number {
 }
 
 export function parseOptions(argv: string[]): Options | 'help' {
-  const o: Options = { n: 1_000_000, runs: 3, stores: STORES.map((s) => s.name), seed: DEFAULT_SEED, quick: false, cold: true, out: null, tmp: null, fromJson: null };
+  const o: Options = { n: DEFAULT_N, runs: 3, stores: STORES.map((s) => s.name), seed: DEFAULT_SEED, quick: false, cold: true, out: null, tmp: null, fromJson: null };
   let nGiven = false;
   let runsGiven = false;
   for (let k = 0; k < argv.length; k++) {

@@ -8,8 +8,14 @@ import type { Machine } from './machine.js';
 import { ONCE_PHASES, PHASE_LABELS, RATE_PHASES, type RunResult } from './result.js';
 import type { Stat, StoreSummary } from './summary.js';
 import type { DropCaches } from './measure.js';
+import { DEFAULT_N } from './workload.js';
 
 /** A run's name in file names and markers: its N, as in `1M`, `10M`, `50k`. */
+/** `results.<ext>` for the default N, `results-<N>.<ext>` for any other (one file of each per N). */
+export function resultsFile(n: number, ext: 'svg' | 'json'): string {
+  return n === DEFAULT_N ? `results.${ext}` : `results-${sizeLabel(n)}.${ext}`;
+}
+
 export function sizeLabel(n: number): string {
   if (n % 1_000_000 === 0) return `${n / 1_000_000}M`;
   if (n % 1_000 === 0) return `${n / 1_000}k`;
@@ -131,7 +137,7 @@ export function renderMarkdown(r: Report): string {
 
   out.push('### How to reproduce', '');
   out.push('```sh', 'npm ci', r.command, '```', '');
-  out.push(`Every figure shown is the measured value truncated (never rounded) to the precision shown; \`bench/results-${sizeLabel(r.options.n)}.json\` holds every raw figure of every run.`);
+  out.push(`Every figure shown is the measured value truncated (never rounded) to the precision shown; \`bench/${resultsFile(r.options.n, 'json')}\` holds every raw figure of every run.`);
   return out.join('\n');
 }
 

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every chosen store K times, each run in a fresh worker process, one at a
  * time (the machine has two cores; parallel runs would measure each other), then writes
- * RESULTS.md, results-<N>.svg and results-<N>.json.
+ * RESULTS.md, results.svg and results.json (results-<N>.* for a non-default N).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,7 +12,7 @@ import { parseOptions, USAGE, type Options } from './options.js';
 import { STORES } from './stores/index.js';
 import { describeMachine, packageVersion, bucketMapVersion } from './machine.js';
 import { summarise } from './summary.js';
-import { renderMarkdown, sizeLabel, writeJson, writeMarkdown, type Failure, type Report, type StoreReport } from './report.js';
+import { renderMarkdown, resultsFile, sizeLabel, writeJson, writeMarkdown, type Failure, type Report, type StoreReport } from './report.js';
 import { renderSvg } from './svg.js';
 import { snapshotBuild } from './snapshot.js';
 import type { RunResult } from './result.js';
@@ -145,9 +145,8 @@ async function main(): Promise<void> {
     loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
     stores,
   };
-  const label = sizeLabel(o.n);
-  writeJson(path.join(outDir, `results-${label}.json`), report);
-  writeReports(report, outDir, `RESULTS.md, results-${label}.svg and results-${label}.json`);
+  writeJson(path.join(outDir, resultsFile(o.n, 'json')), report);
+  writeReports(report, outDir, `RESULTS.md, ${resultsFile(o.n, 'svg')} and ${resultsFile(o.n, 'json')}`);
   if (stores.some((s) => s.failures.length > 0)) process.exitCode = 1;
 }
 
@@ -155,7 +154,7 @@ function writeReports(report: Report, outDir: string, written: string): void {
   const markdown = renderMarkdown(report);
   const label = sizeLabel(report.options.n);
   writeMarkdown(path.join(outDir, 'RESULTS.md'), label, markdown);
-  fs.writeFileSync(path.join(outDir, `results-${label}.svg`), renderSvg(report));
+  fs.writeFileSync(path.join(outDir, resultsFile(report.options.n, 'svg')), renderSvg(report));
   process.stdout.write(`${markdown}\n\nbench: wrote ${written} in ${outDir}\n`);
 }
 
@@ -163,7 +162,7 @@ function writeReports(report: Report, outDir: string, written: string): void {
 function rerender(jsonFile: string, outDir: string): void {
   const report = JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as Report;
   for (const s of report.stores) s.summary = summarise(s.runs);
-  writeReports(report, outDir, `RESULTS.md and results-${sizeLabel(report.options.n)}.svg`);
+  writeReports(report, outDir, `RESULTS.md and ${resultsFile(report.options.n, 'svg')}`);
 }
 
 main().catch((err: unknown) => {

@@ -6,6 +6,8 @@
 export const KEY_BYTES = 32;
 export const VALUE_BYTES = 16;
 export const DEFAULT_SEED = 0x5eed_b0c4;
+/** N of a plain `npm run bench`: its chart and JSON are `results.svg` and `results.json`. */
+export const DEFAULT_N = 1_000_000;
 
 /** xoshiro128**: 128 bits of state, so 2M windows of eight outputs cannot realistically repeat. */
 export class Prng {
