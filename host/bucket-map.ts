@@ -482,8 +482,12 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     return this.readValue(key);
   }
 
+  /** Whether `key` is present: a probe only, the value is neither decoded nor copied. */
   has(key: Key): boolean {
-    return this.readValue(key) !== undefined;
+    this.enter();
+    const k = toKeyBytes(key);
+    const ix = bucketIndexOf(k, this.bits);
+    return this.storages[ix].allocated && this.ctx.engine.read(ix, k) !== null;
   }
 
   /** Map-style write of [slotList, refCount]; returns the map. */
