@@ -164,12 +164,11 @@ export function page(fid: u32, page: u32): usize {
     stats.hits += 1;
     return memoPtr;
   }
-  const found = findSlot(fid, page);
-  if ((found & SLOT_HIT) != 0) {
+  const victim = findSlot(fid, page);
+  if ((victim & SLOT_HIT) != 0) {
     stats.hits += 1;
-    return remember(fid, page, slotBase + (<usize>(found & ~SLOT_HIT) << PAGE_SHIFT));
+    return remember(fid, page, slotBase + (<usize>(victim & ~SLOT_HIT) << PAGE_SHIFT));
   }
-  const victim = found;
   const ptr = slotBase + (<usize>victim << PAGE_SHIFT);
   const t = tagOf(victim);
   if (load<u32>(t, T_DIRTY) != 0) writeBackSlot(victim);

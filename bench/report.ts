@@ -10,12 +10,12 @@ import type { Stat, StoreSummary } from './summary.js';
 import type { DropCaches } from './measure.js';
 import { DEFAULT_N } from './workload.js';
 
-/** A run's name in file names and markers: its N, as in `1M`, `10M`, `50k`. */
 /** `results.<ext>` for the default N, `results-<N>.<ext>` for any other (one file of each per N). */
 export function resultsFile(n: number, ext: 'svg' | 'json'): string {
   return n === DEFAULT_N ? `results.${ext}` : `results-${sizeLabel(n)}.${ext}`;
 }
 
+/** A run's name in file names and markers: its N, as in `1M`, `10M`, `50k`. */
 export function sizeLabel(n: number): string {
   if (n % 1_000_000 === 0) return `${n / 1_000_000}M`;
   if (n % 1_000 === 0) return `${n / 1_000}k`;

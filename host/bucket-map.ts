@@ -17,6 +17,7 @@ import { bucketIndexOf, toKeyBytes, type Key } from './keys.js';
 import { DEFAULT_SEGMENT_BYTES, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
 import { Manifest } from './manifest.js';
 import { Counters, type BucketMapStats } from './stats.js';
+import type { ValueRef } from './table.js';
 import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath } from './storage.js';
 import { MapLock } from './lock.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
@@ -405,9 +406,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const k = toKeyBytes(key);
     if (!(target instanceof Uint8Array)) throw new TypeError('target must be a Uint8Array');
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) throw new RangeError(`offset must be an integer from 0 to ${target.length}, got ${offset}`);
-    const ix = bucketIndexOf(k, this.bits);
-    if (!this.storages[ix].allocated) return -1;
-    const ref = this.ctx.engine.read(ix, k);
+    const ref = this.lookup(k);
     if (ref === null) return -1;
     const bytes = ref.slots * this.codec.size;
     if (offset + bytes > target.length) {
@@ -485,9 +484,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   /** Whether `key` is present: a probe only, the value is neither decoded nor copied. */
   has(key: Key): boolean {
     this.enter();
-    const k = toKeyBytes(key);
+    return this.lookup(toKeyBytes(key)) !== null;
+  }
+
+  /** Where the value of `k` is (valid until the next call into the engine), or null if absent. */
+  private lookup(k: Uint8Array): ValueRef | null {
     const ix = bucketIndexOf(k, this.bits);
-    return this.storages[ix].allocated && this.ctx.engine.read(ix, k) !== null;
+    return this.storages[ix].allocated ? this.ctx.engine.read(ix, k) : null;
   }
 
   /** Map-style write of [slotList, refCount]; returns the map. */

@@ -11,7 +11,7 @@
 import { crc32c } from './checksum.js';
 import { corrupt } from './errors.js';
 import {
-  DATA_OCCUPIED, J_COMMIT, KIND_DATA, CTRL_KIND_SHIFT, M_COUNTS_CRC, M_COUNTS_END, M_DATA_COUNTS, M_LIVE_COUNT, M_STATE, SIZE_CLASSES,
+  DATA_OCCUPIED, HEADER_BYTES, J_COMMIT, KIND_DATA, CTRL_KIND_SHIFT, M_COUNTS_CRC, M_COUNTS_END, M_DATA_COUNTS, M_LIVE_COUNT, M_STATE, SIZE_CLASSES,
   STATE_CLEAN, STATE_DIRTY,
 } from './layout.js';
 import type { MappedFile } from './storage.js';
@@ -22,21 +22,21 @@ export interface SavedCounts {
   dataCounts: number[];
 }
 
-function headerWords(index: MappedFile): Uint32Array {
-  const b = index.segments[0];
-  return new Uint32Array(b.buffer, b.byteOffset, 1024 >>> 2);
-}
-
+/** The index file's header in its mapping (mapping the file if it was opened lazily): for writes. */
 function headerBytes(index: MappedFile): Uint8Array {
   const b = index.segments[0];
-  return new Uint8Array(b.buffer, b.byteOffset, 1024);
+  return new Uint8Array(b.buffer, b.byteOffset, HEADER_BYTES);
+}
+
+function wordsOf(header: Uint8Array): Uint32Array {
+  return new Uint32Array(header.buffer, header.byteOffset, HEADER_BYTES >>> 2);
 }
 
 /** The counts of a cleanly flushed bucket, or null if it is dirty (or its counts fail their checksum). */
 export function readSavedCounts(index: MappedFile): SavedCounts | null {
   // Read through peekHeader(): on a file opened lazily this must not map it.
   const bytes = index.peekHeader();
-  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, 1024 >>> 2);
+  const words = wordsOf(bytes);
   if (words[M_STATE >>> 2] !== STATE_CLEAN) return null;
   if (words[M_COUNTS_CRC >>> 2] !== crc32c(bytes, M_LIVE_COUNT, M_COUNTS_END)) return null;
   const dataCounts: number[] = [];
@@ -46,19 +46,20 @@ export function readSavedCounts(index: MappedFile): SavedCounts | null {
 
 /** Saves counts and marks the bucket clean: counts first, so a crash in between leaves it dirty. */
 export function saveCounts(index: MappedFile, count: number, dataCounts: ArrayLike<number>): void {
-  const words = headerWords(index);
+  const bytes = headerBytes(index);
+  const words = wordsOf(bytes);
   words[M_LIVE_COUNT >>> 2] = count;
   for (let c = 0; c < SIZE_CLASSES; c++) words[(M_DATA_COUNTS >>> 2) + c] = dataCounts[c];
-  words[M_COUNTS_CRC >>> 2] = crc32c(headerBytes(index), M_LIVE_COUNT, M_COUNTS_END);
+  words[M_COUNTS_CRC >>> 2] = crc32c(bytes, M_LIVE_COUNT, M_COUNTS_END);
   words[M_STATE >>> 2] = STATE_CLEAN;
 }
 
 export function markDirty(index: MappedFile): void {
-  headerWords(index)[M_STATE >>> 2] = STATE_DIRTY;
+  wordsOf(headerBytes(index))[M_STATE >>> 2] = STATE_DIRTY;
 }
 
 export function journalCommitted(index: MappedFile): boolean {
-  return headerWords(index)[J_COMMIT >>> 2] !== 0;
+  return wordsOf(index.peekHeader())[J_COMMIT >>> 2] !== 0;
 }
 
 /** Re-applies a committed journal record; throws CORRUPT if the record is damaged. */

@@ -249,16 +249,12 @@ export class MappedFile {
     return this.mapped;
   }
 
-  get isMapped(): boolean {
-    return this.mapped !== null;
-  }
-
   /**
    * The first segment's header: from the mapping, or, before the first use, as read at open. Only
    * for reading: a change must go through `segments`.
    */
   peekHeader(): Uint8Array {
-    if (this.mapped === null && this.headers !== null) return this.headers[0];
+    if (this.mapped === null) return (this.headers as Uint8Array[])[0];
     const b = this.segments[0];
     return new Uint8Array(b.buffer, b.byteOffset, HEADER_BYTES);
   }
@@ -331,18 +327,19 @@ export class MappedFile {
   static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, lazy = false): MappedFile {
     const places = placements(spec, segmentBytes);
     const sizes = places.map((place) => segmentFileBytes(spec, place));
-    const headers: Uint8Array[] = [];
-    // Mapped while its descriptor is open, right after its checks (a later map would check again).
+    // Eager: mapped while its descriptor is open, right after its checks. Lazy: the checked
+    // headers are kept for the first use to compare against.
+    const headers: Uint8Array[] | null = lazy ? [] : null;
     const mapped: Buffer[] | null = lazy ? null : [];
     places.forEach((place, i) => {
       const file = segmentPath(dir, name, place.segment);
       withCheckedSegment(file, sizes[i], readOnly, (fd, header) => {
         checkFileHeader(header, spec, place, file);
-        headers.push(header);
+        headers?.push(header);
         mapped?.push(mapFd(fd, sizes[i], file, readOnly));
       });
     });
-    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, mapped, lazy ? headers : null, readOnly);
+    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, mapped, headers, readOnly);
   }
 
   /** Total bytes of all segment files. */
