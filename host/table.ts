@@ -35,6 +35,15 @@ export const DATA_FULL = 3;
 
 const TWO_32 = 0x100000000;
 
+/**
+ * The cell a hash `lo` starts its probe at. Operands and result are all marked unsigned 32-bit so
+ * that V8 divides integers: `(lo >>> 0) % capacity` compiled to the x87 fprem loop (a third of a
+ * probe's time), and its double result turned every later `c % CELLS_PER_PAGE` into fprem too.
+ */
+function homeCell(lo: number, capacity: number): number {
+  return ((lo >>> 0) % (capacity >>> 0)) >>> 0;
+}
+
 /** A cache line in 32-bit words: batch prefetches step through a probe's first cells this far. */
 export const PREFETCH_STRIDE = 16;
 
@@ -201,20 +210,20 @@ export class Table {
   }
 
   /**
-   * Notes in entry `i` of a batch's prefetch lists where the probe of hash `lo` starts: its ctrl
-   * word and its cell, so that one tight loop can load every key's lines before any probe runs and
-   * the misses overlap. The loop loads the cell's line and the two after it (a probe walks 2.4
-   * cells on average), so the cell index is pulled back where that would leave the segment.
+   * Notes in entry `i` of a batch's prefetch lists where the probe of hash `lo` starts: the word
+   * view of its segment, and in it the word holding the home cell's ctrl and the home cell's first
+   * word, so that one tight loop can load every key's lines before any probe runs and the misses
+   * overlap. The loop also loads the line after the cell (a probe walks 2.4 cells on average), so
+   * the cell's word is pulled back where that would leave the segment.
    */
-  locateHome(lo: number, i: number, ctrls: Uint16Array[], ctrlAt: Int32Array, cells: Int32Array[], cellAt: Int32Array): void {
-    const c = (lo >>> 0) % this.capacity;
+  locateHome(lo: number, i: number, views: Int32Array[], ctrlAt: Int32Array, cellAt: Int32Array): void {
+    const c = homeCell(lo, this.capacity);
     const base = this.pageOffset(c);
     const slot = c % CELLS_PER_PAGE;
-    ctrls[i] = this.u16[this.seg];
-    ctrlAt[i] = (base >>> 1) + slot;
     const words = this.i32[this.seg];
-    cells[i] = words;
-    cellAt[i] = Math.min((base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2, words.length - 2 * PREFETCH_STRIDE - 1);
+    views[i] = words;
+    ctrlAt[i] = (base >>> 2) + (slot >>> 1);
+    cellAt[i] = Math.min((base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2, words.length - PREFETCH_STRIDE - 1);
   }
 
   /** probe() of the key held as eight words at `kw[ko..ko+8)` whose hash is (lo, tag). */
@@ -222,7 +231,7 @@ export class Table {
     this.tag = tag;
     const capacity = this.capacity;
     const perSegment = this.pagesPerSegment;
-    let c = (lo >>> 0) % capacity;
+    let c = homeCell(lo, capacity);
     // Walk the window page by page: one division to start, none per cell.
     const page = (c / CELLS_PER_PAGE) | 0;
     let slot = c - page * CELLS_PER_PAGE;
@@ -439,7 +448,16 @@ export class Table {
 
   /** Deletes `key`; false if it was absent. */
   remove(key: Uint8Array, koff = 0): boolean {
-    const c = this.probe(key, koff);
+    return this.removeCell(this.probe(key, koff));
+  }
+
+  /** remove() of the key held as eight words at `kw[ko..ko+8)` whose hash is (lo, tag). */
+  removeHashed(lo: number, tag: number, kw: Int32Array, ko: number): boolean {
+    return this.removeCell(this.probeHashed(lo, tag, kw, ko));
+  }
+
+  /** Deletes live cell `c` (false if c < 0: the probe missed). */
+  private removeCell(c: number): boolean {
     if (c < 0) return false;
     const kind = this.ctrl(c) >>> CTRL_KIND_SHIFT;
     let oldData = -1;
