@@ -10,7 +10,7 @@ import type { Engine } from './engine.js';
 import type { FileSpec } from './format.js';
 import {
   CELL_BYTES, CELLS_PER_PAGE, DATA_INITIAL_MAX_BYTES, DATA_INITIAL_POW2, FILE_KIND_DATA, FILE_KIND_INDEX,
-  GROW_D, GROW_DOUBLE_BELOW_PAGES, GROW_N, INITIAL_INDEX_PAGES, RESEED_BELOW_LOAD, RESEED_MIN_SEARCH, LOAD_MAX_D, LOAD_MAX_N, ANTICIPATED_LOAD, MAX_DATA_POW2, MAX_INDEX_PAGES,
+  GROW_D, GROW_DOUBLE_BELOW_PAGES, GROW_N, GROW_QUADRUPLE_BELOW_PAGES, INITIAL_INDEX_PAGES, RESEED_BELOW_LOAD, RESEED_MIN_SEARCH, LOAD_MAX_D, LOAD_MAX_N, ANTICIPATED_LOAD, MAX_DATA_POW2, MAX_INDEX_PAGES,
   PAGE_BYTES, SIZE_CLASSES, dataCellBytes,
 } from './layout.js';
 import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './manifest.js';
@@ -90,6 +90,7 @@ function randomSeed(): [number, number] {
 }
 
 export function nextIndexPages(pages: number): number {
+  if (pages < GROW_QUADRUPLE_BELOW_PAGES) return pages * 4;
   if (pages < GROW_DOUBLE_BELOW_PAGES) return pages * 2;
   return Math.max(pages + 1, Math.ceil((pages * GROW_N) / GROW_D));
 }

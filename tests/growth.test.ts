@@ -32,6 +32,26 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('small indexes grow in few steps (x4 below 32 pages, x2 below 128, then x1.5), so disk stays bounded', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    const pagesOf = (): number => map.stats().index.capacity / 20;
+    const steps: Array<[number, number]> = [];
+    let pages = 0;
+    for (let i = 0; i < 6000; i++) {
+      map.insert(rng.key(), [rng.bytes(16)]);
+      const now = pagesOf();
+      if (pages !== 0 && now !== pages) steps.push([pages, now]);
+      pages = now;
+      if (i === 1100) assert.ok(steps.length <= 2, `1,100 keys took ${steps.length} growths: ${JSON.stringify(steps)}`);
+    }
+    assert.ok(steps.length >= 4, JSON.stringify(steps));
+    for (const [from, to] of steps) {
+      const limit = from < 32 ? from * 4 : from < 128 ? from * 2 : Math.ceil(from * 1.5);
+      assert.ok(to > from && to <= limit, `grew from ${from} to ${to} pages: ${JSON.stringify(steps)}`);
+    }
+    map.close();
+  });
+
   test('setAnticipatedCount sizes the index once for a bulk load', () => {
     const map = new BucketMap({ maxBuckets: 1, engine });
     const bucket = map.getBucketFromIndex(0);
