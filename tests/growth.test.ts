@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { BucketMap } from '../host/index.js';
+import { CELLS_PER_PAGE } from '../host/layout.js';
 import { ENGINES, Rng, listFiles, persistentConfig, removeDir, tempDir } from './helpers.js';
 
 for (const engine of ENGINES) {
@@ -34,7 +35,7 @@ for (const engine of ENGINES) {
 
   test('small indexes grow in few steps (x4 below 32 pages, x2 below 128, then x1.5), so disk stays bounded', () => {
     const map = new BucketMap({ maxBuckets: 1, engine });
-    const pagesOf = (): number => map.stats().index.capacity / 20;
+    const pagesOf = (): number => map.stats().index.capacity / CELLS_PER_PAGE;
     const steps: Array<[number, number]> = [];
     let pages = 0;
     for (let i = 0; i < 6000; i++) {
