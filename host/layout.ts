@@ -143,12 +143,13 @@ export const INITIAL_INDEX_PAGES = 4;
 export const LOAD_MAX_N = 9;
 export const LOAD_MAX_D = 10;
 /**
- * Growth quadruples the smallest indexes and doubles small ones: a growth costs some 0.4 ms of
- * file operations (take a spare inode, size it, reserve its blocks, map it, retire the old file),
- * far more than rehashing a few hundred keys, so few steps matter more than space there. Large
- * indexes grow by GROW_N/GROW_D, which keeps disk per entry low. Quadrupling stops at 64 pages, so
- * it costs at most 48 KiB per bucket over doubling; at 1M keys in 1,024 buckets it halves the
- * growths (4,096 to 2,048) and made inserts 1.23-1.40x as fast (bench/RESULTS.md, (c)).
+ * Growth quadruples the smallest indexes and doubles small ones: a small growth costs some 0.4 ms,
+ * mostly file operations (take a spare inode, size it, reserve its blocks, map it, retire the old
+ * file) rather than rehashing its few hundred keys, so few steps matter more than space there.
+ * Large indexes grow by GROW_N/GROW_D, which keeps disk per entry low. From the first 4 pages the
+ * steps are 4, 16, 64, 128: at most 32 KiB per bucket over doubling (64 pages where doubling has
+ * 32). At 1M keys in 1,024 buckets it halves the growths (4,096 to 2,048) and made inserts
+ * 1.23-1.40x as fast (bench/RESULTS.md, (c)).
  */
 export const GROW_QUADRUPLE_BELOW_PAGES = 32;
 export const GROW_DOUBLE_BELOW_PAGES = 128;
