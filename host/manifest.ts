@@ -73,17 +73,17 @@ function encodeSlot(record: BucketRecord, seq: number): Uint8Array {
   return bytes;
 }
 
-function decodeSlot(bytes: Uint8Array): BucketRecord {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/** The slot at byte `at` of the restart file (`view` spans the whole file). */
+function decodeSlot(view: DataView, at: number): BucketRecord {
   const record = emptyRecord();
-  record.seedLo = view.getUint32(S_SEED_LO, true) | 0;
-  record.seedHi = view.getUint32(S_SEED_HI, true) | 0;
-  record.indexGen = view.getUint32(S_INDEX_GEN, true);
-  record.indexPages = view.getUint32(S_INDEX_PAGES, true);
-  record.drive = bytes[S_DRIVE];
+  record.seedLo = view.getUint32(at + S_SEED_LO, true) | 0;
+  record.seedHi = view.getUint32(at + S_SEED_HI, true) | 0;
+  record.indexGen = view.getUint32(at + S_INDEX_GEN, true);
+  record.indexPages = view.getUint32(at + S_INDEX_PAGES, true);
+  record.drive = view.getUint8(at + S_DRIVE);
   for (let c = 0; c < SIZE_CLASSES; c++) {
-    record.dataGen[c] = view.getUint32(S_DATA_GEN + 4 * c, true);
-    record.dataPow2[c] = bytes[S_DATA_POW2 + c];
+    record.dataGen[c] = view.getUint32(at + S_DATA_GEN + 4 * c, true);
+    record.dataPow2[c] = view.getUint8(at + S_DATA_POW2 + c);
   }
   return record;
 }
@@ -207,7 +207,8 @@ export class Manifest {
       throw corrupt(file, 'configuration fields out of range');
     }
     const manifest = new Manifest(file, null, stored);
-    for (let ix = 0; ix < stored.maxBuckets; ix++) manifest.loadBucket(bytes, ix);
+    const whole = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let ix = 0; ix < stored.maxBuckets; ix++) manifest.loadBucket(bytes, whole, ix);
     return manifest;
   }
 
@@ -215,21 +216,21 @@ export class Manifest {
     return HEADER_BYTES + maxBuckets * 2 * MANIFEST_SLOT_BYTES;
   }
 
-  private loadBucket(bytes: Uint8Array, ix: number): void {
+  private loadBucket(bytes: Uint8Array, view: DataView, ix: number): void {
     const file = this.file as string;
     const base = HEADER_BYTES + ix * 2 * MANIFEST_SLOT_BYTES;
     let best = -1;
     let bestSeq = 0;
     let damaged = false;
     for (let s = 0; s < 2; s++) {
-      const slot = bytes.subarray(base + s * MANIFEST_SLOT_BYTES, base + (s + 1) * MANIFEST_SLOT_BYTES);
-      const view = new DataView(slot.buffer, slot.byteOffset, slot.byteLength);
-      const seq = view.getUint32(S_SEQ, true);
+      const at = base + s * MANIFEST_SLOT_BYTES;
+      const end = at + MANIFEST_SLOT_BYTES;
+      const seq = view.getUint32(at + S_SEQ, true);
       if (seq === 0) {
-        if (slot.some((b) => b !== 0)) damaged = true;
+        for (let i = at; i < end; i++) if (bytes[i] !== 0) damaged = true;
         continue;
       }
-      if (view.getUint32(S_CRC, true) !== crc32c(slot, 8)) {
+      if (view.getUint32(at + S_CRC, true) !== crc32c(bytes, at + 8, end)) {
         damaged = true;
         continue;
       }
@@ -243,8 +244,7 @@ export class Manifest {
       if (damaged) throw corrupt(file, `record of bucket ${ix} is damaged in both slots`);
       return;
     }
-    const slot = bytes.subarray(base + best * MANIFEST_SLOT_BYTES, base + (best + 1) * MANIFEST_SLOT_BYTES);
-    const record = decodeSlot(slot);
+    const record = decodeSlot(view, base + best * MANIFEST_SLOT_BYTES);
     this.checkRecord(record, ix);
     this.records[ix] = record.indexGen === 0 ? undefined : record;
     this.seqs[ix] = bestSeq;
@@ -262,6 +262,11 @@ export class Manifest {
     for (let c = 0; c < SIZE_CLASSES; c++) {
       if (r.dataGen[c] !== 0 && r.dataPow2[c] > MAX_DATA_POW2) bad(`data class ${c} capacity 2^${r.dataPow2[c]} is out of range`);
     }
+  }
+
+  /** Sequence number of bucket `ix`'s record in force (0 if it never had one). */
+  seq(ix: number): number {
+    return this.seqs[ix];
   }
 
   get(ix: number): BucketRecord | undefined {
