@@ -16,6 +16,7 @@ import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
 import { bucketIndexOf, toKeyBytes, type Key } from './keys.js';
 import { DEFAULT_SEGMENT_BYTES, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
 import { Manifest } from './manifest.js';
+import { CloseRecord } from './close-record.js';
 import { Counters, type BucketMapStats } from './stats.js';
 import type { ValueRef } from './table.js';
 import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath } from './storage.js';
@@ -43,6 +44,12 @@ export interface BucketMapConfig<T = Uint8Array> {
   segmentBytes?: number;
   /** Ceiling on the bytes of all bucket files; growth past it fails with BUCKET_MAP_SIZE_LIMIT. */
   maxBytes?: number;
+  /**
+   * Check every bucket file (type, size, header, saved counts) at open even after a clean close,
+   * so that a damaged or missing file fails the open rather than its bucket's first use. Default
+   * false: after a clean close the open reads the close record instead (see README, Reopening).
+   */
+  checkFilesAtOpen?: boolean;
 }
 
 export interface FlushOptions {
@@ -63,6 +70,7 @@ interface ResolvedConfig {
   segmentBytes: number;
   maxBytes: number;
   drives: string[] | null;
+  checkFilesAtOpen: boolean;
 }
 
 function resolveConfig(config: unknown): ResolvedConfig {
@@ -110,7 +118,11 @@ function resolveConfig(config: unknown): ResolvedConfig {
     if (!Number.isSafeInteger(c.maxBytes) || c.maxBytes < 1) throw new RangeError(`maxBytes must be a positive integer, got ${c.maxBytes}`);
     maxBytes = c.maxBytes;
   }
-  return { maxBuckets, maxSearch, restartFile, codec, cacheBytes, engine, segmentBytes, maxBytes, drives };
+  if (c.checkFilesAtOpen !== undefined && typeof c.checkFilesAtOpen !== 'boolean') {
+    throw new TypeError(`checkFilesAtOpen must be a boolean, got ${typeof c.checkFilesAtOpen}`);
+  }
+  const checkFilesAtOpen = c.checkFilesAtOpen === true;
+  return { maxBuckets, maxSearch, restartFile, codec, cacheBytes, engine, segmentBytes, maxBytes, drives, checkFilesAtOpen };
 }
 
 function ensureWritableDir(dir: string): void {
@@ -156,6 +168,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private readonly lock: MapLock | null;
   private closed = false;
   private inCallback = false;
+  /** A close record exists beside the restart file: the first change must remove it. */
+  private closeRecordPresent = false;
 
   constructor(config: BucketMapConfig<T>) {
     const started = performance.now();
@@ -208,6 +222,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
           manifest = Manifest.inMemory(full);
         }
       }
+      let closeRecord: CloseRecord | null = null;
+      if (cfg.restartFile !== null) {
+        const found = CloseRecord.read(cfg.restartFile, manifest.config.mapId, cfg.maxBuckets);
+        if (!createdRestartFile && !cfg.checkFilesAtOpen) closeRecord = found.record;
+        this.closeRecordPresent = found.present;
+      }
+      const restartFile = cfg.restartFile;
       engine = cfg.engine === 'wasm'
         ? new WasmEngine({ maxBuckets: cfg.maxBuckets, maxSearch: cfg.maxSearch, elementSize: cfg.codec.size, cacheBytes: cfg.cacheBytes })
         : new HostEngine(cfg.maxBuckets, cfg.maxSearch, cfg.codec.size);
@@ -216,13 +237,23 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         segmentBytes: manifest.config.segmentBytes, mapId: manifest.config.mapId, drives: Object.freeze(drives.slice()),
         manifest, engine, counters: new Counters(), usage: { bytes: 0, maxBytes: cfg.maxBytes },
         spares: new SparePool(manifest.config.mapId),
+        beforeChange: () => {
+          if (!self.closeRecordPresent || restartFile === null) return;
+          CloseRecord.remove(restartFile);
+          self.closeRecordPresent = false;
+        },
+        adjustEntries: (delta: number) => {
+          self.guard.entries += delta;
+        },
       };
       storages = new Array<BucketStorage>(cfg.maxBuckets);
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
       this.storages = storages;
       this.buckets = new Array<Bucket<T> | undefined>(cfg.maxBuckets);
       for (const [ix, record] of manifest.allocated()) {
-        storages[ix].open(record);
+        const vouched = closeRecord === null ? null : closeRecord.countsFor(ix, manifest.seq(ix));
+        storages[ix].open(record, vouched);
+        if (vouched !== null) this.ctx.counters.deferredBuckets++;
         this.guard.entries += storages[ix].entryCount();
       }
       if (this.persistent) this.removeStrayFiles();
@@ -249,14 +280,21 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   /** Removes this map's files that no record references (left by a crash during growth). */
   private removeStrayFiles(): void {
-    const keep = new Set<string>();
-    for (const storage of this.storages) for (const file of storage.files()) for (const p of file.segmentPaths) keep.add(p);
+    // Referenced files by folder and name (segment and extension stripped), with their segment
+    // counts: no path is built for the files kept, which are nearly all of them.
+    const keep = new Map<string, number>();
+    for (const storage of this.storages) for (const file of storage.files()) keep.set(`${file.dir}\0${file.name}`, file.segmentSizes.length);
     for (const dir of this.ctx.drives) {
       for (const name of fs.readdirSync(dir)) {
-        const m = BUCKET_FILE_PATTERN.exec(name) ?? SPARE_FILE_PATTERN.exec(name);
+        const bucketFile = BUCKET_FILE_PATTERN.exec(name);
+        const m = bucketFile ?? SPARE_FILE_PATTERN.exec(name);
         if (m === null || parseInt(m[1], 16) !== this.ctx.mapId) continue;
-        const full = path.join(dir, name);
-        if (!keep.has(full)) fs.rmSync(full, { force: true });
+        if (bucketFile !== null) {
+          const segment = bucketFile[5];
+          const segments = keep.get(`${dir}\0${name.slice(0, name.length - segment.length - '..bkt'.length)}`) ?? 0;
+          if (String(Number(segment)) === segment && Number(segment) < segments) continue;
+        }
+        fs.rmSync(path.join(dir, name), { force: true });
       }
     }
   }
@@ -565,7 +603,10 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (this.closed) return;
     if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from inside an update() callback');
     try {
-      if (this.persistent) this.flush();
+      if (this.persistent) {
+        this.flush();
+        this.writeCloseRecord();
+      }
     } finally {
       this.closed = true;
       for (const storage of this.storages) storage.close(!this.persistent);
@@ -582,6 +623,27 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * After close()'s flush: lets the next open skip every bucket's files until first use. A failure
+   * only costs that speed-up (the next open checks every file), so it is not reported.
+   */
+  private writeCloseRecord(): void {
+    const restartFile = this.ctx.manifest.file;
+    if (restartFile === null) return;
+    const none = new Array<number>(SIZE_CLASSES).fill(0);
+    try {
+      CloseRecord.write(restartFile, this.ctx.mapId, this.ctx.maxBuckets, (ix) => {
+        const storage = this.storages[ix];
+        const seq = this.ctx.manifest.seq(ix);
+        if (!storage.hasFiles) return { seq, count: 0, dataCounts: none };
+        return { seq, count: storage.entryCount(), dataCounts: storage.dataCellCounts() };
+      });
+      this.closeRecordPresent = true;
+    } catch (err) {
+      if (!(err instanceof BucketMapError)) throw err;
+    }
   }
 
   /**
@@ -692,7 +754,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       filesCreated: c.filesCreated,
       cache: { hits: e.cacheHits, misses: e.cacheMisses, pagesIn: e.pagesIn, pagesOut: e.pagesOut, writeRecords: e.writeRecords },
       flush: { count: c.flushes, totalMs: c.flushMs, lastMs: c.lastFlushMs },
-      open: { ms: c.openMs, repairedBuckets: c.repairedBuckets, repairMs: c.repairMs, freedDataCells: c.freedDataCells },
+      open: { ms: c.openMs, repairedBuckets: c.repairedBuckets, deferredBuckets: c.deferredBuckets, repairMs: c.repairMs, freedDataCells: c.freedDataCells },
     };
   }
 }

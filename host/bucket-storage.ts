@@ -17,7 +17,7 @@ import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './man
 import { collectDataCells, journalCommitted, markDirty, readSavedCounts, replayJournal, saveCounts, type SavedCounts } from './restart.js';
 import type { BucketToVerify } from './verify.js';
 import type { Counters } from './stats.js';
-import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentPath, type SparePool } from './storage.js';
+import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentPath, type OpenMode, type SparePool } from './storage.js';
 import { Table } from './table.js';
 import * as fs from 'node:fs';
 
@@ -51,16 +51,16 @@ export function dataSpec(layout: FileLayout, ix: number, sizeClass: number, gene
 }
 
 /** Opens the files a manifest record names (checked before mapping); read-only for the verifier. */
-export function openBucketFiles(layout: FileLayout, ix: number, record: BucketRecord, readOnly: boolean, lazy = false): { index: MappedFile; data: Array<MappedFile | null> } {
+export function openBucketFiles(layout: FileLayout, ix: number, record: BucketRecord, readOnly: boolean, mode: OpenMode = 'eager'): { index: MappedFile; data: Array<MappedFile | null> } {
   const dir = layout.drives[record.drive];
   const opened: MappedFile[] = [];
   try {
-    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly, lazy);
+    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly, mode);
     opened.push(index);
     const data = new Array<MappedFile | null>(SIZE_CLASSES).fill(null);
     for (let c = 0; c < SIZE_CLASSES; c++) {
       if (record.dataGen[c] === 0) continue;
-      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly, lazy);
+      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly, mode);
       opened.push(data[c] as MappedFile);
     }
     return { index, data };
@@ -79,6 +79,10 @@ export interface MapContext extends FileLayout {
   readonly usage: { bytes: number; maxBytes: number };
   /** Inodes of replaced files, kept to make the next file cheaper to create. */
   readonly spares: SparePool;
+  /** Called before anything is written to a file (removes the close record on the first call). */
+  readonly beforeChange: () => void;
+  /** Corrects the map's entry count after a bucket opened on the close record's word is recounted. */
+  readonly adjustEntries: (delta: number) => void;
 }
 
 /** Lets tests pin the seed of new buckets (to aim keys at a window); never set otherwise. */
@@ -107,6 +111,12 @@ export function tableOverFiles(layout: FileLayout, record: BucketRecord, index: 
   return table;
 }
 
+function sameCounts(a: SavedCounts | null, b: SavedCounts): boolean {
+  if (a === null || a.count !== b.count) return false;
+  for (let c = 0; c < SIZE_CLASSES; c++) if (a.dataCounts[c] !== b.dataCounts[c]) return false;
+  return true;
+}
+
 export class BucketStorage {
   readonly ix: number;
   private readonly ctx: MapContext;
@@ -126,6 +136,8 @@ export class BucketStorage {
    * given to the engine; that happens on its first use (see `allocated`).
    */
   private pending: SavedCounts | null = null;
+  /** The pending counts come from the close record, not yet from the bucket's own header. */
+  private vouched = false;
 
   constructor(ctx: MapContext, ix: number) {
     this.ctx = ctx;
@@ -161,8 +173,17 @@ export class BucketStorage {
   private bindPending(): void {
     const saved = this.pending as SavedCounts;
     // Stays pending if mapping fails (a file damaged since open), so every later use fails alike.
+    if (this.vouched && !sameCounts(readSavedCounts(this.index as MappedFile), saved)) {
+      // The header is dirty or disagrees with the close record: repair as after a crash.
+      this.pending = null;
+      this.vouched = false;
+      this.repair();
+      this.ctx.adjustEntries(this.ctx.engine.count(this.ix) - saved.count);
+      return;
+    }
     this.bindEngine(saved.count, saved.dataCounts);
     this.pending = null;
+    this.vouched = false;
   }
 
   get capacity(): number {
@@ -190,6 +211,7 @@ export class BucketStorage {
    * growth) is not referenced by anything, so it is removed and the creation retried.
    */
   private createFile(sizeClass: number | null, generation: number, spec: FileSpec, replaces: MappedFile | null): MappedFile {
+    this.ctx.beforeChange();
     const name = this.name(sizeClass, generation);
     const bytes = fileBytesFor(spec, this.ctx.segmentBytes);
     const usage = this.ctx.usage;
@@ -234,13 +256,21 @@ export class BucketStorage {
 
   // ── opening ────────────────────────────────────────────────────────────────────────────────────
 
-  /** Opens the files the manifest names; a bucket left dirty by a crash is repaired first. */
-  open(record: BucketRecord): void {
+  /**
+   * Opens the files the manifest names; a bucket left dirty by a crash is repaired first. With
+   * counts from the close record (`vouched`), the files are not even opened until first use.
+   */
+  open(record: BucketRecord, vouched: SavedCounts | null = null): void {
     this.record = copyRecord(record);
-    const files = openBucketFiles(this.ctx, this.ix, record, false, true);
+    const files = openBucketFiles(this.ctx, this.ix, record, false, vouched === null ? 'lazy' : 'deferred');
     this.index = files.index;
     for (let c = 0; c < SIZE_CLASSES; c++) this.data[c] = files.data[c];
     for (const file of this.files()) this.ctx.usage.bytes += file.bytes;
+    if (vouched !== null) {
+      this.pending = vouched;
+      this.vouched = true;
+      return;
+    }
     const saved = readSavedCounts(this.index);
     if (saved !== null) {
       this.pending = saved;
@@ -251,6 +281,7 @@ export class BucketStorage {
 
   /** Replays the journal, rebuilds the index into a new file, frees orphaned data cells, recounts. */
   private repair(): void {
+    this.ctx.beforeChange();
     const started = performance.now();
     const record = this.record as BucketRecord;
     const old = this.index as MappedFile;
@@ -447,6 +478,7 @@ export class BucketStorage {
   /** Called before the first change after a flush: the header says dirty until counts are saved. */
   markDirty(): void {
     if (this.dirty) return;
+    this.ctx.beforeChange();
     markDirty(this.index as MappedFile);
     this.dirty = true;
     this.unsynced = true;
@@ -480,6 +512,7 @@ export class BucketStorage {
   /** Drops the mappings; with `remove`, deletes the files too (maps without a restart file). */
   close(remove: boolean): void {
     this.pending = null;
+    this.vouched = false;
     for (const file of this.files()) {
       if (remove) {
         this.ctx.usage.bytes -= file.bytes;

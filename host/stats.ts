@@ -12,6 +12,7 @@ export class Counters {
   lastFlushMs = 0;
   openMs = 0;
   repairedBuckets = 0;
+  deferredBuckets = 0;
   repairMs = 0;
   freedDataCells = 0;
 }
@@ -42,5 +43,9 @@ export interface BucketMapStats {
   filesCreated: number;
   cache: { hits: number; misses: number; pagesIn: number; pagesOut: number; writeRecords: number };
   flush: { count: number; totalMs: number; lastMs: number };
-  open: { ms: number; repairedBuckets: number; repairMs: number; freedDataCells: number };
+  /**
+   * deferredBuckets: buckets whose files the open left unopened until their first use, on the
+   * close record's word (see host/close-record.ts).
+   */
+  open: { ms: number; repairedBuckets: number; deferredBuckets: number; repairMs: number; freedDataCells: number };
 }

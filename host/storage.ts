@@ -141,7 +141,10 @@ export function recordsPerSegmentFor(recordBytes: number, segmentBytes: number):
 }
 
 function placements(spec: FileSpec, segmentBytes: number): SegmentPlacement[] {
-  const recordsPerSegment = recordsPerSegmentFor(spec.recordBytes, segmentBytes);
+  return placementsOf(spec, recordsPerSegmentFor(spec.recordBytes, segmentBytes));
+}
+
+function placementsOf(spec: FileSpec, recordsPerSegment: number): SegmentPlacement[] {
   const segmentCount = Math.max(1, Math.ceil(spec.totalRecords / recordsPerSegment));
   const out: SegmentPlacement[] = [];
   for (let segment = 0; segment < segmentCount; segment++) {
@@ -217,6 +220,15 @@ function withCheckedSegment<R>(file: string, bytes: number, readOnly: boolean, u
   }
 }
 
+/**
+ * When an existing file is checked and mapped:
+ * - `eager`: checked and mapped at open;
+ * - `lazy`: checked at open, mapped on first use (its header must then be as it was at open);
+ * - `deferred`: not touched at open at all; checked (type, size, header against the spec) and
+ *   mapped on first use. Only for files whose state is vouched for otherwise (the close record).
+ */
+export type OpenMode = 'eager' | 'lazy' | 'deferred';
+
 export class MappedFile {
   readonly dir: string;
   readonly name: string;
@@ -231,8 +243,10 @@ export class MappedFile {
    */
   private headers: Uint8Array[] | null;
   private readonly readOnly: boolean;
+  /** Opened `deferred` and not mapped yet: nothing about the file has been checked. */
+  private unchecked: boolean;
 
-  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, sizes: number[], mapped: Buffer[] | null, headers: Uint8Array[] | null, readOnly: boolean) {
+  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, sizes: number[], mapped: Buffer[] | null, headers: Uint8Array[] | null, readOnly: boolean, unchecked = false) {
     this.dir = dir;
     this.name = name;
     this.spec = spec;
@@ -241,11 +255,12 @@ export class MappedFile {
     this.mapped = mapped;
     this.headers = headers;
     this.readOnly = readOnly;
+    this.unchecked = unchecked;
   }
 
   /** One Buffer per segment file, each mapping the whole file (header included); maps it on first use. */
   get segments(): Buffer[] {
-    if (this.mapped === null) this.mapped = this.mapChecked();
+    if (this.mapped === null) this.mapped = this.unchecked ? this.checkAndMap() : this.mapChecked();
     return this.mapped;
   }
 
@@ -254,7 +269,7 @@ export class MappedFile {
    * for reading: a change must go through `segments`.
    */
   peekHeader(): Uint8Array {
-    if (this.mapped === null) return (this.headers as Uint8Array[])[0];
+    if (this.mapped === null && !this.unchecked) return (this.headers as Uint8Array[])[0];
     const b = this.segments[0];
     return new Uint8Array(b.buffer, b.byteOffset, HEADER_BYTES);
   }
@@ -275,6 +290,20 @@ export class MappedFile {
       });
     });
     this.headers = null;
+    return out;
+  }
+
+  /** Maps a file opened `deferred`, with the checks an eager open makes. */
+  private checkAndMap(): Buffer[] {
+    const places = placementsOf(this.spec, this.recordsPerSegment);
+    const out = places.map((place, i) => {
+      const file = segmentPath(this.dir, this.name, place.segment);
+      return withCheckedSegment(file, this.segmentSizes[i], this.readOnly, (fd, header) => {
+        checkFileHeader(header, this.spec, place, file);
+        return mapFd(fd, this.segmentSizes[i], file, this.readOnly);
+      });
+    });
+    this.unchecked = false;
     return out;
   }
 
@@ -322,11 +351,14 @@ export class MappedFile {
    * it is mapped, so a damaged or foreign file fails with a BucketMapError, never a SIGBUS.
    * With `lazy`, the mapping waits for the first use of `segments`: V8 counts every mapped byte as
    * external memory and collects garbage each time some 64 MiB more appears, so mapping every
-   * bucket of a large map at open would cost more than the checks do.
+   * bucket of a large map at open would cost more than the checks do. With `deferred` the checks
+   * wait too (see OpenMode).
    */
-  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, lazy = false): MappedFile {
+  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, mode: OpenMode = 'eager'): MappedFile {
     const places = placements(spec, segmentBytes);
     const sizes = places.map((place) => segmentFileBytes(spec, place));
+    if (mode === 'deferred') return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, null, readOnly, true);
+    const lazy = mode === 'lazy';
     // Eager: mapped while its descriptor is open, right after its checks. Lazy: the checked
     // headers are kept for the first use to compare against.
     const headers: Uint8Array[] | null = lazy ? [] : null;

@@ -14,7 +14,8 @@ import { crashWorkload } from './crash-workload.js';
 const [configJson, seedArg, opsArg, flushEveryArg, logFile] = process.argv.slice(2);
 const map = new BucketMap(JSON.parse(configJson));
 const flushEvery = Number(flushEveryArg);
-process.stdout.write('ready\n');
+// How many buckets the open left to first use on the close record's word (0 after a crash).
+process.stdout.write(`ready deferred ${map.stats().open.deferredBuckets}\n`);
 let done = 0;
 let flushes = 0;
 for (const op of crashWorkload(Number(seedArg), Number(opsArg))) {

@@ -39,6 +39,7 @@ config('every optional field is checked and named', () => {
     [{ engine: 'gpu' }, TypeError, 'engine'],
     [{ segmentBytes: 1000 }, RangeError, 'segmentBytes'],
     [{ segmentBytes: 65 * 1024 + 1 }, RangeError, 'segmentBytes'],
+    [{ checkFilesAtOpen: 'yes' }, TypeError, 'checkFilesAtOpen'],
   ];
   for (const [change, type, name] of cases) throwsNaming(() => new BucketMap({ ...base, ...change } as BucketMapConfig), type, name);
 });

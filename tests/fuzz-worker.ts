@@ -2,9 +2,9 @@
  * Runs fuzz cases in a child process (tests/fuzz.test.ts starts it), so that a native crash or a
  * hang shows up as this process dying, with the last case it announced on stdout.
  *
- * Each case copies a pristine map, damages it (byte flips in headers, ctrl words, cells or the
- * restart file; truncation; extension; deletion; a symbolic link in place of a file), then opens
- * it. The case passes if opening fails with a BucketMapError, or if the map opens and either
+ * Each case copies a pristine map, damages it (byte flips in headers, ctrl words, cells, the
+ * restart file or the close record; truncation; extension; deletion; a symbolic link in place of a
+ * file), then opens it. The case passes if opening fails with a BucketMapError, or if the map opens and either
  * verify() reports the damage or the whole map is consistent (iteration, lookups and size agree).
  * Anything else (another exception, an inconsistency verify() missed) is a failure.
  *
@@ -26,7 +26,9 @@ function config(dir: string, engine: EngineKind): BucketMapConfig {
 
 function filesOf(dir: string): string[] {
   const drive = path.join(dir, 'drive');
-  return [path.join(dir, 'restart'), ...fs.readdirSync(drive).sort().map((f) => path.join(drive, f))];
+  const closeRecord = path.join(dir, 'restart.closed');
+  const beside = fs.existsSync(closeRecord) ? [closeRecord] : [];
+  return [path.join(dir, 'restart'), ...beside, ...fs.readdirSync(drive).sort().map((f) => path.join(drive, f))];
 }
 
 function flip(file: string, rng: Rng, region: 'header' | 'ctrl' | 'anywhere'): string {

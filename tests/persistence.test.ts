@@ -103,16 +103,34 @@ for (const engine of ENGINES) {
     again.close();
   });
 
-  test('a missing bucket file fails with FILE_MISSING and deletes nothing', () => {
+  test('a missing bucket file fails with FILE_MISSING at open, or at its bucket\'s first use after a clean close, and deletes nothing', () => {
     const config = persistentConfig(dir, engine);
     const map = new BucketMap(config);
     fill(map, 200);
+    const victimKey = map.keys().next().value as Uint8Array;
+    const ix = map.bucketIx(victimKey);
     map.close();
-    const files = listFiles(config.drives![0]);
-    fs.rmSync(files[0]);
+    const file = listFiles(config.drives![0]).find((f) => new RegExp(`-b${ix.toString(16).padStart(4, '0')}\\.i\\.`).test(f))!;
+    fs.rmSync(file);
+    const missing = (e: BucketMapError): boolean => e.code === codes.FILE_MISSING && e.message.includes(path.basename(file));
+
+    // The close record vouches for the files: the open does not look at them, the first use does.
     const before = fingerprint(dir);
-    assert.throws(() => new BucketMap(config), (e: BucketMapError) => e.code === codes.FILE_MISSING && e.message.includes(path.basename(files[0])));
+    const opened = new BucketMap(config);
+    assert.is(opened.stats().open.deferredBuckets, opened.stats().buckets.allocated);
+    assert.throws(() => opened.readValue(victimKey), missing);
+    assert.throws(() => opened.insert(victimKey, []), missing);
+    opened.close();
+    assert.ok(fs.existsSync(`${config.restartFile}.closed`));
+
+    // Asked to, or without the record, the open checks every file.
+    assert.throws(() => new BucketMap({ ...config, checkFilesAtOpen: true }), missing);
     assert.equal(fingerprint(dir), before);
+    fs.rmSync(`${config.restartFile}.closed`);
+    const without = fingerprint(dir);
+    assert.throws(() => new BucketMap(config), missing);
+    assert.equal(fingerprint(dir), without);
+    for (const [name, digest] of without) assert.is(before.get(name), digest, `${name} is unchanged`);
   });
 
   test('files a crash left behind are removed on open, files of other maps in the drive are not', () => {
