@@ -174,10 +174,11 @@ export class BucketStorage {
     const saved = this.pending as SavedCounts;
     // Stays pending if mapping fails (a file damaged since open), so every later use fails alike.
     if (this.vouched && !sameCounts(readSavedCounts(this.index as MappedFile), saved)) {
-      // The header is dirty or disagrees with the close record: repair as after a crash.
+      // The header is dirty or disagrees with the close record: repair as after a crash. A repair
+      // that fails leaves the bucket pending too, so the next use tries again.
+      this.repair();
       this.pending = null;
       this.vouched = false;
-      this.repair();
       this.ctx.adjustEntries(this.ctx.engine.count(this.ix) - saved.count);
       return;
     }

@@ -8,7 +8,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BucketMap, type BucketMapConfig } from '../host/index.js';
+import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
+import { M_LIVE_COUNT } from '../host/layout.js';
+import { faults } from '../host/storage.js';
 import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, withSeed } from './helpers.js';
 
 const KEYS = 600;
@@ -55,6 +57,17 @@ for (const engine of ENGINES) {
   const crashCopy = (to: string): BucketMapConfig => {
     fs.cpSync(dir, to, { recursive: true, filter: (src) => !src.endsWith('.lock') });
     return persistentConfig(to, engine, { maxBuckets: 16 });
+  };
+
+  /** Rewrites the live count saved in the header of `key`'s bucket (its counts checksum then fails). */
+  const damageLiveCountOf = (key: Uint8Array): void => {
+    const probe = open();
+    const ix = probe.bucketIx(key);
+    probe.close();
+    const file = listFiles(config.drives![0]).find((f) => new RegExp(`-b${ix.toString(16).padStart(4, '0')}\\.i\\.`).test(f)) as string;
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from([9, 9, 9, 9]), 0, 4, M_LIVE_COUNT);
+    fs.closeSync(fd);
   };
 
   test.before.each(() => {
@@ -172,17 +185,29 @@ for (const engine of ENGINES) {
   }));
 
   test('saved counts damaged in a bucket header behind the record are recounted on first use', () => {
-    const map0 = open();
-    const victim = map0.bucketIx(keys[0]);
-    map0.close();
-    const name = listFiles(config.drives![0]).find((f) => new RegExp(`-b${victim.toString(16).padStart(4, '0')}\\.i\\.`).test(f)) as string;
-    const fd = fs.openSync(name, 'r+');
-    fs.writeSync(fd, Buffer.from([9, 9, 9, 9]), 0, 4, 136); // the live count
-    fs.closeSync(fd);
+    damageLiveCountOf(keys[0]);
     const map = open();
     assert.is(map.stats().open.deferredBuckets, 16);
     assert.ok(map.readValue(keys[0]) !== undefined);
     assert.is(map.stats().open.repairedBuckets, 1);
+    assert.is(map.size, KEYS);
+    assert.equal(snapshot(map), model);
+    map.close();
+  });
+
+  test('a repair on first use that fails (disk full) fails that call; the next use tries again', () => {
+    damageLiveCountOf(keys[0]);
+    const map = open();
+    faults.beforeCreate = () => {
+      throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    };
+    try {
+      assert.throws(() => map.readValue(keys[0]), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.IO);
+      assert.throws(() => map.readValue(keys[0]), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.IO, 'still pending: tried again');
+    } finally {
+      faults.beforeCreate = null;
+    }
+    assert.ok(map.readValue(keys[0]) !== undefined);
     assert.is(map.size, KEYS);
     assert.equal(snapshot(map), model);
     map.close();
