@@ -47,7 +47,7 @@ export interface BucketMapConfig<T = Uint8Array> {
   /**
    * Check every bucket file (type, size, header, saved counts) at open even after a clean close,
    * so that a damaged or missing file fails the open rather than its bucket's first use. Default
-   * false: after a clean close the open reads the close record instead (see README, Reopening).
+   * false: after a clean close the open reads the close record instead (README, Persistence).
    */
   checkFilesAtOpen?: boolean;
 }

@@ -35,6 +35,13 @@ import { fsyncPath } from './storage.js';
 
 const MAGIC = 'BUCKTCLS';
 export const CLOSE_RECORD_VERSION = 1;
+// Header fields (byte offsets, see the box above).
+const C_VERSION = 8;
+const C_MAX_BUCKETS = 12;
+const C_MAP_ID = 16;
+const C_ENTRY_BYTES = 20;
+const C_BODY_CRC = 24;
+const C_HEADER_CRC = 28;
 const HEADER = 32;
 const ENTRY_WORDS = 2 + SIZE_CLASSES;
 export const CLOSE_ENTRY_BYTES = ENTRY_WORDS * 4;
@@ -88,10 +95,10 @@ export class CloseRecord {
     if (bytes.length !== HEADER + maxBuckets * CLOSE_ENTRY_BYTES) return null;
     for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC.charCodeAt(i)) return null;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (view.getUint32(28, true) !== crc32c(bytes, 0, 28)) return null;
-    if (view.getUint32(8, true) !== CLOSE_RECORD_VERSION || view.getUint32(12, true) !== maxBuckets) return null;
-    if (view.getUint32(16, true) !== mapId >>> 0 || view.getUint32(20, true) !== CLOSE_ENTRY_BYTES) return null;
-    if (view.getUint32(24, true) !== crc32c(bytes, HEADER)) return null;
+    if (view.getUint32(C_HEADER_CRC, true) !== crc32c(bytes, 0, C_HEADER_CRC)) return null;
+    if (view.getUint32(C_VERSION, true) !== CLOSE_RECORD_VERSION || view.getUint32(C_MAX_BUCKETS, true) !== maxBuckets) return null;
+    if (view.getUint32(C_MAP_ID, true) !== mapId >>> 0 || view.getUint32(C_ENTRY_BYTES, true) !== CLOSE_ENTRY_BYTES) return null;
+    if (view.getUint32(C_BODY_CRC, true) !== crc32c(bytes, HEADER)) return null;
     return new CloseRecord(new Uint32Array(bytes.buffer, bytes.byteOffset + HEADER, maxBuckets * ENTRY_WORDS));
   }
 
@@ -107,10 +114,10 @@ export class CloseRecord {
     const bytes = new Uint8Array(HEADER + maxBuckets * CLOSE_ENTRY_BYTES);
     const view = new DataView(bytes.buffer);
     for (let i = 0; i < MAGIC.length; i++) bytes[i] = MAGIC.charCodeAt(i);
-    view.setUint32(8, CLOSE_RECORD_VERSION, true);
-    view.setUint32(12, maxBuckets, true);
-    view.setUint32(16, mapId >>> 0, true);
-    view.setUint32(20, CLOSE_ENTRY_BYTES, true);
+    view.setUint32(C_VERSION, CLOSE_RECORD_VERSION, true);
+    view.setUint32(C_MAX_BUCKETS, maxBuckets, true);
+    view.setUint32(C_MAP_ID, mapId >>> 0, true);
+    view.setUint32(C_ENTRY_BYTES, CLOSE_ENTRY_BYTES, true);
     for (let ix = 0; ix < maxBuckets; ix++) {
       const b = bucket(ix);
       const at = HEADER + ix * CLOSE_ENTRY_BYTES;
@@ -118,8 +125,8 @@ export class CloseRecord {
       view.setUint32(at + 4, b.count, true);
       for (let c = 0; c < SIZE_CLASSES; c++) view.setUint32(at + 8 + c * 4, b.dataCounts[c], true);
     }
-    view.setUint32(24, crc32c(bytes, HEADER), true);
-    view.setUint32(28, crc32c(bytes, 0, 28), true);
+    view.setUint32(C_BODY_CRC, crc32c(bytes, HEADER), true);
+    view.setUint32(C_HEADER_CRC, crc32c(bytes, 0, C_HEADER_CRC), true);
     const file = CloseRecord.path(restartFile);
     const temporary = `${file}.tmp`;
     try {
