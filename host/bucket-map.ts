@@ -290,8 +290,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         const m = bucketFile ?? SPARE_FILE_PATTERN.exec(name);
         if (m === null || parseInt(m[1], 16) !== this.ctx.mapId) continue;
         if (bucketFile !== null) {
-          const segment = bucketFile[5];
-          const segments = keep.get(`${dir}\0${name.slice(0, name.length - segment.length - '..bkt'.length)}`) ?? 0;
+          const [, id, ix, kind, generation, segment] = bucketFile;
+          const segments = keep.get(`${dir}\0${id}-b${ix}.${kind}.${generation}`) ?? 0;
           if (String(Number(segment)) === segment && Number(segment) < segments) continue;
         }
         fs.rmSync(path.join(dir, name), { force: true });

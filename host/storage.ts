@@ -243,10 +243,9 @@ export class MappedFile {
    */
   private headers: Uint8Array[] | null;
   private readonly readOnly: boolean;
-  /** Opened `deferred` and not mapped yet: nothing about the file has been checked. */
-  private unchecked: boolean;
 
-  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, sizes: number[], mapped: Buffer[] | null, headers: Uint8Array[] | null, readOnly: boolean, unchecked = false) {
+  /** Neither `mapped` nor `headers`: opened `deferred`, nothing about the file checked yet. */
+  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, sizes: number[], mapped: Buffer[] | null, headers: Uint8Array[] | null, readOnly: boolean) {
     this.dir = dir;
     this.name = name;
     this.spec = spec;
@@ -255,12 +254,11 @@ export class MappedFile {
     this.mapped = mapped;
     this.headers = headers;
     this.readOnly = readOnly;
-    this.unchecked = unchecked;
   }
 
   /** One Buffer per segment file, each mapping the whole file (header included); maps it on first use. */
   get segments(): Buffer[] {
-    if (this.mapped === null) this.mapped = this.unchecked ? this.checkAndMap() : this.mapChecked();
+    if (this.mapped === null) this.mapped = this.headers === null ? this.checkAndMap() : this.mapChecked();
     return this.mapped;
   }
 
@@ -269,7 +267,7 @@ export class MappedFile {
    * for reading: a change must go through `segments`.
    */
   peekHeader(): Uint8Array {
-    if (this.mapped === null && !this.unchecked) return (this.headers as Uint8Array[])[0];
+    if (this.mapped === null && this.headers !== null) return this.headers[0];
     const b = this.segments[0];
     return new Uint8Array(b.buffer, b.byteOffset, HEADER_BYTES);
   }
@@ -293,18 +291,15 @@ export class MappedFile {
     return out;
   }
 
-  /** Maps a file opened `deferred`, with the checks an eager open makes. */
+  /** Checks each segment (type, size, header against the spec) and maps it while its descriptor is open. */
   private checkAndMap(): Buffer[] {
-    const places = placementsOf(this.spec, this.recordsPerSegment);
-    const out = places.map((place, i) => {
+    return placementsOf(this.spec, this.recordsPerSegment).map((place, i) => {
       const file = segmentPath(this.dir, this.name, place.segment);
       return withCheckedSegment(file, this.segmentSizes[i], this.readOnly, (fd, header) => {
         checkFileHeader(header, this.spec, place, file);
         return mapFd(fd, this.segmentSizes[i], file, this.readOnly);
       });
     });
-    this.unchecked = false;
-    return out;
   }
 
   /** Creates every segment (sparse, zero-filled, header written) and maps it. */
@@ -357,21 +352,21 @@ export class MappedFile {
   static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, mode: OpenMode = 'eager'): MappedFile {
     const places = placements(spec, segmentBytes);
     const sizes = places.map((place) => segmentFileBytes(spec, place));
-    if (mode === 'deferred') return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, null, readOnly, true);
-    const lazy = mode === 'lazy';
-    // Eager: mapped while its descriptor is open, right after its checks. Lazy: the checked
-    // headers are kept for the first use to compare against.
-    const headers: Uint8Array[] | null = lazy ? [] : null;
-    const mapped: Buffer[] | null = lazy ? null : [];
-    places.forEach((place, i) => {
+    if (mode !== 'lazy') {
+      // Deferred: checked and mapped on first use. Eager: the same, now.
+      const file = new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, null, readOnly);
+      if (mode === 'eager') void file.segments;
+      return file;
+    }
+    // Lazy: checked now; the checked headers are kept for the first use to compare against.
+    const headers = places.map((place, i) => {
       const file = segmentPath(dir, name, place.segment);
-      withCheckedSegment(file, sizes[i], readOnly, (fd, header) => {
+      return withCheckedSegment(file, sizes[i], readOnly, (_fd, header) => {
         checkFileHeader(header, spec, place, file);
-        headers?.push(header);
-        mapped?.push(mapFd(fd, sizes[i], file, readOnly));
+        return header;
       });
     });
-    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, mapped, headers, readOnly);
+    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, headers, readOnly);
   }
 
   /** Total bytes of all segment files. */
