@@ -13,6 +13,7 @@ export class Counters {
   openMs = 0;
   repairedBuckets = 0;
   deferredBuckets = 0;
+  removedFiles = 0;
   repairMs = 0;
   freedDataCells = 0;
 }
@@ -45,7 +46,9 @@ export interface BucketMapStats {
   flush: { count: number; totalMs: number; lastMs: number };
   /**
    * deferredBuckets: buckets whose files the open left unopened until their first use, on the
-   * close record's word (see host/close-record.ts).
+   * close record's word (see host/close-record.ts). removedFiles: files of this map that no record
+   * names (left by a crash during growth), removed by the open; an open on a close record that
+   * vouches for every bucket does not look for them (none can exist).
    */
-  open: { ms: number; repairedBuckets: number; deferredBuckets: number; repairMs: number; freedDataCells: number };
+  open: { ms: number; repairedBuckets: number; deferredBuckets: number; removedFiles: number; repairMs: number; freedDataCells: number };
 }

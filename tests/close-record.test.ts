@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { M_LIVE_COUNT } from '../host/layout.js';
 import { faults } from '../host/storage.js';
-import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, withSeed } from './helpers.js';
+import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, snapshot, strayFiles, tempDir, withSeed } from './helpers.js';
 
 const KEYS = 600;
 const value = (list: Uint8Array[], rc: number): string => JSON.stringify([list.map(hex), rc]);
@@ -122,6 +122,26 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('a clean close leaves only the files the record names, so an open on it does not scan the drives', () => withSeed((rng) => {
+    const map = open();
+    // Enough growth that replaced files are kept as spares while the map runs.
+    churn(map, rng, 3000);
+    map.close();
+    assert.is(strayFiles(config), 0, 'close left no spares and no unreferenced file');
+    const planted = path.join(config.drives![0], listFiles(config.drives![0])[0].split('/').pop()!.replace(/\.(i|d\d+)\.(\d+)\./, (_, k, g) => `.${k}.${Number(g) + 9}.`));
+    fs.writeFileSync(planted, 'not a file any crash could leave beside a close record');
+    let reopened = open();
+    assert.is(reopened.stats().open.deferredBuckets, 16);
+    assert.is(reopened.stats().open.removedFiles, 0);
+    assert.ok(fs.existsSync(planted), 'the open on the record did not list the drive');
+    assert.equal(snapshot(reopened), model);
+    reopened.close();
+    reopened = open({ ...config, checkFilesAtOpen: true });
+    assert.is(reopened.stats().open.removedFiles, 1, 'an open that checks every file also clears the drives');
+    assert.not.ok(fs.existsSync(planted));
+    reopened.close();
+  }));
+
   test('changes made on its word and cut off by a crash are repaired at the next open', () => withSeed((rng) => {
     const map = open();
     churn(map, rng, 400);
@@ -132,6 +152,7 @@ for (const engine of ENGINES) {
     const stats = reopened.stats();
     assert.is(stats.open.deferredBuckets, 0);
     assert.ok(stats.open.repairedBuckets > 0, 'the buckets the crash left dirty were repaired');
+    assert.is(strayFiles(copy), 0, 'the spares and stray files the crash left were removed');
     assert.is(reopened.size, model.size);
     assert.equal(snapshot(reopened), model);
     assert.ok(reopened.verify().ok);

@@ -12,26 +12,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { crashWorkload } from './crash-workload.js';
-import { Manifest } from '../host/manifest.js';
-import { bucketFileName } from '../host/storage.js';
-import { ENGINES, Rng, hex, removeDir, snapshot, tempDir, testSeed } from './helpers.js';
+import { ENGINES, Rng, hex, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
 
 const POINTS = Number(process.env.CRASH_POINTS ?? 200);
 const WORKER = new URL('./crash-worker.js', import.meta.url).pathname;
 const OPS = 40000;
 const FLUSH_EVERY = 150;
-
-/** Bucket files the restart file does not reference: a kill during growth leaves the new one. */
-function strayFiles(config: BucketMapConfig): number {
-  const manifest = Manifest.inspect(config.restartFile!);
-  const referenced = new Set<string>();
-  for (const [ix, r] of manifest.allocated()) {
-    referenced.add(bucketFileName(manifest.config.mapId, ix, null, r.indexGen));
-    r.dataGen.forEach((g, c) => g !== 0 && referenced.add(bucketFileName(manifest.config.mapId, ix, c, g)));
-  }
-  const drive = config.drives![0];
-  return fs.existsSync(drive) ? fs.readdirSync(drive).filter((f) => !referenced.has(f.replace(/\.\d+\.bkt$/, ''))).length : 0;
-}
 
 interface Tally {
   points: number;
@@ -116,6 +102,7 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       const map = new BucketMap(config);
       const got = snapshot(map);
       tally.repairs += map.stats().open.repairedBuckets;
+      assert.is(strayFiles(config), 0, `kill point ${point}: the open removed every file the kill left unreferenced`);
       const report = map.verify();
       assert.ok(report.ok, `kill point ${point}: verify found ${report.problems.map((p) => p.problem).join('; ')}`);
       assert.is(map.size, got.size);

@@ -3,6 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
+import { Manifest } from '../host/manifest.js';
+import { bucketFileName } from '../host/storage.js';
 
 export const ENGINES: readonly EngineKind[] = ['wasm', 'host'];
 
@@ -113,6 +115,21 @@ export function listFiles(dir: string): string[] {
     else out.push(full);
   }
   return out.sort();
+}
+
+/**
+ * Files in the map's first drive that its restart file does not reference (a kill during growth
+ * leaves the new file; a kill while the map runs leaves its spares).
+ */
+export function strayFiles(config: BucketMapConfig): number {
+  const manifest = Manifest.inspect(config.restartFile!);
+  const referenced = new Set<string>();
+  for (const [ix, r] of manifest.allocated()) {
+    referenced.add(bucketFileName(manifest.config.mapId, ix, null, r.indexGen));
+    r.dataGen.forEach((g, c) => g !== 0 && referenced.add(bucketFileName(manifest.config.mapId, ix, c, g)));
+  }
+  const drive = config.drives![0];
+  return fs.existsSync(drive) ? fs.readdirSync(drive).filter((f) => !referenced.has(f.replace(/\.\d+\.bkt$/, ''))).length : 0;
 }
 
 /** Bytes of every file below `dir`, to prove an operation changed nothing on disk. */
