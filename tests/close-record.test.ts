@@ -128,7 +128,10 @@ for (const engine of ENGINES) {
     churn(map, rng, 3000);
     map.close();
     assert.is(strayFiles(config), 0, 'close left no spares and no unreferenced file');
-    const planted = path.join(config.drives![0], listFiles(config.drives![0])[0].split('/').pop()!.replace(/\.(i|d\d+)\.(\d+)\./, (_, k, g) => `.${k}.${Number(g) + 9}.`));
+    // A later generation of a file the record names: what a kill during growth would leave.
+    const named = listFiles(config.drives![0])[0];
+    const planted = named.replace(/\.(i|d\d+)\.(\d+)\.(\d+\.bkt)$/, (_, kind, g, rest) => `.${kind}.${Number(g) + 9}.${rest}`);
+    assert.is.not(planted, named);
     fs.writeFileSync(planted, 'not a file any crash could leave beside a close record');
     let reopened = open();
     assert.is(reopened.stats().open.deferredBuckets, 16);
