@@ -250,12 +250,12 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
       this.storages = storages;
       this.buckets = new Array<Bucket<T> | undefined>(cfg.maxBuckets);
-      let unvouched = 0;
+      let everyBucketVouched = closeRecord !== null;
       for (const [ix, record] of manifest.allocated()) {
         const vouched = closeRecord === null ? null : closeRecord.countsFor(ix, manifest.seq(ix));
         storages[ix].open(record, vouched);
         if (vouched !== null) this.ctx.counters.deferredBuckets++;
-        else unvouched++;
+        else everyBucketVouched = false;
         this.guard.entries += storages[ix].entryCount();
       }
       // Files no record names come only from a crash, and every crash that can leave one (during
@@ -263,7 +263,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       // bucket means the open that preceded it already cleared the folders, and close() removes
       // its spares before writing the record. Scanning a drive of 1,024 files was the slowest step
       // of such an open.
-      if (this.persistent && (closeRecord === null || unvouched > 0)) this.removeStrayFiles();
+      if (this.persistent && !everyBucketVouched) this.removeStrayFiles();
     } catch (err) {
       for (const s of storages) s.close(false);
       engine?.close();
