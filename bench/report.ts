@@ -114,7 +114,7 @@ export function renderMarkdown(r: Report): string {
   if (base.length > 0) {
     const lo = Math.min(...base.map((b) => b.min));
     const hi = Math.max(...base.map((b) => b.max));
-    out.push(`Peak RSS includes the workload's own buffers (keys, absent keys, values, orders): RssAnon was ${mib(lo)}–${mib(hi)} MiB ` +
+    out.push(`Peak RSS includes the workload's own buffers (each phase's keys and expected values, the absent keys): RssAnon was ${mib(lo)}–${mib(hi)} MiB ` +
       'in every worker before its store opened. Disk is the sum of st_blocks × 512 over the store\'s folder after the first close, ' +
       `divided by the ${int(n - Math.floor(n / 10))} entries then live. RssFile also counts Node's own binary and libraries (~40 MiB).`, '');
   }

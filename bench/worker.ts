@@ -5,7 +5,7 @@
  *   node --expose-gc build/bench/worker.js '{"store":"lmdb","n":50000,"seed":1,"dir":"/tmp/x","run":1,"cold":true}'
  */
 import * as os from 'node:os';
-import { buildWorkload, KEY_BYTES, sameValue, VALUE_BYTES, type Workload } from './workload.js';
+import { buildWorkload, KEY_BYTES, sameValue, VALUE_BYTES, type Stream, type Workload } from './workload.js';
 import { RssSampler, cpuSince, diskUse, dropPageCache } from './measure.js';
 import { storeSpec } from './stores/index.js';
 import type { Store } from './stores/store.js';
@@ -126,54 +126,41 @@ class Runner {
   }
 
   async insert(): Promise<void> {
-    const { store, w } = this;
-    const { keys, values, insertOrder: order } = w;
-    await this.rate('insert', order.length, (from, to) => store.writeBatch(() => {
-      for (let j = from; j < to; j++) {
-        const i = order[j];
-        store.put(keys, i * KEY_BYTES, values, i * VALUE_BYTES);
-      }
+    const { store } = this;
+    const { keys, values } = this.w.insert;
+    await this.rate('insert', this.w.insert.count, (from, to) => store.writeBatch(() => {
+      for (let j = from; j < to; j++) store.put(keys, j * KEY_BYTES, values, j * VALUE_BYTES);
     }));
   }
 
-  /** Reads keys order[from..to) and checks each value and refCount against the workload. */
-  private verifyRange(phase: string, order: Uint32Array, from: number, to: number): void {
-    const { store, w, out } = this;
-    const { keys, finalRef } = w;
-    const afterUpdates = phase !== 'get';
+  /** Reads keys [from, to) of the stream and checks each value and refCount against it. */
+  private verifyRange(phase: string, s: Stream, from: number, to: number): void {
+    const { store, out } = this;
+    const { keys, refs } = s;
     for (let j = from; j < to; j++) {
-      const i = order[j];
-      const rc = store.get(keys, i * KEY_BYTES, out);
-      const expected = afterUpdates ? finalRef[i] : 1;
-      if (rc !== expected) this.fail(phase, i, rc, `should have refCount ${expected}`);
-      if (!sameValue(w, i, out)) this.fail(phase, i, rc, 'has the wrong value bytes');
+      const rc = store.get(keys, j * KEY_BYTES, out);
+      if (rc !== refs[j]) this.fail(phase, s.ids[j], rc, `should have refCount ${refs[j]}`);
+      if (!sameValue(s, j, out)) this.fail(phase, s.ids[j], rc, 'has the wrong value bytes');
     }
   }
 
   async get(): Promise<void> {
-    await this.rate('get', this.w.getOrder.length, (from, to) => this.verifyRange('get', this.w.getOrder, from, to));
+    const s = this.w.get;
+    await this.rate('get', s.count, (from, to) => this.verifyRange('get', s, from, to));
   }
 
-  /** Batched lookups of the get order, 1,024 keys per call, every value checked (stores with getMany only). */
+  /** Batched lookups of the get stream, 1,024 keys per call, every value checked (stores with getMany only). */
   async getMany(): Promise<void> {
-    const { store, w } = this;
+    const { store } = this;
     if (store.getMany === undefined) return;
-    const { keys, getOrder: order } = w;
-    const packed = Buffer.alloc(GET_MANY * KEY_BYTES);
+    const s = this.w.get;
     const many = store.getMany.bind(store);
-    await this.rate('getMany', order.length, (from, to) => {
+    await this.rate('getMany', s.count, (from, to) => {
       for (let b = from; b < to; b += GET_MANY) {
         const end = Math.min(to, b + GET_MANY);
-        // A byte loop: Buffer#copy costs more than the copy itself for 32 bytes.
-        for (let j = b; j < end; j++) {
-          const from = order[j] * KEY_BYTES;
-          const to = (j - b) * KEY_BYTES;
-          for (let k = 0; k < KEY_BYTES; k++) packed[to + k] = keys[from + k];
-        }
-        many(packed, end - b, (k, rc, values, offset) => {
-          const i = order[b + k];
-          if (rc !== 1) this.fail('getMany', i, rc, 'should have refCount 1');
-          if (!sameValue(w, i, values, offset)) this.fail('getMany', i, rc, 'has the wrong value bytes');
+        many(s.keys.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b, (k, rc, values, offset) => {
+          if (rc !== 1) this.fail('getMany', s.ids[b + k], rc, 'should have refCount 1');
+          if (!sameValue(s, b + k, values, offset)) this.fail('getMany', s.ids[b + k], rc, 'has the wrong value bytes');
         });
       }
     });
@@ -191,21 +178,20 @@ class Runner {
   }
 
   /**
-   * The workload that picks the default engine, run last: gets of live keys (the verify order,
+   * The workload that picks the default engine, run last: gets of live keys (the verify stream,
    * each checked) alternating one for one with inserts of fresh keys (the first half of the absent
    * set), as many operations as there are live keys. Last, so that the entries it adds (and the
    * index growth they cause) touch no other figure.
    */
   async mixed(): Promise<void> {
-    const { store, w, out } = this;
-    const { keys, values, absent, liveOrder, finalRef } = w;
-    const pairs = Math.floor(liveOrder.length / 2);
+    const { store, out } = this;
+    const { absent, values, live } = this.w;
+    const pairs = Math.floor(live.count / 2);
     await this.rate('mixed', pairs * 2, (from, to) => store.writeBatch(() => {
       for (let j = from >> 1; j < to >> 1; j++) {
-        const i = liveOrder[j];
-        const rc = store.get(keys, i * KEY_BYTES, out);
-        if (rc !== finalRef[i]) this.fail('mixed', i, rc, `should have refCount ${finalRef[i]}`);
-        if (!sameValue(w, i, out)) this.fail('mixed', i, rc, 'has the wrong value bytes');
+        const rc = store.get(live.keys, j * KEY_BYTES, out);
+        if (rc !== live.refs[j]) this.fail('mixed', live.ids[j], rc, `should have refCount ${live.refs[j]}`);
+        if (!sameValue(live, j, out)) this.fail('mixed', live.ids[j], rc, 'has the wrong value bytes');
         store.put(absent, j * KEY_BYTES, values, j * VALUE_BYTES);
       }
     }));
@@ -213,21 +199,20 @@ class Runner {
 
   async update(): Promise<void> {
     const { store } = this;
-    const { keys, updateOrder: order } = this.w;
-    await this.rate('update', order.length, (from, to) => store.writeBatch(() => {
+    const s = this.w.update;
+    await this.rate('update', s.count, (from, to) => store.writeBatch(() => {
       for (let j = from; j < to; j++) {
-        const i = order[j];
-        const rc = store.addref(keys, i * KEY_BYTES);
-        if (rc !== 2) this.fail('update', i, rc, 'should reach refCount 2');
+        const rc = store.addref(s.keys, j * KEY_BYTES);
+        if (rc !== s.refs[j]) this.fail('update', s.ids[j], rc, `should reach refCount ${s.refs[j]}`);
       }
     }));
   }
 
   async delete(): Promise<void> {
     const { store } = this;
-    const { keys, deleteOrder: order } = this.w;
-    await this.rate('delete', order.length, (from, to) => store.writeBatch(() => {
-      for (let j = from; j < to; j++) store.del(keys, order[j] * KEY_BYTES);
+    const { keys, count } = this.w.delete;
+    await this.rate('delete', count, (from, to) => store.writeBatch(() => {
+      for (let j = from; j < to; j++) store.del(keys, j * KEY_BYTES);
     }));
     this.checkDeletedAbsent('delete');
   }
@@ -235,16 +220,16 @@ class Runner {
   /** Untimed: every deleted key must read as absent. */
   checkDeletedAbsent(phase: string): void {
     const { store, out } = this;
-    const { keys, deleteOrder } = this.w;
-    for (const i of deleteOrder) {
-      const rc = store.get(keys, i * KEY_BYTES, out);
-      if (rc !== -1) this.fail(`${phase} (check)`, i, rc, 'was deleted but is still found');
+    const s = this.w.delete;
+    for (let j = 0; j < s.count; j++) {
+      const rc = store.get(s.keys, j * KEY_BYTES, out);
+      if (rc !== -1) this.fail(`${phase} (check)`, s.ids[j], rc, 'was deleted but is still found');
     }
   }
 
   async verify(phase: 'verify' | 'coldVerify'): Promise<void> {
-    const order = this.w.liveOrder;
-    await this.rate(phase, order.length, (from, to) => this.verifyRange(phase, order, from, to));
+    const s = this.w.live;
+    await this.rate(phase, s.count, (from, to) => this.verifyRange(phase, s, from, to));
     this.checkDeletedAbsent(phase);
   }
 
@@ -291,7 +276,7 @@ async function main(): Promise<void> {
   if (spec.persistent) {
     await r.once('close', () => store.close());
     const use = diskUse(args.dir);
-    const entries = w.liveOrder.length;
+    const entries = w.live.count;
     r.result.disk = { ...use, entries, bytesPerEntry: use.bytes / entries };
     await r.once('reopen', () => store.open());
     await r.verify('verify');

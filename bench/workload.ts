@@ -1,6 +1,7 @@
 /**
  * The benchmark workload, built entirely before any timing starts so that every store pays the
- * same per-operation cost (a key slice and a value check) and none pays for generating data.
+ * same per-operation cost (a key slice and a value check, both read front to back) and none pays
+ * for generating data.
  */
 
 export const KEY_BYTES = 32;
@@ -64,25 +65,42 @@ export function mix32(x: number): number {
   return x >>> 0;
 }
 
+/**
+ * One phase's operands, copied before timing into the order the phase visits them, so that its
+ * timed loop reads keys and expected values front to back. Read in a shuffled order straight from
+ * the key set instead, every operation would also pay two random reads of the harness's own
+ * buffers (hundreds of MB at 10M): a cache and TLB miss each, charged alike to every store but to
+ * none of them, which hid most of the differences between stores at 10M.
+ */
+export interface Stream {
+  count: number;
+  /** Workload index of operand j: what error messages name. */
+  ids: Uint32Array;
+  /** Key j at [32j, 32j+32). */
+  keys: Buffer;
+  /** Value of key j at [16j, 16j+16). */
+  values: Buffer;
+  /** The refCount a read of key j in this phase must see (0: the key must be absent). */
+  refs: Uint8Array;
+}
+
 export interface Workload {
   n: number;
   seed: number;
-  /** n present keys, key i at [32i, 32i+32). */
-  keys: Buffer;
-  /** n keys that are never inserted. */
+  /** n keys that are never inserted, key i at [32i, 32i+32); the mixed phase inserts the first half. */
   absent: Buffer;
   /** Value i (u64 slot = i, u64 info = hash of i, little-endian) at [16i, 16i+16). */
   values: Buffer;
-  insertOrder: Uint32Array;
-  getOrder: Uint32Array;
-  /** The first n/2 of a third permutation: keys whose refCount goes to 2. */
-  updateOrder: Uint32Array;
-  /** The first n/10 of a fourth permutation (overlaps the updated keys at random). */
-  deleteOrder: Uint32Array;
-  /** The keys left after phase 5, in a fifth random order: what each verify pass reads. */
-  liveOrder: Uint32Array;
-  /** Expected refCount of key i after phases 4 and 5 (0 = deleted). */
-  finalRef: Uint8Array;
+  /** All n keys in random order. */
+  insert: Stream;
+  /** All n keys in a second random order (refCount 1). */
+  get: Stream;
+  /** Half of the keys, from a third permutation: their refCount goes to 2. */
+  update: Stream;
+  /** A tenth of the keys, from a fourth permutation (overlaps the updated keys at random). */
+  delete: Stream;
+  /** The keys left after the deletes, in a fifth random order, with their final refCounts. */
+  live: Stream;
 }
 
 function fillRandom(prng: Prng, target: Buffer): void {
@@ -109,6 +127,24 @@ export function valueOf(i: number, target: Buffer, offset: number): void {
   target.writeUInt32LE(mix32(i + 0x9e3779b9), offset + 12);
 }
 
+function stream(ids: Uint32Array, keys: Buffer, values: Buffer, refOf: (i: number) => number): Stream {
+  const count = ids.length;
+  const s: Stream = {
+    count, ids,
+    keys: Buffer.allocUnsafeSlow(count * KEY_BYTES),
+    values: Buffer.allocUnsafeSlow(count * VALUE_BYTES),
+    refs: new Uint8Array(count),
+  };
+  for (let j = 0; j < count; j++) {
+    const i = ids[j];
+    // Byte loops: Buffer#copy's call costs more than copying 32 bytes, times 10M keys per stream.
+    for (let k = 0, from = i * KEY_BYTES, to = j * KEY_BYTES; k < KEY_BYTES; k++) s.keys[to + k] = keys[from + k];
+    for (let k = 0, from = i * VALUE_BYTES, to = j * VALUE_BYTES; k < VALUE_BYTES; k++) s.values[to + k] = values[from + k];
+    s.refs[j] = refOf(i);
+  }
+  return s;
+}
+
 export function buildWorkload(n: number, seed: number): Workload {
   const prng = new Prng(seed);
   const keys = Buffer.allocUnsafeSlow(n * KEY_BYTES);
@@ -125,13 +161,21 @@ export function buildWorkload(n: number, seed: number): Workload {
   for (const i of updateOrder) finalRef[i] = 2;
   for (const i of deleteOrder) finalRef[i] = 0;
   const liveOrder = permutation(prng, n).filter((i) => finalRef[i] !== 0);
-  return { n, seed, keys, absent, values, insertOrder, getOrder, updateOrder, deleteOrder, liveOrder, finalRef };
+  // `keys` in index order is dropped here: no phase reads it.
+  return {
+    n, seed, absent, values,
+    insert: stream(insertOrder, keys, values, () => 1),
+    get: stream(getOrder, keys, values, () => 1),
+    update: stream(updateOrder, keys, values, () => 2),
+    delete: stream(deleteOrder, keys, values, () => 0),
+    live: stream(liveOrder, keys, values, (i) => finalRef[i]),
+  };
 }
 
-/** True when value bytes at `actual` equal value i. */
-export function sameValue(w: Workload, i: number, actual: Uint8Array, offset = 0): boolean {
-  const v = w.values;
-  const o = i * VALUE_BYTES;
+/** True when the value bytes at `actual` equal the value of the stream's key j. */
+export function sameValue(s: Stream, j: number, actual: Uint8Array, offset = 0): boolean {
+  const v = s.values;
+  const o = j * VALUE_BYTES;
   for (let k = 0; k < VALUE_BYTES; k++) if (actual[offset + k] !== v[o + k]) return false;
   return true;
 }
