@@ -1,0 +1,81 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { buildWorkload, KEY_BYTES, sameValue, VALUE_BYTES, valueOf, type Stream } from '../bench/workload.js';
+
+// The benchmark's figures are only as good as its workload: every phase must visit the keys it
+// claims to, with the values and refCounts the checks expect, whatever order the streams hold.
+
+const N = 5_000;
+const SEED = 0x5eed_b0c4;
+const hex = (b: Uint8Array, from: number, bytes: number): string => Buffer.from(b.buffer, b.byteOffset + from, bytes).toString('hex');
+
+function keysById(s: Stream): Map<number, string> {
+  const m = new Map<number, string>();
+  for (let j = 0; j < s.count; j++) m.set(s.ids[j], hex(s.keys, j * KEY_BYTES, KEY_BYTES));
+  return m;
+}
+
+test('bench streams: insert and get visit every key once, in different orders, with its own value', () => {
+  const w = buildWorkload(N, SEED);
+  const byId = keysById(w.insert);
+  assert.is(byId.size, N, 'the insert stream holds each id once');
+  assert.is(new Set(byId.values()).size, N, 'the keys are distinct');
+  const getIds = new Set(w.get.ids);
+  assert.is(getIds.size, N, 'the get stream holds each id once');
+  let samePosition = 0;
+  for (let j = 0; j < N; j++) if (w.get.ids[j] === w.insert.ids[j]) samePosition++;
+  assert.ok(samePosition < 10, `get order is a different shuffle (${samePosition} ids at the same position)`);
+  const expected = Buffer.alloc(VALUE_BYTES);
+  for (const s of [w.insert, w.get, w.update, w.delete, w.live]) {
+    assert.is(s.keys.length, s.count * KEY_BYTES);
+    assert.is(s.values.length, s.count * VALUE_BYTES);
+    for (let j = 0; j < s.count; j++) {
+      const i = s.ids[j];
+      assert.is(hex(s.keys, j * KEY_BYTES, KEY_BYTES), byId.get(i), `stream key ${j} is key ${i}`);
+      valueOf(i, expected, 0);
+      assert.ok(sameValue(s, j, expected), `stream value ${j} is value ${i}`);
+    }
+  }
+});
+
+test('bench streams: the refCounts each phase expects follow from the updates and deletes', () => {
+  const w = buildWorkload(N, SEED);
+  const updated = new Set(w.update.ids);
+  const deleted = new Set(w.delete.ids);
+  assert.is(updated.size, N / 2);
+  assert.is(deleted.size, N / 10);
+  assert.ok(w.get.refs.every((r) => r === 1));
+  assert.ok(w.update.refs.every((r) => r === 2));
+  const overlap = [...deleted].filter((i) => updated.has(i)).length;
+  assert.ok(overlap > N / 40 && overlap < (3 * N) / 40, `deletes overlap updates at random (${overlap} of ${N / 10})`);
+  assert.is(w.live.count, N - deleted.size, 'the live stream is every key not deleted');
+  for (let j = 0; j < w.live.count; j++) {
+    const i = w.live.ids[j];
+    assert.not.ok(deleted.has(i), `live id ${i} was deleted`);
+    assert.is(w.live.refs[j], updated.has(i) ? 2 : 1, `final refCount of ${i}`);
+  }
+});
+
+test('bench workload: the absent keys are never among the present ones, and a seed reproduces it', () => {
+  const w = buildWorkload(N, SEED);
+  const present = new Set(keysById(w.insert).values());
+  for (let i = 0; i < N; i++) assert.not.ok(present.has(hex(w.absent, i * KEY_BYTES, KEY_BYTES)), `absent key ${i} is present`);
+  const again = buildWorkload(N, SEED);
+  assert.ok(again.get.keys.equals(w.get.keys) && again.live.ids.every((id, j) => id === w.live.ids[j]), 'same seed, same workload');
+  const other = buildWorkload(N, SEED + 1);
+  assert.not.ok(other.insert.keys.equals(w.insert.keys), 'another seed, other keys');
+});
+
+test('bench sameValue rejects a value that differs in any one byte', () => {
+  const w = buildWorkload(100, SEED);
+  const got = Buffer.from(w.get.values.subarray(7 * VALUE_BYTES, 8 * VALUE_BYTES));
+  assert.ok(sameValue(w.get, 7, got));
+  for (let k = 0; k < VALUE_BYTES; k++) {
+    got[k] ^= 1;
+    assert.not.ok(sameValue(w.get, 7, got), `byte ${k} flipped`);
+    got[k] ^= 1;
+  }
+  assert.ok(sameValue(w.get, 7, Buffer.concat([Buffer.alloc(3), got]), 3), 'at an offset');
+});
+
+test.run();
