@@ -136,12 +136,14 @@ class Runner {
   /** Reads keys [from, to) of the stream and checks each value and refCount against it. */
   private verifyRange(phase: string, s: Stream, from: number, to: number): void {
     const { store, out } = this;
-    const { keys, refs } = s;
-    for (let j = from; j < to; j++) {
-      const rc = store.get(keys, j * KEY_BYTES, out);
-      if (rc !== refs[j]) this.fail(phase, s.ids[j], rc, `should have refCount ${refs[j]}`);
-      if (!sameValue(s, j, out)) this.fail(phase, s.ids[j], rc, 'has the wrong value bytes');
-    }
+    const { keys } = s;
+    for (let j = from; j < to; j++) this.check(phase, s, j, store.get(keys, j * KEY_BYTES, out), out, 0);
+  }
+
+  /** Fails the run unless a read of the stream's key j found the refCount and value bytes it expects. */
+  private check(phase: string, s: Stream, j: number, rc: number, value: Uint8Array, offset: number): void {
+    if (rc !== s.refs[j]) this.fail(phase, s.ids[j], rc, `should have refCount ${s.refs[j]}`);
+    if (!sameValue(s, j, value, offset)) this.fail(phase, s.ids[j], rc, 'has the wrong value bytes');
   }
 
   async get(): Promise<void> {
@@ -158,10 +160,7 @@ class Runner {
     await this.rate('getMany', s.count, (from, to) => {
       for (let b = from; b < to; b += GET_MANY) {
         const end = Math.min(to, b + GET_MANY);
-        many(s.keys.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b, (k, rc, values, offset) => {
-          if (rc !== 1) this.fail('getMany', s.ids[b + k], rc, 'should have refCount 1');
-          if (!sameValue(s, b + k, values, offset)) this.fail('getMany', s.ids[b + k], rc, 'has the wrong value bytes');
-        });
+        many(s.keys.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b, (k, rc, values, offset) => this.check('getMany', s, b + k, rc, values, offset));
       }
     });
   }
@@ -189,9 +188,7 @@ class Runner {
     const pairs = Math.floor(live.count / 2);
     await this.rate('mixed', pairs * 2, (from, to) => store.writeBatch(() => {
       for (let j = from >> 1; j < to >> 1; j++) {
-        const rc = store.get(live.keys, j * KEY_BYTES, out);
-        if (rc !== live.refs[j]) this.fail('mixed', live.ids[j], rc, `should have refCount ${live.refs[j]}`);
-        if (!sameValue(live, j, out)) this.fail('mixed', live.ids[j], rc, 'has the wrong value bytes');
+        this.check('mixed', live, j, store.get(live.keys, j * KEY_BYTES, out), out, 0);
         store.put(absent, j * KEY_BYTES, values, j * VALUE_BYTES);
       }
     }));

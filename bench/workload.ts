@@ -69,8 +69,8 @@ export function mix32(x: number): number {
  * One phase's operands, copied before timing into the order the phase visits them, so that its
  * timed loop reads keys and expected values front to back. Read in a shuffled order straight from
  * the key set instead, every operation would also pay two random reads of the harness's own
- * buffers (hundreds of MB at 10M): a cache and TLB miss each, charged alike to every store but to
- * none of them, which hid most of the differences between stores at 10M.
+ * buffers (hundreds of MB at 10M): a cache and TLB miss each, charged alike to every store but
+ * belonging to none of them, which compressed every ratio between stores.
  */
 export interface Stream {
   count: number;
