@@ -1,17 +1,18 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildWorkload, KEY_BYTES, sameValue, VALUE_BYTES, valueOf, type Stream } from '../bench/workload.js';
+import { hex } from './helpers.js';
 
 // The benchmark's figures are only as good as its workload: every phase must visit the keys it
 // claims to, with the values and refCounts the checks expect, whatever order the streams hold.
 
 const N = 5_000;
 const SEED = 0x5eed_b0c4;
-const hex = (b: Uint8Array, from: number, bytes: number): string => Buffer.from(b.buffer, b.byteOffset + from, bytes).toString('hex');
+const keyHex = (keys: Uint8Array, j: number): string => hex(keys.subarray(j * KEY_BYTES, (j + 1) * KEY_BYTES));
 
 function keysById(s: Stream): Map<number, string> {
   const m = new Map<number, string>();
-  for (let j = 0; j < s.count; j++) m.set(s.ids[j], hex(s.keys, j * KEY_BYTES, KEY_BYTES));
+  for (let j = 0; j < s.count; j++) m.set(s.ids[j], keyHex(s.keys, j));
   return m;
 }
 
@@ -31,7 +32,7 @@ test('bench streams: insert and get visit every key once, in different orders, w
     assert.is(s.values.length, s.count * VALUE_BYTES);
     for (let j = 0; j < s.count; j++) {
       const i = s.ids[j];
-      assert.is(hex(s.keys, j * KEY_BYTES, KEY_BYTES), byId.get(i), `stream key ${j} is key ${i}`);
+      assert.is(keyHex(s.keys, j), byId.get(i), `stream key ${j} is key ${i}`);
       valueOf(i, expected, 0);
       assert.ok(sameValue(s, j, expected), `stream value ${j} is value ${i}`);
     }
@@ -59,7 +60,7 @@ test('bench streams: the refCounts each phase expects follow from the updates an
 test('bench workload: the absent keys are never among the present ones, and a seed reproduces it', () => {
   const w = buildWorkload(N, SEED);
   const present = new Set(keysById(w.insert).values());
-  for (let i = 0; i < N; i++) assert.not.ok(present.has(hex(w.absent, i * KEY_BYTES, KEY_BYTES)), `absent key ${i} is present`);
+  for (let i = 0; i < N; i++) assert.not.ok(present.has(keyHex(w.absent, i)), `absent key ${i} is present`);
   const again = buildWorkload(N, SEED);
   assert.ok(again.get.keys.equals(w.get.keys) && again.live.ids.every((id, j) => id === w.live.ids[j]), 'same seed, same workload');
   const other = buildWorkload(N, SEED + 1);
