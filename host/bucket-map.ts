@@ -536,7 +536,11 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   /** Where the value of `k` is (valid until the next call into the engine), or null if absent. */
   private lookup(k: Uint8Array): ValueRef | null {
     const ix = bucketIndexOf(k, this.bits);
-    return this.storages[ix].allocated ? this.ctx.engine.read(ix, k) : null;
+    // The engine answers for a bound bucket without this layer's per-bucket object (a cache miss
+    // per get with many buckets); only an unbound one needs allocated(), which binds a lazy bucket.
+    const ref = this.ctx.engine.read(ix, k);
+    if (ref !== undefined) return ref;
+    return this.storages[ix].allocated ? (this.ctx.engine.read(ix, k) as ValueRef | null) : null;
   }
 
   /** Map-style write of [slotList, refCount]; returns the map. */

@@ -211,7 +211,7 @@ export class Bucket<T> {
   readKey(k: Uint8Array): Entry<T> | undefined {
     if (!this.storage.allocated) return undefined;
     const ref = this.ctx.engine.read(this.index, k);
-    return ref === null ? undefined : this.decode(ref);
+    return ref == null ? undefined : this.decode(ref);
   }
 
   removeKey(k: Uint8Array): boolean {

@@ -80,7 +80,11 @@ export interface Engine {
   /** (Re)binds a bucket after it is opened, allocated or grown. */
   bind(ix: number, files: BucketFiles): void;
   unbind(ix: number): void;
-  read(ix: number, key: Uint8Array): ValueRef | null;
+  /**
+   * Looks `key` up in bucket `ix`: its value, null if absent, or undefined if the bucket is not
+   * bound (it has no files yet, or is opened lazily and not yet mapped: ask BucketStorage.allocated).
+   */
+  read(ix: number, key: Uint8Array): ValueRef | null | undefined;
   /** Upsert from `input`; returns PUT_NEW, PUT_UPDATED, INDEX_FULL or DATA_FULL (table.ts). */
   put(ix: number, key: Uint8Array, slots: number, refCount: number): number;
   remove(ix: number, key: Uint8Array): boolean;
@@ -191,8 +195,9 @@ export class HostEngine implements Engine {
     this.tables[ix] = undefined;
   }
 
-  read(ix: number, key: Uint8Array): ValueRef | null {
-    const table = this.tables[ix] as Table;
+  read(ix: number, key: Uint8Array): ValueRef | null | undefined {
+    const table = this.tables[ix];
+    if (table === undefined) return undefined;
     return table.read(key, 0) ? table.out : null;
   }
 

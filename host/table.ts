@@ -44,6 +44,14 @@ function homeCell(lo: number, capacity: number): number {
   return ((lo >>> 0) % (capacity >>> 0)) >>> 0;
 }
 
+/**
+ * The ctrl word of cell `slot` of the page at byte `base`, read through the page's word view: one
+ * view serves a whole probe (the u16 view is kept for stores, which must be single 16-bit writes).
+ */
+function ctrlIn(words: Int32Array, base: number, slot: number): number {
+  return (words[(base >>> 2) + (slot >>> 1)] >>> ((slot & 1) << 4)) & 0xffff;
+}
+
 /** A cache line in 32-bit words: batch prefetches step through a probe's first cells this far. */
 export const PREFETCH_STRIDE = 16;
 
@@ -91,22 +99,49 @@ export interface ValueRef {
   off: number;
 }
 
+/**
+ * Scratch shared by every table (calls never interleave). With 1,024 buckets, each table's own
+ * scratch and views were a dozen objects per bucket that a get in a random bucket found cold:
+ * chains of cache misses before the index was even reached. Shared, they stay in cache.
+ */
+const KEY_WORDS = new Int32Array(8);
+const OUT: ValueRef = { kind: 0, refCount: 0, slots: 0, buf: new Uint8Array(0), off: 0 };
+const VALUE = new Uint8Array(16);
+const VALUE_WORDS = new Uint32Array(VALUE.buffer);
+const JOURNAL_BODY = new Uint8Array(32);
+const JOURNAL_BODY_WORDS = new Uint32Array(JOURNAL_BODY.buffer);
+
 export class Table {
-  readonly maxSearch: number;
-  readonly elementSize: number;
+  // What a probe reads comes first, so that it shares the object's first cache lines. Segment 0's
+  // views are held directly (nearly every index has one segment): a view in an array costs two
+  // more dependent loads, each a likely cache miss with many buckets.
   seedLo = 0;
   seedHi = 0;
-
-  index!: MappedFile;
   capacity = 0;
   private pagesPerSegment = 1;
   private window = 0;
+  private words0: Int32Array = new Int32Array(0);
+  private bytes0: Uint8Array = new Uint8Array(0);
+  private halves0: Uint16Array = new Uint16Array(0);
+  // Where the last failed probe would insert, its distance, and whether a run must shift.
+  private insAt = -1;
+  private insDist = 0;
+  private insShift = false;
+  private tag = 0;
+  /** Sink of the early load of a probe's home cell (kept so it is not optimised away). */
+  private warm = 0;
+  /** Segment of the cell last located by pageOffset(). */
+  seg = 0;
+
+  readonly maxSearch: number;
+  readonly elementSize: number;
+  index!: MappedFile;
   u8: Uint8Array[] = [];
   private u16: Uint16Array[] = [];
   u32: Uint32Array[] = [];
   private i32: Int32Array[] = [];
   /** The words of the key being looked up (filled by the hash). */
-  private readonly keyWords = new Int32Array(8);
+  private readonly keyWords = KEY_WORDS;
   readonly data: Array<DataFile | null> = new Array<DataFile | null>(SIZE_CLASSES).fill(null);
 
   /** Live entries, and occupied cells per data class (kept exact; saved by flush). */
@@ -115,21 +150,14 @@ export class Table {
   /** Size class whose data file was missing or full, after put() returned DATA_FULL. */
   fullClass = 0;
 
-  readonly out: ValueRef = { kind: 0, refCount: 0, slots: 0, buf: new Uint8Array(0), off: 0 };
+  readonly out: ValueRef = OUT;
 
   private random = 0x9e3779b9;
   private journalSeq = 0;
-  // Where the last failed probe would insert, its distance, and whether a run must shift.
-  private insAt = -1;
-  private insDist = 0;
-  private insShift = false;
-  private tag = 0;
-  /** Sink of the early load of a probe's home cell (kept so it is not optimised away). */
-  private warm = 0;
-  private readonly value = new Uint8Array(16);
-  private readonly value32 = new Uint32Array(this.value.buffer);
-  private readonly journalBody = new Uint8Array(32);
-  private readonly journalBody32 = new Uint32Array(this.journalBody.buffer);
+  private readonly value = VALUE;
+  private readonly value32 = VALUE_WORDS;
+  private readonly journalBody = JOURNAL_BODY;
+  private readonly journalBody32 = JOURNAL_BODY_WORDS;
 
   constructor(maxSearch: number, elementSize: number, randomSeed = 0x9e3779b9) {
     this.maxSearch = maxSearch;
@@ -146,6 +174,9 @@ export class Table {
     this.u16 = file.segments.map((b) => new Uint16Array(b.buffer, b.byteOffset, b.length >>> 1));
     this.u32 = file.segments.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2));
     this.i32 = file.segments.map((b) => new Int32Array(b.buffer, b.byteOffset, b.length >>> 2));
+    this.words0 = this.i32[0];
+    this.bytes0 = this.u8[0];
+    this.halves0 = this.u16[0];
     this.seedLo = seedLo | 0;
     this.seedHi = seedHi | 0;
   }
@@ -157,7 +188,6 @@ export class Table {
   // ── cell addressing ────────────────────────────────────────────────────────────────────────────
 
   /** Byte offset of cell `c`'s page within its segment; sets `seg`. */
-  seg = 0;
   private pageOffset(c: number): number {
     const page = (c / CELLS_PER_PAGE) | 0;
     const s = (page / this.pagesPerSegment) | 0;
@@ -165,14 +195,27 @@ export class Table {
     return HEADER_BYTES + (page - s * this.pagesPerSegment) * PAGE_BYTES;
   }
 
+  /** Segment `s`'s views (segment 0's without going through the arrays). */
+  bytesOf(s: number): Uint8Array {
+    return s === 0 ? this.bytes0 : this.u8[s];
+  }
+
+  private wordsOf(s: number): Int32Array {
+    return s === 0 ? this.words0 : this.i32[s];
+  }
+
+  private halvesOf(s: number): Uint16Array {
+    return s === 0 ? this.halves0 : this.u16[s];
+  }
+
   ctrl(c: number): number {
     const base = this.pageOffset(c);
-    return this.u16[this.seg][(base >>> 1) + (c % CELLS_PER_PAGE)];
+    return ctrlIn(this.wordsOf(this.seg), base, c % CELLS_PER_PAGE);
   }
 
   private setCtrl(c: number, value: number): void {
     const base = this.pageOffset(c);
-    this.u16[this.seg][(base >>> 1) + (c % CELLS_PER_PAGE)] = value;
+    this.halvesOf(this.seg)[(base >>> 1) + (c % CELLS_PER_PAGE)] = value;
   }
 
   /** Byte offset of cell `c` within its segment; sets `seg`. */
@@ -182,7 +225,7 @@ export class Table {
 
   cellSegment(c: number): Uint8Array {
     this.pageOffset(c);
-    return this.u8[this.seg];
+    return this.bytesOf(this.seg);
   }
 
   private next(c: number): number {
@@ -220,7 +263,7 @@ export class Table {
     const c = homeCell(lo, this.capacity);
     const base = this.pageOffset(c);
     const slot = c % CELLS_PER_PAGE;
-    const words = this.i32[this.seg];
+    const words = this.wordsOf(this.seg);
     views[i] = words;
     ctrlAt[i] = (base >>> 2) + (slot >>> 1);
     cellAt[i] = Math.min((base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2, words.length - PREFETCH_STRIDE - 1);
@@ -238,12 +281,11 @@ export class Table {
     let seg = (page / perSegment) | 0;
     let pageInSeg = page - seg * perSegment;
     let base = HEADER_BYTES + pageInSeg * PAGE_BYTES;
-    let ctrls = this.u16[seg];
-    let words = this.i32[seg];
+    let words = this.wordsOf(seg);
     // Start loading the home cell's key now: its line and the ctrl line then miss together.
     this.warm = words[(base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2];
     for (let d = 0; d < this.window; d++) {
-      const ctl = ctrls[(base >>> 1) + slot];
+      const ctl = ctrlIn(words, base, slot);
       const cd = ctl & 0xff;
       if (cd === 0 || cd - 1 < d) {
         this.insAt = c;
@@ -266,8 +308,7 @@ export class Table {
         seg = 0;
         pageInSeg = 0;
         base = HEADER_BYTES;
-        ctrls = this.u16[0];
-        words = this.i32[0];
+        words = this.words0;
       } else if (slot === CELLS_PER_PAGE) {
         slot = 0;
         base += PAGE_BYTES;
@@ -275,7 +316,6 @@ export class Table {
           seg++;
           pageInSeg = 0;
           base = HEADER_BYTES;
-          ctrls = this.u16[seg];
           words = this.i32[seg];
         }
       }
@@ -295,23 +335,25 @@ export class Table {
   /** Fills `out` from live cell `c`; a damaged cell is CORRUPT (nothing garbage is returned). */
   readCell(c: number): void {
     const out = this.out;
-    const kind = this.ctrl(c) >>> CTRL_KIND_SHIFT;
-    const off = this.cellOffset(c) + 32;
-    const bytes = this.u8[this.seg];
+    const slot = c % CELLS_PER_PAGE;
+    const base = this.pageOffset(c);
+    const kind = ctrlIn(this.wordsOf(this.seg), base, slot) >>> CTRL_KIND_SHIFT;
+    const off = base + PAGE_HEADER_BYTES + slot * CELL_BYTES + 32;
+    const bytes = this.bytesOf(this.seg);
     out.kind = kind;
     if (kind === KIND_INLINE) {
-      out.refCount = 1 + this.u8[this.seg][this.extraOffset(c)];
+      out.refCount = 1 + bytes[base + PAGE_EXTRA_OFFSET + slot];
       out.slots = 1;
       out.buf = bytes;
       out.off = off;
     } else if (kind === KIND_ZERO) {
-      const words = this.u32[this.seg];
-      out.refCount = words[off >>> 2] + words[(off >>> 2) + 1] * TWO_32;
+      const words = this.wordsOf(this.seg);
+      out.refCount = (words[off >>> 2] >>> 0) + (words[(off >>> 2) + 1] >>> 0) * TWO_32;
       out.slots = 0;
       out.buf = bytes;
       out.off = off;
     } else if (kind === KIND_DATA) {
-      const slots = this.u32[this.seg][(off >>> 2) + 2];
+      const slots = this.wordsOf(this.seg)[(off >>> 2) + 2] >>> 0;
       const cell = this.dataRefAt(c, bytes, off);
       if (slots === 0 || slots > 2 ** this.refClass) throw this.damaged(c, `holds ${slots} elements in size class ${this.refClass}`);
       const data = this.data[this.refClass] as DataFile;
@@ -378,7 +420,7 @@ export class Table {
     if (end >= 0) this.shiftRight(at, end);
     this.buildValue(kind, sizeClass, dataCell, list, loff, slots, refCount);
     const off = this.cellOffset(at);
-    const bytes = this.u8[this.seg];
+    const bytes = this.bytesOf(this.seg);
     for (let i = 0; i < 32; i++) bytes[off + i] = key[koff + i];
     bytes.set(this.value, off + 32);
     bytes[this.extraOffset(at)] = inline ? refCount - 1 : 0;
@@ -395,7 +437,7 @@ export class Table {
     let oldClass = 0;
     if (oldKind === KIND_DATA) {
       const at = this.cellOffset(c) + 32;
-      oldData = this.dataRefAt(c, this.u8[this.seg], at);
+      oldData = this.dataRefAt(c, this.bytesOf(this.seg), at);
       oldClass = this.refClass;
     } else if (oldKind === 0) {
       throw this.damaged(c, 'is live but has no kind');
@@ -413,14 +455,14 @@ export class Table {
     const newCtrl = (oldCtrl & 0x3fff) | (kind << CTRL_KIND_SHIFT);
     const extra = kind === KIND_INLINE ? refCount - 1 : 0;
     const off = this.cellOffset(c) + 32;
-    const bytes = this.u8[this.seg];
+    const bytes = this.bytesOf(this.seg);
     if (newCtrl === oldCtrl && kind !== KIND_DATA) {
       let same = true;
       for (let i = 0; i < 16; i++) if (bytes[off + i] !== this.value[i]) same = false;
       if (same) {
         // Only the refCount of an inline entry changes: one byte, one store, no journal.
         const at = this.extraOffset(c);
-        if (this.u8[this.seg][at] !== extra) this.u8[this.seg][at] = extra;
+        if (this.bytesOf(this.seg)[at] !== extra) this.bytesOf(this.seg)[at] = extra;
         return PUT_UPDATED;
       }
     }
@@ -439,7 +481,7 @@ export class Table {
     if (c < 0) return -1;
     if (this.ctrl(c) >>> CTRL_KIND_SHIFT !== KIND_INLINE) return -2;
     const at = this.extraOffset(c);
-    const bytes = this.u8[this.seg];
+    const bytes = this.bytesOf(this.seg);
     const rc = 1 + bytes[at] + delta;
     if (rc < 1 || rc > MAX_INLINE_REFCOUNT) return -2;
     bytes[at] = rc - 1;
@@ -463,7 +505,7 @@ export class Table {
     let oldData = -1;
     let oldClass = 0;
     if (kind === KIND_DATA) {
-      oldData = this.dataRefAt(c, this.u8[this.seg], this.cellOffset(c) + 32);
+      oldData = this.dataRefAt(c, this.bytesOf(this.seg), this.cellOffset(c) + 32);
       oldClass = this.refClass;
     } else if (kind === 0) {
       throw this.damaged(c, 'is live but has no kind');
@@ -512,14 +554,14 @@ export class Table {
     const ts = (tp / perSegment) | 0;
     const tslot = to - tp * CELLS_PER_PAGE;
     const tbase = HEADER_BYTES + (tp - ts * perSegment) * PAGE_BYTES;
-    const fw = this.u32[fs];
-    const tw = this.u32[ts];
+    const fw = this.wordsOf(fs);
+    const tw = this.wordsOf(ts);
     const fc = (fbase + PAGE_HEADER_BYTES + fslot * CELL_BYTES) >>> 2;
     const tc = (tbase + PAGE_HEADER_BYTES + tslot * CELL_BYTES) >>> 2;
     for (let i = 0; i < CELL_BYTES / 4; i++) tw[tc + i] = fw[fc + i];
-    this.u8[ts][tbase + PAGE_EXTRA_OFFSET + tslot] = this.u8[fs][fbase + PAGE_EXTRA_OFFSET + fslot];
-    this.u16[ts][(tbase >>> 1) + tslot] = ctrl;
-    this.u16[fs][(fbase >>> 1) + fslot] = 0;
+    this.bytesOf(ts)[tbase + PAGE_EXTRA_OFFSET + tslot] = this.bytesOf(fs)[fbase + PAGE_EXTRA_OFFSET + fslot];
+    this.halvesOf(ts)[(tbase >>> 1) + tslot] = ctrl;
+    this.halvesOf(fs)[(fbase >>> 1) + fslot] = 0;
   }
 
   /** Backward-shift after freeing cell `hole`: pulls the rest of the run one cell closer to home. */
@@ -569,8 +611,8 @@ export class Table {
     head32[J_CHECK >>> 2] = hashKey(body, 0, JOURNAL_SEED_LO, JOURNAL_SEED_HI);
     head32[J_COMMIT >>> 2] = this.journalSeq;
     const off = this.cellOffset(c) + 32;
-    this.u8[this.seg].set(this.value, off);
-    this.u8[this.seg][this.extraOffset(c)] = extra;
+    this.bytesOf(this.seg).set(this.value, off);
+    this.bytesOf(this.seg)[this.extraOffset(c)] = extra;
     this.setCtrl(c, ctrl);
     head32[J_COMMIT >>> 2] = 0;
   }
@@ -602,7 +644,7 @@ export class Table {
       const to = this.cellOffset(at) >>> 2;
       const words = this.u32[this.seg];
       for (let i = 0; i < CELL_BYTES / 4; i++) words[to + i] = from[(off >>> 2) + i];
-      this.u8[this.seg][this.extraOffset(at)] = extra;
+      this.bytesOf(this.seg)[this.extraOffset(at)] = extra;
       this.setCtrl(at, (this.insDist + 1) | (this.tag << 8) | (ctl & 0xc000));
       this.count++;
     }
@@ -637,7 +679,7 @@ export class Table {
   /** Copies the key of cell `c` into `out[outOff..outOff+32)`. */
   copyKey(c: number, out: Uint8Array, outOff: number): void {
     const off = this.cellOffset(c);
-    const bytes = this.u8[this.seg];
+    const bytes = this.bytesOf(this.seg);
     for (let i = 0; i < 32; i++) out[outOff + i] = bytes[off + i];
   }
 
@@ -645,7 +687,7 @@ export class Table {
   dataRef(c: number): [number, number] | null {
     if (this.ctrl(c) >>> CTRL_KIND_SHIFT !== KIND_DATA) return null;
     const off = this.cellOffset(c) + 32;
-    const cell = this.dataRefAt(c, this.u8[this.seg], off);
+    const cell = this.dataRefAt(c, this.bytesOf(this.seg), off);
     return [this.refClass, cell];
   }
 
@@ -664,7 +706,7 @@ export class Table {
     const extra = words[7];
     if (cell >= this.capacity || ctrl > 0xffff || (ctrl & 0xff) === 0 || ctrl >>> CTRL_KIND_SHIFT === 0 || extra > 255) return 'invalid';
     this.cellSegment(cell).set(body.subarray(8, 24), this.cellOffset(cell) + 32);
-    this.u8[this.seg][this.extraOffset(cell)] = extra;
+    this.bytesOf(this.seg)[this.extraOffset(cell)] = extra;
     this.setCtrl(cell, ctrl);
     head32[J_COMMIT >>> 2] = 0;
     return 'applied';

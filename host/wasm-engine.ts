@@ -294,7 +294,8 @@ export class WasmEngine implements Engine {
     return corrupt(index.segmentPaths[segment] ?? index.name, `index cell ${cell} is damaged (a live cell without a valid kind or data reference)`);
   }
 
-  read(ix: number, key: Uint8Array): ValueRef | null {
+  read(ix: number, key: Uint8Array): ValueRef | null | undefined {
+    if (this.bound[ix] === undefined) return undefined;
     this.setKey(key);
     const found = this.core.get(ix);
     if (found === 0) return null;
