@@ -104,6 +104,7 @@ export interface ValueRef {
  * scratch and views were a dozen objects per bucket that a get in a random bucket found cold:
  * chains of cache misses before the index was even reached. Shared, they stay in cache.
  */
+/** The words of the key being looked up (filled by the hash). */
 const KEY_WORDS = new Int32Array(8);
 const OUT: ValueRef = { kind: 0, refCount: 0, slots: 0, buf: new Uint8Array(0), off: 0 };
 const VALUE = new Uint8Array(16);
@@ -140,8 +141,6 @@ export class Table {
   private u16: Uint16Array[] = [];
   u32: Uint32Array[] = [];
   private i32: Int32Array[] = [];
-  /** The words of the key being looked up (filled by the hash). */
-  private readonly keyWords = KEY_WORDS;
   readonly data: Array<DataFile | null> = new Array<DataFile | null>(SIZE_CLASSES).fill(null);
 
   /** Live entries, and occupied cells per data class (kept exact; saved by flush). */
@@ -154,10 +153,6 @@ export class Table {
 
   private random = 0x9e3779b9;
   private journalSeq = 0;
-  private readonly value = VALUE;
-  private readonly value32 = VALUE_WORDS;
-  private readonly journalBody = JOURNAL_BODY;
-  private readonly journalBody32 = JOURNAL_BODY_WORDS;
 
   constructor(maxSearch: number, elementSize: number, randomSeed = 0x9e3779b9) {
     this.maxSearch = maxSearch;
@@ -248,8 +243,8 @@ export class Table {
    * (insAt/insDist/insShift, insAt = -1 if the window has no room).
    */
   probe(key: Uint8Array, koff: number): number {
-    const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, this.keyWords);
-    return this.probeHashed(lo, hashHi >>> 26, this.keyWords, 0);
+    const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, KEY_WORDS);
+    return this.probeHashed(lo, hashHi >>> 26, KEY_WORDS, 0);
   }
 
   /**
@@ -380,8 +375,8 @@ export class Table {
    * attempt: on INDEX_FULL / DATA_FULL nothing has been written.
    */
   put(key: Uint8Array, koff: number, list: Uint8Array, loff: number, slots: number, refCount: number): number {
-    const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, this.keyWords);
-    return this.putHashed(lo, hashHi >>> 26, this.keyWords, 0, key, koff, list, loff, slots, refCount);
+    const lo = hashKeyWords(key, koff, this.seedLo, this.seedHi, KEY_WORDS);
+    return this.putHashed(lo, hashHi >>> 26, KEY_WORDS, 0, key, koff, list, loff, slots, refCount);
   }
 
   /** put() of a key whose hash is (lo, tag) and whose words are at kw[ko..ko+8). */
@@ -422,7 +417,7 @@ export class Table {
     const off = this.cellOffset(at);
     const bytes = this.bytesOf(this.seg);
     for (let i = 0; i < 32; i++) bytes[off + i] = key[koff + i];
-    bytes.set(this.value, off + 32);
+    bytes.set(VALUE, off + 32);
     bytes[this.extraOffset(at)] = inline ? refCount - 1 : 0;
     this.setCtrl(at, (dist + 1) | (this.tag << 8) | (kind << CTRL_KIND_SHIFT));
     this.count++;
@@ -458,7 +453,7 @@ export class Table {
     const bytes = this.bytesOf(this.seg);
     if (newCtrl === oldCtrl && kind !== KIND_DATA) {
       let same = true;
-      for (let i = 0; i < 16; i++) if (bytes[off + i] !== this.value[i]) same = false;
+      for (let i = 0; i < 16; i++) if (bytes[off + i] !== VALUE[i]) same = false;
       if (same) {
         // Only the refCount of an inline entry changes: one byte, one store, no journal.
         const at = this.extraOffset(c);
@@ -577,10 +572,10 @@ export class Table {
     }
   }
 
-  /** The 16-byte value of a cell into `this.value`. */
+  /** The 16-byte value of a cell into `VALUE`. */
   private buildValue(kind: number, sizeClass: number, dataCell: number, list: Uint8Array, loff: number, slots: number, refCount: number): void {
-    const v = this.value;
-    const w = this.value32;
+    const v = VALUE;
+    const w = VALUE_WORDS;
     w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0;
     if (kind === KIND_INLINE) {
       for (let i = 0; i < this.elementSize; i++) v[i] = list[loff + i];
@@ -596,22 +591,22 @@ export class Table {
     }
   }
 
-  /** Writes `this.value`, `ctrl` and the extra byte into live cell `c` through the journal. */
+  /** Writes `VALUE`, `ctrl` and the extra byte into live cell `c` through the journal. */
   private journaledUpdate(c: number, ctrl: number, extra: number): void {
     const head = this.u8[0];
     const head32 = this.u32[0];
-    const body = this.journalBody;
-    const body32 = this.journalBody32;
+    const body = JOURNAL_BODY;
+    const body32 = JOURNAL_BODY_WORDS;
     body32[0] = c;
     body32[1] = ctrl;
-    body.set(this.value, 8);
+    body.set(VALUE, 8);
     body32[6] = ++this.journalSeq;
     body32[7] = extra;
     head.set(body, J_BODY);
     head32[J_CHECK >>> 2] = hashKey(body, 0, JOURNAL_SEED_LO, JOURNAL_SEED_HI);
     head32[J_COMMIT >>> 2] = this.journalSeq;
     const off = this.cellOffset(c) + 32;
-    this.bytesOf(this.seg).set(this.value, off);
+    this.bytesOf(this.seg).set(VALUE, off);
     this.bytesOf(this.seg)[this.extraOffset(c)] = extra;
     this.setCtrl(c, ctrl);
     head32[J_COMMIT >>> 2] = 0;
