@@ -99,12 +99,12 @@ export interface ValueRef {
   off: number;
 }
 
-/**
+/*
  * Scratch shared by every table (calls never interleave). With 1,024 buckets, each table's own
  * scratch and views were a dozen objects per bucket that a get in a random bucket found cold:
  * chains of cache misses before the index was even reached. Shared, they stay in cache.
+ * KEY_WORDS holds the words of the key being looked up (filled by the hash).
  */
-/** The words of the key being looked up (filled by the hash). */
 const KEY_WORDS = new Int32Array(8);
 const OUT: ValueRef = { kind: 0, refCount: 0, slots: 0, buf: new Uint8Array(0), off: 0 };
 const VALUE = new Uint8Array(16);
@@ -149,7 +149,10 @@ export class Table {
   /** Size class whose data file was missing or full, after put() returned DATA_FULL. */
   fullClass = 0;
 
-  readonly out: ValueRef = OUT;
+  /** What the last readCell() found; shared by all tables, so valid until the next call. */
+  get out(): ValueRef {
+    return OUT;
+  }
 
   private random = 0x9e3779b9;
   private journalSeq = 0;
@@ -329,7 +332,7 @@ export class Table {
 
   /** Fills `out` from live cell `c`; a damaged cell is CORRUPT (nothing garbage is returned). */
   readCell(c: number): void {
-    const out = this.out;
+    const out = OUT;
     const slot = c % CELLS_PER_PAGE;
     const base = this.pageOffset(c);
     const kind = ctrlIn(this.wordsOf(this.seg), base, slot) >>> CTRL_KIND_SHIFT;
@@ -457,7 +460,7 @@ export class Table {
       if (same) {
         // Only the refCount of an inline entry changes: one byte, one store, no journal.
         const at = this.extraOffset(c);
-        if (this.bytesOf(this.seg)[at] !== extra) this.bytesOf(this.seg)[at] = extra;
+        if (bytes[at] !== extra) bytes[at] = extra;
         return PUT_UPDATED;
       }
     }
