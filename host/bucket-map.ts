@@ -14,7 +14,7 @@ import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
 import { bucketIndexOf, toKeyBytes, type Key } from './keys.js';
-import { DEFAULT_SEGMENT_BYTES, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
+import { COMPACT_LOAD, DEFAULT_SEGMENT_BYTES, LOAD_MAX_D, LOAD_MAX_N, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
 import { Manifest } from './manifest.js';
 import { CloseRecord } from './close-record.js';
 import { Counters, type BucketMapStats } from './stats.js';
@@ -55,6 +55,23 @@ export interface BucketMapConfig<T = Uint8Array> {
 export interface FlushOptions {
   /** Also msync every mapping and fsync files and folders, so the state survives power loss. */
   durable?: boolean;
+}
+
+export interface CompactOptions {
+  /**
+   * Live entries per index cell to size each index for, above 0 and at most 0.9 (where growth
+   * starts); default 0.85. The closer to 0.9, the less disk and the sooner the next growth.
+   */
+  load?: number;
+}
+
+/** What compact() did. */
+export interface CompactReport {
+  /** Buckets whose index was rebuilt smaller. */
+  buckets: number;
+  /** Bytes of index files given back (the files' sizes before less after). */
+  bytesFreed: number;
+  ms: number;
 }
 
 const DEFAULT_MAX_SEARCH = 32;
@@ -610,6 +627,38 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     this.ctx.counters.lastFlushMs = ms;
   }
 
+  /**
+   * Gives back the disk that deletes left behind: index files only grow, so a bucket that once held
+   * more entries keeps its larger file. This rebuilds every index larger than its live entries need
+   * at `load` into a smaller file (a rehash, the same crash-safe path as growth: a crash leaves the
+   * old file or the new one in force, never a mix). Data files (lists of two or more elements) are
+   * not shrunk. Takes about as long as rehashing the entries it moves; iterators in progress carry on.
+   */
+  compact(options: CompactOptions = {}): CompactReport {
+    this.enter();
+    if (options === null || typeof options !== 'object') throw new TypeError('compact options must be an object');
+    let load = COMPACT_LOAD;
+    if (options.load !== undefined) {
+      if (typeof options.load !== 'number') throw new TypeError(`load must be a number, got ${typeof options.load}`);
+      if (!(options.load > 0 && options.load * LOAD_MAX_D <= LOAD_MAX_N)) {
+        throw new RangeError(`load must be above 0 and at most ${LOAD_MAX_N / LOAD_MAX_D}, got ${options.load}`);
+      }
+      load = options.load;
+    }
+    const started = performance.now();
+    const report: CompactReport = { buckets: 0, bytesFreed: 0, ms: 0 };
+    for (const storage of this.storages) {
+      const freed = storage.compactIndex(load);
+      if (freed === 0) continue;
+      report.buckets++;
+      report.bytesFreed += freed;
+      const bucket = this.buckets[storage.ix];
+      if (bucket !== undefined) bucket.version++;
+    }
+    report.ms = performance.now() - started;
+    return report;
+  }
+
   /** Flushes and releases everything. Idempotent; later calls to other methods throw CLOSED. */
   close(): void {
     if (this.closed) return;
@@ -762,6 +811,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       buckets: { total: this.ctx.maxBuckets, allocated, minEntries, maxEntries },
       index: {
         resizes: c.indexResizes, failedResizes: c.failedIndexResizes, reseeds: c.reseeds, resizeMs: c.indexResizeMs,
+        compactions: c.indexCompactions, compactMs: c.indexCompactMs,
         files: indexFiles, bytes: indexBytes, capacity, load: capacity === 0 ? 0 : this.guard.entries / capacity,
       },
       data: { resizes: c.dataResizes, resizeMs: c.dataResizeMs, files: dataFiles, bytes: dataBytes, cells: dataCells },

@@ -389,30 +389,63 @@ export class BucketStorage {
     } else {
       pages = this.targetPages();
     }
+    this.rebuildIndex(seed, pages, (tried) => {
+      this.ctx.counters.failedIndexResizes++;
+      return this.checkedPages(nextIndexPages(tried));
+    });
+    this.ctx.counters.indexResizes++;
+    this.ctx.counters.indexResizeMs += performance.now() - started;
+  }
+
+  /**
+   * Rehashes the index into a new file of `pages` pages with `seed`'s hash seed. If some key finds
+   * no room there, tries `larger(pages)` instead, or gives up when that returns null (the old file
+   * stays in force). The new file is complete before the manifest names it, as for any growth.
+   */
+  private rebuildIndex(seed: BucketRecord, pages: number, larger: (tried: number) => number | null): boolean {
     const generation = seed.indexGen + 1;
-    for (;;) {
-      const file = this.createFile(null, generation, this.indexSpec(generation, pages, seed), this.index);
-      let ok: boolean;
+    for (let size: number | null = pages; size !== null; size = larger(size)) {
+      const file = this.createFile(null, generation, this.indexSpec(generation, size, seed), this.index);
       try {
-        ok = this.ctx.engine.rehashInto(this.ix, file);
-        if (ok) {
+        if (this.ctx.engine.rehashInto(this.ix, file)) {
           const [liveCount, dataCounts] = this.liveCounts();
-          this.switchIndex(file, generation, pages);
+          this.switchIndex(file, generation, size);
           this.bindEngine(liveCount, dataCounts);
-          break;
+          this.dirty = true;
+          this.unsynced = true;
+          return true;
         }
       } catch (err) {
         this.dropFile(file);
         throw err;
       }
-      this.ctx.counters.failedIndexResizes++;
       this.dropFile(file);
-      pages = this.checkedPages(nextIndexPages(pages));
     }
-    this.dirty = true;
-    this.unsynced = true;
-    this.ctx.counters.indexResizes++;
-    this.ctx.counters.indexResizeMs += performance.now() - started;
+    return false;
+  }
+
+  /**
+   * Rebuilds the index at `load` (live entries per cell) when that takes fewer pages than it has:
+   * files never shrink on their own, so after many deletes this is how their disk comes back.
+   * Rehashing can fail at a high load (a window overflows); each retry adds an eighth, and the
+   * index stays as it is once a retry would be no smaller. Returns the bytes freed.
+   */
+  compactIndex(load: number): number {
+    if (!this.allocated) return 0;
+    const before = this.index as MappedFile;
+    const current = before.spec.totalRecords;
+    const count = this.ctx.engine.count(this.ix);
+    const pages = Math.max(INITIAL_INDEX_PAGES, Math.ceil(count / load / CELLS_PER_PAGE));
+    if (pages >= current) return 0;
+    const started = performance.now();
+    const done = this.rebuildIndex(copyRecord(this.record as BucketRecord), pages, (tried) => {
+      const next = tried + Math.ceil(tried / 8);
+      return next < current ? next : null;
+    });
+    this.ctx.counters.indexCompactMs += performance.now() - started;
+    if (!done) return 0;
+    this.ctx.counters.indexCompactions++;
+    return before.bytes - (this.index as MappedFile).bytes;
   }
 
   /** Makes `file` the bucket's index: manifest first (the commit point), then the old file goes. */

@@ -1,5 +1,5 @@
 /** bucket-map: a disk-backed, memory-mapped hash map keyed by 32-byte public keys. */
-export { BucketMap, type BucketMapConfig, type FlushOptions } from './bucket-map.js';
+export { BucketMap, type BucketMapConfig, type CompactOptions, type CompactReport, type FlushOptions } from './bucket-map.js';
 export { Bucket, NoSpace, type BucketItem, type Entry } from './bucket.js';
 export { codecs, type ElementCodec } from './codecs.js';
 export { BucketMapError, codes, type BucketMapErrorCode } from './errors.js';

@@ -163,6 +163,8 @@ export const RESEED_BELOW_LOAD = 0.5;
 export const RESEED_MIN_SEARCH = 16;
 /** setAnticipatedCount(n) sizes the index for n entries at this load. */
 export const ANTICIPATED_LOAD = 0.8;
+/** compact() sizes each index for its live entries at this load unless told otherwise. */
+export const COMPACT_LOAD = 0.85;
 /** A data file starts with 2^5 cells, fewer if that would exceed DATA_INITIAL_MAX_BYTES. */
 export const DATA_INITIAL_POW2 = 5;
 export const DATA_INITIAL_MAX_BYTES = 1 << 20;

@@ -4,6 +4,8 @@ export class Counters {
   failedIndexResizes = 0;
   reseeds = 0;
   indexResizeMs = 0;
+  indexCompactions = 0;
+  indexCompactMs = 0;
   dataResizes = 0;
   dataResizeMs = 0;
   filesCreated = 0;
@@ -32,6 +34,9 @@ export interface BucketMapStats {
     /** Rehashes with a new seed after a probe window overflowed at low load (keys aimed at it). */
     reseeds: number;
     resizeMs: number;
+    /** Indexes rebuilt smaller by compact(), and the time compact() spent (including attempts that gained nothing). */
+    compactions: number;
+    compactMs: number;
     files: number;
     bytes: number;
     /** Cells of all index files together. */

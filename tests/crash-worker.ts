@@ -3,7 +3,8 @@
  * (inserts and updates with slot lists of 0–4 elements, deletes, enough keys to grow index and
  * data files), flushing every `flushEvery` operations (every fourth flush durable). After each
  * flush it appends "S <ops done>" to the log, and "F <ops done>" once the flush returns; every 25
- * operations it writes "at <ops done>" to stdout. The parent kills it with SIGKILL at random.
+ * operations it writes "at <ops done>" to stdout. Around a compaction it appends "C <ops done>" and
+ * "c <ops done>" to the log. The parent kills it with SIGKILL at random.
  *
  * argv: configJson seed ops flushEvery logFile
  */
@@ -19,9 +20,15 @@ process.stdout.write(`ready deferred ${map.stats().open.deferredBuckets}\n`);
 let done = 0;
 let flushes = 0;
 for (const op of crashWorkload(Number(seedArg), Number(opsArg))) {
-  if (op.kind === 'insert') map.insert(op.key, op.list, op.refCount);
-  else if (op.kind === 'update') map.update(op.key, () => [op.list, op.refCount]);
-  else map.deleteKey(op.key);
+  switch (op.kind) {
+    case 'insert': map.insert(op.key, op.list, op.refCount); break;
+    case 'update': map.update(op.key, () => [op.list, op.refCount]); break;
+    case 'delete': map.deleteKey(op.key); break;
+    case 'compact':
+      fs.appendFileSync(logFile, `C ${done}\n`);
+      map.compact({ load: op.load });
+      fs.appendFileSync(logFile, `c ${done}\n`);
+  }
   done++;
   if (done % flushEvery === 0) {
     fs.appendFileSync(logFile, `S ${done}\n`);

@@ -23,6 +23,9 @@ interface Tally {
   points: number;
   duringFlush: number;
   duringGrowth: number;
+  /** Kills that landed inside compact() (its "C" log line without the "c" after it). */
+  duringCompact: number;
+  compactions: number;
   duringWork: number;
   afterFinish: number;
   keysChecked: number;
@@ -78,6 +81,8 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       const log = fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean);
       const flushed = log.filter((l) => l.startsWith('F ')).map((l) => Number(l.split(' ')[1]));
       if (log.length > 0 && log[log.length - 1].startsWith('S ')) tally.duringFlush++;
+      if (log.length > 0 && log[log.length - 1].startsWith('C ')) tally.duringCompact++;
+      tally.compactions += log.filter((l) => l.startsWith('C ')).length;
       if (strayFiles(config) > 0) tally.duringGrowth++;
       const lastFlush = flushed.length === 0 ? 0 : flushed[flushed.length - 1];
       // The flush log is appended before the next operation runs, so no operation past the next
@@ -91,6 +96,7 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       const lastTouch = new Map<string, number>();
       const later = new Map<string, Set<string | undefined>>();
       ops.forEach((op, i) => {
+        if (op.kind === 'compact') return;
         const k = hex(op.key);
         const v = op.kind === 'delete' ? undefined : value(op.list, op.refCount);
         if (i < lastFlush) v === undefined ? atFlush.delete(k) : atFlush.set(k, v);
@@ -113,8 +119,8 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
         const g = got.get(k);
         const allowed = g === atFlush.get(k) || (later.get(k)?.has(g) ?? false);
         if (!allowed) {
-          const history = ops.map((op, i) => [i, op] as const).filter(([, op]) => hex(op.key) === k)
-            .map(([i, op]) => `${i}:${op.kind}${op.kind === 'delete' ? '' : `(${op.list.length},rc ${op.refCount}) ${value(op.list, op.refCount).slice(0, 12)}`}`);
+          const history = ops.map((op, i) => [i, op] as const).filter(([, op]) => op.kind !== 'compact' && hex(op.key) === k)
+            .map(([i, op]) => `${i}:${op.kind}${op.kind === 'delete' || op.kind === 'compact' ? '' : `(${op.list.length},rc ${op.refCount}) ${value(op.list, op.refCount).slice(0, 12)}`}`);
           const olderBase = base.get(k);
           console.log(`DEBUG point ${point} lastFlush ${lastFlush} lastAt ${lastAt} finished ${finished} flushes ${flushed.join(',')}`);
           console.log(`DEBUG got ${g?.slice(0, 60)}\n atFlush ${atFlush.get(k)?.slice(0, 60)}\n base ${olderBase?.slice(0, 60)}\n history ${history.join(' | ')}`);
@@ -138,7 +144,7 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
 
 test(`${POINTS} kill -9 points across both engines keep the flush promise`, async () => {
   const seed = testSeed();
-  const tally: Tally = { points: 0, duringFlush: 0, duringGrowth: 0, duringWork: 0, afterFinish: 0, keysChecked: 0, opsAfterFlush: 0, repairs: 0, onCloseRecord: 0 };
+  const tally: Tally = { points: 0, duringFlush: 0, duringGrowth: 0, duringCompact: 0, compactions: 0, duringWork: 0, afterFinish: 0, keysChecked: 0, opsAfterFlush: 0, repairs: 0, onCloseRecord: 0 };
   try {
     await Promise.all(ENGINES.map((engine, i) => chain(engine, seed + i, Math.ceil(POINTS / ENGINES.length), tally)));
   } catch (err) {
@@ -146,7 +152,7 @@ test(`${POINTS} kill -9 points across both engines keep the flush promise`, asyn
     throw err;
   }
   console.log(`    crash: ${tally.points} kill points (seed ${seed}), ${tally.duringWork} mid-workload (${tally.duringFlush} during a flush, ` +
-    `${tally.duringGrowth} during a growth), ${tally.afterFinish} after it; ${tally.onCloseRecord} opened on a close record; ` +
+    `${tally.duringGrowth} during a growth, ${tally.duringCompact} inside compact() of ${tally.compactions} started), ${tally.afterFinish} after it; ${tally.onCloseRecord} opened on a close record; ` +
     `${tally.repairs} bucket repairs; ${tally.keysChecked} key checks passed; ${tally.opsAfterFlush} completed unflushed operations all kept`);
   assert.ok(tally.points >= POINTS);
   // Every kill point but a fresh map's first starts from a map this test closed cleanly.

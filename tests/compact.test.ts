@@ -1,0 +1,185 @@
+/**
+ * compact(): index files only grow, so after many deletes a map keeps the disk of its peak; compact
+ * rebuilds each oversized index smaller. It must free that disk, keep every entry (and every
+ * deleted key gone), survive a reopen, and refuse bad options before touching anything.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BucketMap, BucketMapError, codes } from '../host/index.js';
+import { CELLS_PER_PAGE } from '../host/layout.js';
+import { SPARE_FILE_PATTERN } from '../host/storage.js';
+import { ENGINES, fingerprint, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, withSeed } from './helpers.js';
+
+const bytesOnDisk = (dir: string): number => listFiles(dir).reduce((sum, f) => sum + fs.statSync(f).size, 0);
+/** Contents of the map's files, without spares (emptied inodes a failed rehash attempt may leave for reuse). */
+const mapFiles = (dir: string): Map<string, string> => new Map([...fingerprint(dir)].filter(([f]) => !SPARE_FILE_PATTERN.test(path.basename(f))));
+
+for (const engine of ENGINES) {
+  const test = suite(`compact [${engine}]`);
+
+  test('gives back the disk of deleted entries; live entries read back, deleted keys stay gone, across a reopen', () => {
+    withSeed((rng) => {
+      const dir = tempDir();
+      const config = persistentConfig(dir, engine);
+      try {
+        let map = new BucketMap(config);
+        const keys = Array.from({ length: 20000 }, () => rng.key());
+        for (const k of keys) map.insert(k, [k.subarray(8, 24)], 1 + rng.below(3));
+        const deleted = keys.filter(() => rng.chance(0.8));
+        for (const k of deleted) assert.ok(map.deleteKey(k));
+        const before = snapshot(map);
+        const statsBefore = map.stats();
+        map.flush();
+        const diskBefore = bytesOnDisk(dir);
+
+        const report = map.compact();
+        assert.is(report.buckets, 4, 'every bucket was oversized after deleting 80%');
+        const statsAfter = map.stats();
+        assert.is(report.bytesFreed, statsBefore.index.bytes - statsAfter.index.bytes);
+        assert.ok(report.bytesFreed > statsBefore.index.bytes / 2, `freed ${report.bytesFreed} of ${statsBefore.index.bytes}`);
+        assert.is(statsAfter.index.compactions, 4);
+        assert.ok(statsAfter.index.load <= 0.85 && statsAfter.index.load > 0.75, `load after: ${statsAfter.index.load}`);
+        map.flush();
+        assert.ok(bytesOnDisk(dir) <= diskBefore - report.bytesFreed, 'the old files are gone from the drive');
+
+        assert.equal(snapshot(map), before);
+        for (const k of deleted) assert.is(map.get(k), undefined);
+        assert.ok(map.verify().ok);
+
+        map.close();
+        map = new BucketMap(config);
+        assert.equal(snapshot(map), before, 'after reopening');
+        assert.is(map.stats().open.repairedBuckets, 0, 'a clean close after compact() reopens without repairs');
+        assert.ok(map.verify().ok);
+        // The compacted index grows again as keys arrive.
+        const more = Array.from({ length: 10000 }, () => rng.key());
+        for (const k of more) map.insert(k, [k.subarray(0, 16)]);
+        for (const k of more) assert.equal(JSON.stringify(map.get(k)?.[0].map(hex)), JSON.stringify([hex(k.subarray(0, 16))]));
+        assert.is(map.size, before.size + more.length);
+        map.close();
+      } finally {
+        removeDir(dir);
+      }
+    });
+  });
+
+  test('a higher load packs tighter; an index already small enough is left alone, file for file', () => {
+    withSeed((rng) => {
+      const dir = tempDir();
+      const config = persistentConfig(dir, engine, { maxBuckets: 1 });
+      try {
+        const map = new BucketMap(config);
+        const keys = Array.from({ length: 12000 }, () => rng.key());
+        for (const k of keys) map.insert(k, [k.subarray(0, 16)]);
+        for (const k of keys.slice(0, 8000)) map.deleteKey(k);
+        const pages = (): number => map.stats().index.capacity / CELLS_PER_PAGE;
+        const peak = pages();
+        assert.is(map.compact({ load: 0.6 }).buckets, 1);
+        const atSixty = pages();
+        assert.ok(atSixty < peak);
+        assert.ok(map.compact({ load: 0.9 }).buckets === 1 && pages() < atSixty, `${pages()} pages at 0.9, ${atSixty} at 0.6`);
+        assert.ok(4000 / (pages() * CELLS_PER_PAGE) > 0.8);
+        map.flush();
+        const files = mapFiles(dir);
+        const again = map.compact({ load: 0.9 });
+        assert.equal([again.buckets, again.bytesFreed], [0, 0], 'nothing left to gain');
+        assert.is(map.compact({ load: 0.5 }).buckets, 0, 'a lower load than the index has already');
+        map.flush();
+        assert.equal(mapFiles(dir), files, 'an index left alone keeps its file');
+        for (const k of keys.slice(8000)) assert.ok(map.has(k));
+        map.close();
+      } finally {
+        removeDir(dir);
+      }
+    });
+  });
+
+  test('a window too narrow for the load: compaction settles on a larger size or none, and loses nothing', () => {
+    withSeed((rng) => {
+      // maxSearch 2 overflows long before 90% load, so the first sizes tried fail.
+      const map = new BucketMap({ maxBuckets: 2, maxSearch: 2, engine });
+      const keys = Array.from({ length: 3000 }, () => rng.key());
+      for (const k of keys) map.insert(k, [k.subarray(0, 16)], 2);
+      for (const k of keys.slice(0, 2000)) map.deleteKey(k);
+      const before = snapshot(map);
+      const capacity = map.stats().index.capacity;
+      const report = map.compact({ load: 0.9 });
+      const after = map.stats().index;
+      assert.ok(after.capacity <= capacity && after.load < 0.9, `capacity ${capacity} → ${after.capacity}, load ${after.load}`);
+      assert.is(report.bytesFreed === 0, report.buckets === 0);
+      assert.equal(snapshot(map), before);
+      assert.ok(map.verify().ok);
+      map.close();
+    });
+  });
+
+  test('an iteration in progress yields every entry once across compact()', () => {
+    withSeed((rng) => {
+      const map = new BucketMap({ maxBuckets: 2, engine });
+      const keys = Array.from({ length: 4000 }, () => rng.key());
+      for (const k of keys) map.insert(k, [k.subarray(0, 16)]);
+      for (const k of keys.slice(0, 3000)) map.deleteKey(k);
+      const seen = new Set<string>();
+      let compacted = 0;
+      for (const [key, [list]] of map.entries()) {
+        assert.not.ok(seen.has(hex(key)), 'yielded twice');
+        assert.is(hex(list[0]), hex(key.subarray(0, 16)), 'yielded with its own value');
+        seen.add(hex(key));
+        if (seen.size === 100) compacted = map.compact().buckets;
+      }
+      assert.is(compacted, 2);
+      assert.equal([...seen].sort(), keys.slice(3000).map(hex).sort());
+      map.close();
+    });
+  });
+
+  test('buckets left to first use by a close record are compacted too', () => {
+    withSeed((rng) => {
+      const dir = tempDir();
+      const config = persistentConfig(dir, engine);
+      try {
+        let map = new BucketMap(config);
+        const keys = Array.from({ length: 8000 }, () => rng.key());
+        for (const k of keys) map.insert(k, [k.subarray(0, 16)]);
+        for (const k of keys.slice(0, 6000)) map.deleteKey(k);
+        const before = snapshot(map);
+        map.close();
+        map = new BucketMap(config);
+        assert.is(map.stats().open.deferredBuckets, 4);
+        assert.is(map.compact().buckets, 4);
+        assert.equal(snapshot(map), before);
+        map.close();
+        map = new BucketMap(config);
+        assert.equal(snapshot(map), before);
+        assert.ok(map.verify().ok);
+        map.close();
+      } finally {
+        removeDir(dir);
+      }
+    });
+  });
+
+  test('bad options are refused before anything changes; a closed map or a callback refuses the call', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    const key = new Uint8Array(32).fill(7);
+    map.insert(key, [key.subarray(0, 16)]);
+    const capacity = map.stats().index.capacity;
+    assert.throws(() => map.compact(null as never), (e: unknown) => e instanceof TypeError);
+    assert.throws(() => map.compact('0.8' as never), (e: unknown) => e instanceof TypeError);
+    assert.throws(() => map.compact({ load: '0.8' as never }), (e: unknown) => e instanceof TypeError);
+    for (const load of [0, -0.5, 0.95, 1, NaN, Infinity]) {
+      assert.throws(() => map.compact({ load }), (e: unknown) => e instanceof RangeError && /load/.test((e as Error).message), `load ${load}`);
+    }
+    assert.is(map.stats().index.capacity, capacity);
+    map.update(key, (current) => {
+      assert.throws(() => map.compact(), (e: unknown) => e instanceof BucketMapError && e.code === codes.REENTRANT);
+      return current;
+    });
+    map.close();
+    assert.throws(() => map.compact(), (e: unknown) => e instanceof BucketMapError && e.code === codes.CLOSED);
+  });
+
+  test.run();
+}
