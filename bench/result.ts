@@ -4,7 +4,7 @@ import type { DiskUse, DropCaches } from './measure.js';
 /** Timed phases that do one operation per key; their figure is ops/s. */
 export const RATE_PHASES = ['insert', 'get', 'getMany', 'miss', 'update', 'delete', 'verify', 'coldVerify', 'mixed'] as const;
 /** Timed phases that happen once; their figure is milliseconds. */
-export const ONCE_PHASES = ['create', 'close', 'reopen', 'coldReopen'] as const;
+export const ONCE_PHASES = ['create', 'close', 'reopen', 'coldReopen', 'compact'] as const;
 
 export type RatePhase = (typeof RATE_PHASES)[number];
 export type OncePhase = (typeof ONCE_PHASES)[number];
@@ -24,6 +24,7 @@ export const PHASE_LABELS: Record<Phase, string> = {
   close: 'close',
   reopen: 'reopen (warm)',
   coldReopen: 'reopen (cold)',
+  compact: 'compact',
 };
 
 export interface PhaseResult {
@@ -46,6 +47,8 @@ export interface RunResult {
   phases: Partial<Record<Phase, PhaseResult>>;
   /** After the first close: N - deleted entries live. */
   disk: (DiskUse & { entries: number; bytesPerEntry: number }) | null;
+  /** The same, after the store's own compaction (stores without one: null; absent in results from before it was measured). */
+  compactedDisk?: (DiskUse & { entries: number; bytesPerEntry: number }) | null;
   memory: {
     /** After the workload is built and before the store opens: what every store starts from. */
     baselineAnonKiB: number;

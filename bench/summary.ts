@@ -18,6 +18,8 @@ export interface StoreSummary {
   cpuMs: Partial<Record<Phase, Stat>>;
   bytesPerEntry: Stat | null;
   diskBytes: Stat | null;
+  /** Disk per live entry after the store's own compaction (null for stores without one). */
+  bytesPerEntryCompacted: Stat | null;
   peakAnonKiB: Stat | null;
   peakFileKiB: Stat | null;
   baselineAnonKiB: Stat | null;
@@ -43,6 +45,7 @@ export function summarise(runs: RunResult[]): StoreSummary {
     rate: {}, ms: {}, cpuMs: {},
     bytesPerEntry: stat(runs.flatMap((r) => (r.disk === null ? [] : [r.disk.bytesPerEntry]))),
     diskBytes: stat(runs.flatMap((r) => (r.disk === null ? [] : [r.disk.bytes]))),
+    bytesPerEntryCompacted: stat(runs.flatMap((r) => (r.compactedDisk == null ? [] : [r.compactedDisk.bytesPerEntry]))),
     peakAnonKiB: stat(runs.map((r) => r.memory.peakAnonKiB)),
     peakFileKiB: stat(runs.map((r) => r.memory.peakFileKiB)),
     baselineAnonKiB: stat(runs.map((r) => r.memory.baselineAnonKiB)),

@@ -224,6 +224,13 @@ class Runner {
     }
   }
 
+  /** Untimed: every live key reads its value and every deleted key is absent (after a compaction). */
+  checkAll(phase: string): void {
+    const s = this.w.live;
+    this.verifyRange(phase, s, 0, s.count);
+    this.checkDeletedAbsent(phase);
+  }
+
   async verify(phase: 'verify' | 'coldVerify'): Promise<void> {
     const s = this.w.live;
     await this.rate(phase, s.count, (from, to) => this.verifyRange(phase, s, from, to));
@@ -292,6 +299,14 @@ async function main(): Promise<void> {
       r.result.dropCaches = { done: false, reason: '--no-cold given' };
     }
     await store.open();
+    if (store.compact !== undefined) {
+      await r.once('compact', () => store.compact!());
+      await store.close();
+      const compacted = diskUse(args.dir);
+      r.result.compactedDisk = { ...compacted, entries: w.live.count, bytesPerEntry: compacted.bytes / w.live.count };
+      await store.open();
+      r.checkAll('compact');
+    }
   }
   await r.mixed();
   await store.close();

@@ -68,6 +68,11 @@ class SqliteStore implements Store {
     this.st = null;
   }
 
+  compact(): void {
+    if (this.db === null) throw new Error('better-sqlite3 is not open');
+    this.db.exec('VACUUM');
+  }
+
   writeBatch(writes: () => void): void {
     this.s.batch(writes);
   }

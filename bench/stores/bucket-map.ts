@@ -33,6 +33,10 @@ class BucketMapStore implements Store {
     this.map = null;
   }
 
+  compact(): void {
+    this.m.compact();
+  }
+
   writeBatch(writes: () => void): void {
     writes();
   }

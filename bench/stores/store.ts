@@ -24,6 +24,11 @@ export interface Store {
    * wrong shape). Stores without a synchronous batched read leave it out.
    */
   getMany?(packed: Buffer, count: number, check: (j: number, refCount: number, values: Uint8Array, offset: number) => void): void;
+  /**
+   * Optional: gives back the space of deleted entries the way the store offers it (bucket-map
+   * `compact()`, LevelDB `compactRange`, SQLite `VACUUM`). Stores without one leave it out.
+   */
+  compact?(): void | Promise<void>;
   /** Store-specific counters worth keeping in results.json. */
   details?(): unknown;
 }
