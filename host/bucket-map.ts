@@ -59,17 +59,18 @@ export interface FlushOptions {
 
 export interface CompactOptions {
   /**
-   * Live entries per index cell to size each index for, above 0 and at most 0.9 (where growth
-   * starts); default 0.85. The closer to 0.9, the less disk and the sooner the next growth.
+   * Live entries per cell to size each file for (index cells, and data cells of each list size),
+   * above 0 and at most 0.9 (where growth starts); default 0.85. The closer to 0.9, the less disk
+   * and the sooner the next growth.
    */
   load?: number;
 }
 
 /** What compact() did. */
 export interface CompactReport {
-  /** Buckets whose index was rebuilt smaller. */
+  /** Buckets whose files were rebuilt smaller. */
   buckets: number;
-  /** Bytes of index files given back (the files' sizes before less after). */
+  /** Bytes of bucket files given back (the files' sizes before less after). */
   bytesFreed: number;
   ms: number;
 }
@@ -628,11 +629,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   }
 
   /**
-   * Gives back the disk that deletes left behind: index files only grow, so a bucket that once held
-   * more entries keeps its larger file. This rebuilds every index larger than its live entries need
-   * at `load` into a smaller file (a rehash, the same crash-safe path as growth: a crash leaves the
-   * old file or the new one in force, never a mix). Data files (lists of two or more elements) are
-   * not shrunk. Takes about as long as rehashing the entries it moves; iterators in progress carry on.
+   * Gives back the disk that deletes left behind: files only grow, so a bucket that once held more
+   * entries keeps its larger files. This rebuilds every bucket whose index, or whose data file of
+   * some list size, is larger than its live entries need at `load`, into smaller files (a data file
+   * whose lists are all gone is removed). The new files are complete before the restart file
+   * switches to them in one write, as for growth, so a crash leaves the old files or the new ones in
+   * force, never a mix. Takes about as long as rehashing the entries it moves; iterators in progress
+   * carry on.
    */
   compact(options: CompactOptions = {}): CompactReport {
     this.enter();
@@ -648,7 +651,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const started = performance.now();
     const report: CompactReport = { buckets: 0, bytesFreed: 0, ms: 0 };
     for (const storage of this.storages) {
-      const freed = storage.compactIndex(load);
+      const freed = storage.compact(load);
       if (freed === 0) continue;
       report.buckets++;
       report.bytesFreed += freed;
@@ -811,10 +814,10 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       buckets: { total: this.ctx.maxBuckets, allocated, minEntries, maxEntries },
       index: {
         resizes: c.indexResizes, failedResizes: c.failedIndexResizes, reseeds: c.reseeds, resizeMs: c.indexResizeMs,
-        compactions: c.indexCompactions, compactMs: c.indexCompactMs,
         files: indexFiles, bytes: indexBytes, capacity, load: capacity === 0 ? 0 : this.guard.entries / capacity,
       },
       data: { resizes: c.dataResizes, resizeMs: c.dataResizeMs, files: dataFiles, bytes: dataBytes, cells: dataCells },
+      compactions: { buckets: c.compactions, ms: c.compactMs },
       filesCreated: c.filesCreated,
       cache: { hits: e.cacheHits, misses: e.cacheMisses, pagesIn: e.pagesIn, pagesOut: e.pagesOut, writeRecords: e.writeRecords },
       flush: { count: c.flushes, totalMs: c.flushMs, lastMs: c.lastFlushMs },

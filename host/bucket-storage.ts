@@ -18,7 +18,7 @@ import { collectDataCells, journalCommitted, markDirty, readSavedCounts, replayJ
 import type { BucketToVerify } from './verify.js';
 import type { Counters } from './stats.js';
 import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentPath, type OpenMode, type SparePool } from './storage.js';
-import { Table } from './table.js';
+import { DataFile, Table } from './table.js';
 import * as fs from 'node:fs';
 
 /** What names and shapes a map's files: enough to open them (the read-only verifier needs no more). */
@@ -97,6 +97,19 @@ export function nextIndexPages(pages: number): number {
   if (pages < GROW_QUADRUPLE_BELOW_PAGES) return pages * 4;
   if (pages < GROW_DOUBLE_BELOW_PAGES) return pages * 2;
   return Math.max(pages + 1, Math.ceil((pages * GROW_N) / GROW_D));
+}
+
+/** The first capacity (pow2) of a data file: 2^5 cells, fewer if that would pass DATA_INITIAL_MAX_BYTES. */
+function initialDataPow2(cellBytes: number): number {
+  let pow2 = DATA_INITIAL_POW2;
+  while (pow2 > 0 && 2 ** pow2 * cellBytes > DATA_INITIAL_MAX_BYTES) pow2--;
+  return pow2;
+}
+
+/** Index sizes compaction tries, smallest first: an eighth more each time, then `current` if the data files need a new index anyway. */
+function* compactionSizes(target: number, current: number, rebuildAnyway: boolean): Generator<number> {
+  for (let pages = target; pages < current; pages += Math.ceil(pages / 8)) yield pages;
+  if (rebuildAnyway) yield current;
 }
 
 /** Pages that hold `entries` at the anticipated load. */
@@ -288,27 +301,20 @@ export class BucketStorage {
     const old = this.index as MappedFile;
     const source = this.tableOver(old);
     replayJournal(old, source);
-    let pages = record.indexPages;
-    for (;;) {
-      const generation = record.indexGen + 1;
-      const file = this.createFile(null, generation, this.indexSpec(generation, pages), old);
-      const rebuilt = this.tableOver(file);
-      let ok: boolean;
+    const generation = record.indexGen + 1;
+    for (let pages = record.indexPages; ; pages = this.checkedPages(nextIndexPages(pages))) {
+      const built = this.buildIndexFrom(source, generation, pages);
+      if (built === null) continue;
       try {
-        ok = rebuilt.rehashFrom(source);
-        if (ok) this.ctx.counters.freedDataCells += collectDataCells(rebuilt, old.segmentPaths[0]);
+        this.ctx.counters.freedDataCells += collectDataCells(built.table, old.segmentPaths[0]);
       } catch (err) {
-        this.dropFile(file);
+        this.dropFile(built.file);
         throw err;
       }
-      if (ok) {
-        saveCounts(file, rebuilt.count, rebuilt.dataCount);
-        this.switchIndex(file, generation, pages);
-        this.bindEngine(rebuilt.count, rebuilt.dataCount);
-        break;
-      }
-      this.dropFile(file);
-      pages = this.checkedPages(nextIndexPages(pages));
+      saveCounts(built.file, built.table.count, built.table.dataCount);
+      this.switchIndex(built.file, generation, pages);
+      this.bindEngine(built.table.count, built.table.dataCount);
+      break;
     }
     this.unsynced = true;
     this.ctx.counters.repairedBuckets++;
@@ -425,27 +431,104 @@ export class BucketStorage {
   }
 
   /**
-   * Rebuilds the index at `load` (live entries per cell) when that takes fewer pages than it has:
-   * files never shrink on their own, so after many deletes this is how their disk comes back.
-   * Rehashing can fail at a high load (a window overflows); each retry adds an eighth, and the
-   * index stays as it is once a retry would be no smaller. Returns the bytes freed.
+   * Rebuilds the bucket's files at `load` (live entries per cell) where that makes them smaller:
+   * files never shrink on their own, so after many deletes this is how their disk comes back. The
+   * index is rehashed into fewer pages; a data class whose lists fit a smaller file is copied into
+   * one, with the new index pointing at the copies, and an empty class's file goes. Everything new
+   * is complete before one write of the restart file switches to it, as for growth. Rehashing can
+   * fail at a high load (a window overflows); each retry adds an eighth, and the index keeps its
+   * size once a retry would be no smaller (and its file, unless a data file shrinks). Works on the
+   * files with TypeScript tables for either engine, as repair does. Returns the bytes freed.
    */
-  compactIndex(load: number): number {
+  compact(load: number): number {
     if (!this.allocated) return 0;
-    const before = this.index as MappedFile;
-    const current = before.spec.totalRecords;
-    const count = this.ctx.engine.count(this.ix);
-    const pages = Math.max(INITIAL_INDEX_PAGES, Math.ceil(count / load / CELLS_PER_PAGE));
-    if (pages >= current) return 0;
+    const old = this.index as MappedFile;
+    const current = old.spec.totalRecords;
+    const [count, dataCounts] = this.liveCounts();
+    const target = Math.max(INITIAL_INDEX_PAGES, Math.ceil(count / load / CELLS_PER_PAGE));
+    // Data classes to rebuild, and the capacity each gets (-1: the class is empty and its file goes).
+    const dataPlan = new Map<number, number>();
+    for (let c = 0; c < SIZE_CLASSES; c++) {
+      const file = this.data[c];
+      if (file === null) continue;
+      let pow2 = dataCounts[c] === 0 ? -1 : initialDataPow2(file.spec.cellBytes);
+      while (pow2 >= 0 && 2 ** pow2 * load < dataCounts[c]) pow2++;
+      if (pow2 < file.spec.capacityPow2) dataPlan.set(c, pow2);
+    }
+    if (target >= current && dataPlan.size === 0) return 0;
     const started = performance.now();
-    const done = this.rebuildIndex(copyRecord(this.record as BucketRecord), pages, (tried) => {
-      const next = tried + Math.ceil(tried / 8);
-      return next < current ? next : null;
-    });
-    this.ctx.counters.indexCompactMs += performance.now() - started;
-    if (!done) return 0;
-    this.ctx.counters.indexCompactions++;
-    return before.bytes - (this.index as MappedFile).bytes;
+    const generation = (this.record as BucketRecord).indexGen + 1;
+    const source = this.tableOver(old);
+    let built: { file: MappedFile; table: Table; pages: number } | null = null;
+    for (const pages of compactionSizes(target, current, dataPlan.size > 0)) {
+      built = this.buildIndexFrom(source, generation, pages);
+      if (built !== null) break;
+    }
+    const bytes = (): number => this.files().reduce((sum, file) => sum + file.bytes, 0);
+    const before = bytes();
+    if (built !== null) {
+      this.switchCompacted(built, generation, dataPlan, dataCounts);
+      this.ctx.counters.compactions++;
+    }
+    const freed = before - bytes();
+    this.ctx.counters.compactMs += performance.now() - started;
+    return freed;
+  }
+
+  /** Rehashes `source` into a new index file of `pages` pages, or returns null (file gone) if some key found no room. */
+  private buildIndexFrom(source: Table, generation: number, pages: number): { file: MappedFile; table: Table; pages: number } | null {
+    const file = this.createFile(null, generation, this.indexSpec(generation, pages), this.index);
+    try {
+      const table = this.tableOver(file);
+      if (table.rehashFrom(source)) return { file, table, pages };
+    } catch (err) {
+      this.dropFile(file);
+      throw err;
+    }
+    this.dropFile(file);
+    return null;
+  }
+
+  /**
+   * Completes a compaction whose index `built` holds: copies the data classes of `dataPlan` into
+   * their smaller files and points the new index at them, then switches the restart file to the
+   * new files in one write (the commit point) and drops the old ones.
+   */
+  private switchCompacted(built: { file: MappedFile; table: Table; pages: number }, generation: number, dataPlan: Map<number, number>, dataCounts: number[]): void {
+    const record = copyRecord(this.record as BucketRecord);
+    record.indexGen = generation;
+    record.indexPages = built.pages;
+    const created: MappedFile[] = [built.file];
+    const newData = new Map<number, MappedFile | null>();
+    try {
+      for (const [c, pow2] of dataPlan) {
+        let file: MappedFile | null = null;
+        if (pow2 >= 0) {
+          const gen = record.dataGen[c] + 1;
+          file = this.createFile(c, gen, this.dataSpec(c, gen, pow2), this.data[c]);
+          created.push(file);
+        }
+        built.table.relocateData(c, file === null ? null : new DataFile(file), dataCounts[c]);
+        record.dataGen[c] = file === null ? 0 : record.dataGen[c] + 1;
+        record.dataPow2[c] = file === null ? 0 : pow2;
+        newData.set(c, file);
+      }
+      this.ctx.manifest.set(this.ix, record);
+    } catch (err) {
+      for (const file of created) this.dropFile(file);
+      throw err;
+    }
+    const retired: MappedFile[] = [this.index as MappedFile];
+    this.record = record;
+    this.index = built.file;
+    for (const [c, file] of newData) {
+      retired.push(this.data[c] as MappedFile);
+      this.data[c] = file;
+    }
+    this.bindEngine(this.ctx.engine.count(this.ix), dataCounts);
+    for (const file of retired) this.dropFile(file);
+    this.dirty = true;
+    this.unsynced = true;
   }
 
   /** Makes `file` the bucket's index: manifest first (the commit point), then the old file goes. */
@@ -474,8 +557,7 @@ export class BucketStorage {
     const cellBytes = dataCellBytes(sizeClass, this.ctx.elementSize);
     let pow2: number;
     if (current === null) {
-      pow2 = DATA_INITIAL_POW2;
-      while (pow2 > 0 && 2 ** pow2 * cellBytes > DATA_INITIAL_MAX_BYTES) pow2--;
+      pow2 = initialDataPow2(cellBytes);
     } else {
       pow2 = currentPow2 + 1;
     }

@@ -4,8 +4,8 @@ export class Counters {
   failedIndexResizes = 0;
   reseeds = 0;
   indexResizeMs = 0;
-  indexCompactions = 0;
-  indexCompactMs = 0;
+  compactions = 0;
+  compactMs = 0;
   dataResizes = 0;
   dataResizeMs = 0;
   filesCreated = 0;
@@ -34,9 +34,6 @@ export interface BucketMapStats {
     /** Rehashes with a new seed after a probe window overflowed at low load (keys aimed at it). */
     reseeds: number;
     resizeMs: number;
-    /** Indexes rebuilt smaller by compact(), and the time compact() spent (including attempts that gained nothing). */
-    compactions: number;
-    compactMs: number;
     files: number;
     bytes: number;
     /** Cells of all index files together. */
@@ -45,6 +42,8 @@ export interface BucketMapStats {
     load: number;
   };
   data: { resizes: number; resizeMs: number; files: number; bytes: number; cells: number };
+  /** Buckets whose files compact() rebuilt smaller, and the time compact() spent (attempts that gained nothing included). */
+  compactions: { buckets: number; ms: number };
   /** Files created since open (first files of buckets and data classes, and every growth). */
   filesCreated: number;
   cache: { hits: number; misses: number; pagesIn: number; pagesOut: number; writeRecords: number };

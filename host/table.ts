@@ -668,6 +668,42 @@ export class Table {
     }
   }
 
+  /**
+   * Copies the list of every DATA entry of `sizeClass` into `target` (a fresh file, smaller than
+   * the class's current one) and points the entry there: the n-th of `entries` goes to cell
+   * ⌊n · capacity / entries⌋, so free cells stay spread for allocData's bounded search. The index
+   * cells are written in place, without the journal: only for an index no engine uses yet (one
+   * that compaction is building). With `target` null (a class whose file goes) it only checks that
+   * no entry is left in the class.
+   */
+  relocateData(sizeClass: number, target: DataFile | null, entries: number): void {
+    const src = this.data[sizeClass] as DataFile;
+    const words = src.cellBytes >>> 2;
+    let n = 0;
+    for (let c = 0; c < this.capacity; c++) {
+      const ctl = this.ctrl(c);
+      if ((ctl & 0xff) === 0 || ctl >>> CTRL_KIND_SHIFT !== KIND_DATA) continue;
+      const off = this.cellOffset(c) + 32;
+      const bytes = this.bytesOf(this.seg);
+      if (bytes[off + 5] !== sizeClass) continue;
+      const from = this.dataRefAt(c, bytes, off);
+      if (n === entries || target === null) throw this.damaged(c, `is one more entry of data class ${sizeClass} than the ${entries} counted`);
+      const cell = Math.floor((n++ * target.capacity) / entries);
+      const fs = src.segmentOf(from);
+      const fo = src.offsetOf(from, fs) >>> 2;
+      const ts = target.segmentOf(cell);
+      const to = target.offsetOf(cell, ts) >>> 2;
+      const a = src.u32[fs];
+      const b = target.u32[ts];
+      for (let i = 0; i < words; i++) b[to + i] = a[fo + i];
+      bytes[off] = cell;
+      bytes[off + 1] = cell >>> 8;
+      bytes[off + 2] = cell >>> 16;
+      bytes[off + 3] = cell >>> 24;
+      bytes[off + 4] = target.pow2;
+    }
+  }
+
   // ── scanning ───────────────────────────────────────────────────────────────────────────────────
 
   isLive(c: number): boolean {

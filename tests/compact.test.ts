@@ -39,7 +39,7 @@ for (const engine of ENGINES) {
         const statsAfter = map.stats();
         assert.is(report.bytesFreed, statsBefore.index.bytes - statsAfter.index.bytes);
         assert.ok(report.bytesFreed > statsBefore.index.bytes / 2, `freed ${report.bytesFreed} of ${statsBefore.index.bytes}`);
-        assert.is(statsAfter.index.compactions, 4);
+        assert.is(statsAfter.compactions.buckets, 4);
         assert.ok(statsAfter.index.load <= 0.85 && statsAfter.index.load > 0.75, `load after: ${statsAfter.index.load}`);
         map.flush();
         assert.ok(bytesOnDisk(dir) <= diskBefore - report.bytesFreed, 'the old files are gone from the drive');
@@ -65,6 +65,54 @@ for (const engine of ENGINES) {
     });
   });
 
+  test('data files shrink too, and a list size whose entries are all gone loses its file', () => {
+    withSeed((rng) => {
+      const dir = tempDir();
+      const config = persistentConfig(dir, engine, { maxBuckets: 1 });
+      try {
+        let map = new BucketMap(config);
+        const list = (n: number): Uint8Array[] => Array.from({ length: n }, () => rng.bytes(16));
+        const pairs = Array.from({ length: 3000 }, () => rng.key());
+        const quads = Array.from({ length: 1000 }, () => rng.key());
+        const singles = Array.from({ length: 2000 }, () => rng.key());
+        for (const k of pairs) map.insert(k, list(2), 1 + rng.below(300));
+        for (const k of quads) map.insert(k, list(3 + rng.below(2)));
+        for (const k of singles) map.insert(k, list(1));
+        assert.is(map.stats().data.files, 2, 'one data file for lists of 2, one for 3-4');
+        for (const k of pairs.slice(300)) map.deleteKey(k);
+        for (const k of quads) map.deleteKey(k);
+        const before = snapshot(map);
+        const statsBefore = map.stats();
+
+        const report = map.compact();
+        const statsAfter = map.stats();
+        assert.is(report.buckets, 1);
+        assert.is(report.bytesFreed, statsBefore.index.bytes + statsBefore.data.bytes - statsAfter.index.bytes - statsAfter.data.bytes);
+        assert.is(statsAfter.data.files, 1, 'the 3-4 class has no entries left, so no file');
+        assert.is(statsAfter.data.cells, 300);
+        assert.ok(statsAfter.data.bytes * 4 < statsBefore.data.bytes, `data bytes ${statsBefore.data.bytes} → ${statsAfter.data.bytes}`);
+        assert.equal(snapshot(map), before);
+        assert.ok(map.verify().ok);
+
+        // Lists of both sizes are written again: into the smaller file, and into a new one.
+        const resizes = statsAfter.data.resizes;
+        const fresh = Array.from({ length: 10 }, () => rng.key());
+        for (const k of fresh) map.insert(k, list(2));
+        assert.is(map.stats().data.resizes, resizes, 'the compacted file has room spread through it');
+        map.insert(quads[0], list(4), 7);
+        const expected = snapshot(map);
+        map.close();
+        map = new BucketMap(config);
+        assert.equal(snapshot(map), expected, 'after reopening');
+        assert.is(map.stats().open.repairedBuckets, 0);
+        assert.ok(map.verify().ok);
+        map.close();
+      } finally {
+        removeDir(dir);
+      }
+    });
+  });
+
   test('a higher load packs tighter; an index already small enough is left alone, file for file', () => {
     withSeed((rng) => {
       const dir = tempDir();
@@ -80,7 +128,9 @@ for (const engine of ENGINES) {
         const atSixty = pages();
         assert.ok(atSixty < peak);
         assert.ok(map.compact({ load: 0.9 }).buckets === 1 && pages() < atSixty, `${pages()} pages at 0.9, ${atSixty} at 0.6`);
-        assert.ok(4000 / (pages() * CELLS_PER_PAGE) > 0.8);
+        // At 0.9 a window may overflow; each retry is an eighth larger, so allow two.
+        const load = 4000 / (pages() * CELLS_PER_PAGE);
+        assert.ok(load > 0.7 && load <= 0.9, `load ${load}`);
         map.flush();
         const files = mapFiles(dir);
         const again = map.compact({ load: 0.9 });
