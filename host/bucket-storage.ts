@@ -395,39 +395,30 @@ export class BucketStorage {
     } else {
       pages = this.targetPages();
     }
-    this.rebuildIndex(seed, pages, (tried) => {
-      this.ctx.counters.failedIndexResizes++;
-      return this.checkedPages(nextIndexPages(tried));
-    });
-    this.ctx.counters.indexResizes++;
-    this.ctx.counters.indexResizeMs += performance.now() - started;
-  }
-
-  /**
-   * Rehashes the index into a new file of `pages` pages with `seed`'s hash seed. If some key finds
-   * no room there, tries `larger(pages)` instead, or gives up when that returns null (the old file
-   * stays in force). The new file is complete before the manifest names it, as for any growth.
-   */
-  private rebuildIndex(seed: BucketRecord, pages: number, larger: (tried: number) => number | null): boolean {
     const generation = seed.indexGen + 1;
-    for (let size: number | null = pages; size !== null; size = larger(size)) {
-      const file = this.createFile(null, generation, this.indexSpec(generation, size, seed), this.index);
+    for (;;) {
+      const file = this.createFile(null, generation, this.indexSpec(generation, pages, seed), this.index);
+      let ok: boolean;
       try {
-        if (this.ctx.engine.rehashInto(this.ix, file)) {
+        ok = this.ctx.engine.rehashInto(this.ix, file);
+        if (ok) {
           const [liveCount, dataCounts] = this.liveCounts();
-          this.switchIndex(file, generation, size);
+          this.switchIndex(file, generation, pages);
           this.bindEngine(liveCount, dataCounts);
-          this.dirty = true;
-          this.unsynced = true;
-          return true;
+          break;
         }
       } catch (err) {
         this.dropFile(file);
         throw err;
       }
+      this.ctx.counters.failedIndexResizes++;
       this.dropFile(file);
+      pages = this.checkedPages(nextIndexPages(pages));
     }
-    return false;
+    this.dirty = true;
+    this.unsynced = true;
+    this.ctx.counters.indexResizes++;
+    this.ctx.counters.indexResizeMs += performance.now() - started;
   }
 
   /**
