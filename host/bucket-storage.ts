@@ -493,15 +493,12 @@ export class BucketStorage {
     const newData = new Map<number, MappedFile | null>();
     try {
       for (const [c, pow2] of dataPlan) {
-        let file: MappedFile | null = null;
-        if (pow2 >= 0) {
-          const gen = record.dataGen[c] + 1;
-          file = this.createFile(c, gen, this.dataSpec(c, gen, pow2), this.data[c]);
-          created.push(file);
-        }
+        const gen = pow2 < 0 ? 0 : record.dataGen[c] + 1;
+        const file = pow2 < 0 ? null : this.createFile(c, gen, this.dataSpec(c, gen, pow2), this.data[c]);
+        if (file !== null) created.push(file);
         built.table.relocateData(c, file === null ? null : new DataFile(file), dataCounts[c]);
-        record.dataGen[c] = file === null ? 0 : record.dataGen[c] + 1;
-        record.dataPow2[c] = file === null ? 0 : pow2;
+        record.dataGen[c] = gen;
+        record.dataPow2[c] = Math.max(pow2, 0);
         newData.set(c, file);
       }
       this.ctx.manifest.set(this.ix, record);
