@@ -458,7 +458,7 @@ export class BucketStorage {
     const bytes = (): number => this.files().reduce((sum, file) => sum + file.bytes, 0);
     const before = bytes();
     if (built !== null) {
-      this.switchCompacted(built, generation, dataPlan, dataCounts);
+      this.switchCompacted(built, generation, dataPlan, count, dataCounts);
       this.ctx.counters.compactions++;
     }
     const freed = before - bytes();
@@ -485,7 +485,7 @@ export class BucketStorage {
    * their smaller files and points the new index at them, then switches the restart file to the
    * new files in one write (the commit point) and drops the old ones.
    */
-  private switchCompacted(built: { file: MappedFile; table: Table; pages: number }, generation: number, dataPlan: Map<number, number>, dataCounts: number[]): void {
+  private switchCompacted(built: { file: MappedFile; table: Table; pages: number }, generation: number, dataPlan: Map<number, number>, count: number, dataCounts: number[]): void {
     const record = copyRecord(this.record as BucketRecord);
     record.indexGen = generation;
     record.indexPages = built.pages;
@@ -513,7 +513,7 @@ export class BucketStorage {
       retired.push(this.data[c] as MappedFile);
       this.data[c] = file;
     }
-    this.bindEngine(this.ctx.engine.count(this.ix), dataCounts);
+    this.bindEngine(count, dataCounts);
     for (const file of retired) this.dropFile(file);
     this.dirty = true;
     this.unsynced = true;

@@ -87,6 +87,17 @@ export class DataFile {
     const s = this.segmentOf(cell);
     return (this.u8[s][this.offsetOf(cell, s) + DATA_FLAGS_OFFSET] & DATA_OCCUPIED) !== 0;
   }
+
+  /** Copies cell `from` whole (header and elements) to cell `to` of `target`, a file of the same class. */
+  copyCell(from: number, target: DataFile, to: number): void {
+    const fs = this.segmentOf(from);
+    const ts = target.segmentOf(to);
+    const a = this.u32[fs];
+    const b = target.u32[ts];
+    const at = this.offsetOf(from, fs) >>> 2;
+    const bt = target.offsetOf(to, ts) >>> 2;
+    for (let i = 0; i < this.cellBytes >>> 2; i++) b[bt + i] = a[at + i];
+  }
 }
 
 /** What a lookup found: where the element bytes are, and the refCount. Valid until the next call. */
@@ -654,17 +665,8 @@ export class Table {
   copyDataInto(sizeClass: number, target: DataFile): void {
     const src = this.data[sizeClass] as DataFile;
     const shift = target.pow2 - src.pow2;
-    const words = src.cellBytes >>> 2;
     for (let k = 0; k < src.capacity; k++) {
-      if (!src.isOccupied(k)) continue;
-      const s = src.segmentOf(k);
-      const from = src.offsetOf(k, s) >>> 2;
-      const cell = k * 2 ** shift;
-      const t = target.segmentOf(cell);
-      const to = target.offsetOf(cell, t) >>> 2;
-      const a = src.u32[s];
-      const b = target.u32[t];
-      for (let i = 0; i < words; i++) b[to + i] = a[from + i];
+      if (src.isOccupied(k)) src.copyCell(k, target, k * 2 ** shift);
     }
   }
 
@@ -678,7 +680,6 @@ export class Table {
    */
   relocateData(sizeClass: number, target: DataFile | null, entries: number): void {
     const src = this.data[sizeClass] as DataFile;
-    const words = src.cellBytes >>> 2;
     let n = 0;
     for (let c = 0; c < this.capacity; c++) {
       const ctl = this.ctrl(c);
@@ -689,13 +690,7 @@ export class Table {
       const from = this.dataRefAt(c, bytes, off);
       if (n === entries || target === null) throw this.damaged(c, `is one more entry of data class ${sizeClass} than the ${entries} counted`);
       const cell = Math.floor((n++ * target.capacity) / entries);
-      const fs = src.segmentOf(from);
-      const fo = src.offsetOf(from, fs) >>> 2;
-      const ts = target.segmentOf(cell);
-      const to = target.offsetOf(cell, ts) >>> 2;
-      const a = src.u32[fs];
-      const b = target.u32[ts];
-      for (let i = 0; i < words; i++) b[to + i] = a[fo + i];
+      src.copyCell(from, target, cell);
       bytes[off] = cell;
       bytes[off + 1] = cell >>> 8;
       bytes[off + 2] = cell >>> 16;
