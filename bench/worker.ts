@@ -257,6 +257,12 @@ class Runner {
   }
 }
 
+/** What the store's folder holds on disk, and per live entry. */
+function diskPerEntry(dir: string, entries: number): NonNullable<RunResult['disk']> {
+  const use = diskUse(dir);
+  return { ...use, entries, bytesPerEntry: use.bytes / entries };
+}
+
 async function main(): Promise<void> {
   const args = parseWorkerArgs(process.argv.slice(2));
   const spec = storeSpec(args.store);
@@ -279,9 +285,7 @@ async function main(): Promise<void> {
 
   if (spec.persistent) {
     await r.once('close', () => store.close());
-    const use = diskUse(args.dir);
-    const entries = w.live.count;
-    r.result.disk = { ...use, entries, bytesPerEntry: use.bytes / entries };
+    r.result.disk = diskPerEntry(args.dir, w.live.count);
     await r.once('reopen', () => store.open());
     await r.verify('verify');
     await store.close();
@@ -302,8 +306,7 @@ async function main(): Promise<void> {
     if (store.compact !== undefined) {
       await r.once('compact', () => store.compact!());
       await store.close();
-      const compacted = diskUse(args.dir);
-      r.result.compactedDisk = { ...compacted, entries: w.live.count, bytesPerEntry: compacted.bytes / w.live.count };
+      r.result.compactedDisk = diskPerEntry(args.dir, w.live.count);
       await store.open();
       r.checkAll('compact');
     }
