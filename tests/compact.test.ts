@@ -7,10 +7,22 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BucketMap, BucketMapError, codes } from '../host/index.js';
+import { BucketMap, BucketMapError, codes, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { CELLS_PER_PAGE } from '../host/layout.js';
 import { SPARE_FILE_PATTERN } from '../host/storage.js';
-import { ENGINES, fingerprint, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, withSeed } from './helpers.js';
+import { ENGINES, Rng, fingerprint, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, withSeed } from './helpers.js';
+
+/** Runs `fn` with a seeded Rng and a persistent configuration in a fresh folder, removed afterwards. */
+function withPersistentMap(engine: EngineKind, extra: Partial<BucketMapConfig>, fn: (rng: Rng, config: BucketMapConfig, dir: string) => void): void {
+  withSeed((rng) => {
+    const dir = tempDir();
+    try {
+      fn(rng, persistentConfig(dir, engine, extra), dir);
+    } finally {
+      removeDir(dir);
+    }
+  });
+}
 
 const bytesOnDisk = (dir: string): number => listFiles(dir).reduce((sum, f) => sum + fs.statSync(f).size, 0);
 /** Contents of the map's files, without spares (emptied inodes a failed rehash attempt may leave for reuse). */
@@ -20,129 +32,111 @@ for (const engine of ENGINES) {
   const test = suite(`compact [${engine}]`);
 
   test('gives back the disk of deleted entries; live entries read back, deleted keys stay gone, across a reopen', () => {
-    withSeed((rng) => {
-      const dir = tempDir();
-      const config = persistentConfig(dir, engine);
-      try {
-        let map = new BucketMap(config);
-        const keys = Array.from({ length: 20000 }, () => rng.key());
-        for (const k of keys) map.insert(k, [k.subarray(8, 24)], 1 + rng.below(3));
-        const deleted = keys.filter(() => rng.chance(0.8));
-        for (const k of deleted) assert.ok(map.deleteKey(k));
-        const before = snapshot(map);
-        const statsBefore = map.stats();
-        map.flush();
-        const diskBefore = bytesOnDisk(dir);
+    withPersistentMap(engine, {}, (rng, config, dir) => {
+      let map = new BucketMap(config);
+      const keys = Array.from({ length: 20000 }, () => rng.key());
+      for (const k of keys) map.insert(k, [k.subarray(8, 24)], 1 + rng.below(3));
+      const deleted = keys.filter(() => rng.chance(0.8));
+      for (const k of deleted) assert.ok(map.deleteKey(k));
+      const before = snapshot(map);
+      const statsBefore = map.stats();
+      map.flush();
+      const diskBefore = bytesOnDisk(dir);
 
-        const report = map.compact();
-        assert.is(report.buckets, 4, 'every bucket was oversized after deleting 80%');
-        const statsAfter = map.stats();
-        assert.is(report.bytesFreed, statsBefore.index.bytes - statsAfter.index.bytes);
-        assert.ok(report.bytesFreed > statsBefore.index.bytes / 2, `freed ${report.bytesFreed} of ${statsBefore.index.bytes}`);
-        assert.is(statsAfter.compactions.buckets, 4);
-        assert.ok(statsAfter.index.load <= 0.85 && statsAfter.index.load > 0.75, `load after: ${statsAfter.index.load}`);
-        map.flush();
-        assert.ok(bytesOnDisk(dir) <= diskBefore - report.bytesFreed, 'the old files are gone from the drive');
+      const report = map.compact();
+      assert.is(report.buckets, 4, 'every bucket was oversized after deleting 80%');
+      const statsAfter = map.stats();
+      assert.is(report.bytesFreed, statsBefore.index.bytes - statsAfter.index.bytes);
+      assert.ok(report.bytesFreed > statsBefore.index.bytes / 2, `freed ${report.bytesFreed} of ${statsBefore.index.bytes}`);
+      assert.is(statsAfter.compactions.buckets, 4);
+      assert.ok(statsAfter.index.load <= 0.85 && statsAfter.index.load > 0.75, `load after: ${statsAfter.index.load}`);
+      map.flush();
+      assert.ok(bytesOnDisk(dir) <= diskBefore - report.bytesFreed, 'the old files are gone from the drive');
 
-        assert.equal(snapshot(map), before);
-        for (const k of deleted) assert.is(map.get(k), undefined);
-        assert.ok(map.verify().ok);
+      assert.equal(snapshot(map), before);
+      for (const k of deleted) assert.is(map.get(k), undefined);
+      assert.ok(map.verify().ok);
 
-        map.close();
-        map = new BucketMap(config);
-        assert.equal(snapshot(map), before, 'after reopening');
-        assert.is(map.stats().open.repairedBuckets, 0, 'a clean close after compact() reopens without repairs');
-        assert.ok(map.verify().ok);
-        // The compacted index grows again as keys arrive.
-        const more = Array.from({ length: 10000 }, () => rng.key());
-        for (const k of more) map.insert(k, [k.subarray(0, 16)]);
-        for (const k of more) assert.equal(JSON.stringify(map.get(k)?.[0].map(hex)), JSON.stringify([hex(k.subarray(0, 16))]));
-        assert.is(map.size, before.size + more.length);
-        map.close();
-      } finally {
-        removeDir(dir);
-      }
+      map.close();
+      map = new BucketMap(config);
+      assert.equal(snapshot(map), before, 'after reopening');
+      assert.is(map.stats().open.repairedBuckets, 0, 'a clean close after compact() reopens without repairs');
+      assert.ok(map.verify().ok);
+      // The compacted index grows again as keys arrive.
+      const more = Array.from({ length: 10000 }, () => rng.key());
+      for (const k of more) map.insert(k, [k.subarray(0, 16)]);
+      for (const k of more) assert.equal(JSON.stringify(map.get(k)?.[0].map(hex)), JSON.stringify([hex(k.subarray(0, 16))]));
+      assert.is(map.size, before.size + more.length);
+      map.close();
     });
   });
 
   test('data files shrink too, and a list size whose entries are all gone loses its file', () => {
-    withSeed((rng) => {
-      const dir = tempDir();
-      const config = persistentConfig(dir, engine, { maxBuckets: 1 });
-      try {
-        let map = new BucketMap(config);
-        const list = (n: number): Uint8Array[] => Array.from({ length: n }, () => rng.bytes(16));
-        const pairs = Array.from({ length: 3000 }, () => rng.key());
-        const quads = Array.from({ length: 1000 }, () => rng.key());
-        const singles = Array.from({ length: 2000 }, () => rng.key());
-        for (const k of pairs) map.insert(k, list(2), 1 + rng.below(300));
-        for (const k of quads) map.insert(k, list(3 + rng.below(2)));
-        for (const k of singles) map.insert(k, list(1));
-        assert.is(map.stats().data.files, 2, 'one data file for lists of 2, one for 3-4');
-        for (const k of pairs.slice(300)) map.deleteKey(k);
-        for (const k of quads) map.deleteKey(k);
-        const before = snapshot(map);
-        const statsBefore = map.stats();
+    withPersistentMap(engine, { maxBuckets: 1 }, (rng, config, dir) => {
+      let map = new BucketMap(config);
+      const list = (n: number): Uint8Array[] => Array.from({ length: n }, () => rng.bytes(16));
+      const pairs = Array.from({ length: 3000 }, () => rng.key());
+      const quads = Array.from({ length: 1000 }, () => rng.key());
+      const singles = Array.from({ length: 2000 }, () => rng.key());
+      for (const k of pairs) map.insert(k, list(2), 1 + rng.below(300));
+      for (const k of quads) map.insert(k, list(3 + rng.below(2)));
+      for (const k of singles) map.insert(k, list(1));
+      assert.is(map.stats().data.files, 2, 'one data file for lists of 2, one for 3-4');
+      for (const k of pairs.slice(300)) map.deleteKey(k);
+      for (const k of quads) map.deleteKey(k);
+      const before = snapshot(map);
+      const statsBefore = map.stats();
 
-        const report = map.compact();
-        const statsAfter = map.stats();
-        assert.is(report.buckets, 1);
-        assert.is(report.bytesFreed, statsBefore.index.bytes + statsBefore.data.bytes - statsAfter.index.bytes - statsAfter.data.bytes);
-        assert.is(statsAfter.data.files, 1, 'the 3-4 class has no entries left, so no file');
-        assert.is(statsAfter.data.cells, 300);
-        assert.ok(statsAfter.data.bytes * 4 < statsBefore.data.bytes, `data bytes ${statsBefore.data.bytes} → ${statsAfter.data.bytes}`);
-        assert.equal(snapshot(map), before);
-        assert.ok(map.verify().ok);
+      const report = map.compact();
+      const statsAfter = map.stats();
+      assert.is(report.buckets, 1);
+      assert.is(report.bytesFreed, statsBefore.index.bytes + statsBefore.data.bytes - statsAfter.index.bytes - statsAfter.data.bytes);
+      assert.is(statsAfter.data.files, 1, 'the 3-4 class has no entries left, so no file');
+      assert.is(statsAfter.data.cells, 300);
+      assert.ok(statsAfter.data.bytes * 4 < statsBefore.data.bytes, `data bytes ${statsBefore.data.bytes} → ${statsAfter.data.bytes}`);
+      assert.equal(snapshot(map), before);
+      assert.ok(map.verify().ok);
 
-        // Lists of both sizes are written again: into the smaller file, and into a new one.
-        const resizes = statsAfter.data.resizes;
-        const fresh = Array.from({ length: 10 }, () => rng.key());
-        for (const k of fresh) map.insert(k, list(2));
-        assert.is(map.stats().data.resizes, resizes, 'the compacted file has room spread through it');
-        map.insert(quads[0], list(4), 7);
-        const expected = snapshot(map);
-        map.close();
-        map = new BucketMap(config);
-        assert.equal(snapshot(map), expected, 'after reopening');
-        assert.is(map.stats().open.repairedBuckets, 0);
-        assert.ok(map.verify().ok);
-        map.close();
-      } finally {
-        removeDir(dir);
-      }
+      // Lists of both sizes are written again: into the smaller file, and into a new one.
+      const resizes = statsAfter.data.resizes;
+      const fresh = Array.from({ length: 10 }, () => rng.key());
+      for (const k of fresh) map.insert(k, list(2));
+      assert.is(map.stats().data.resizes, resizes, 'the compacted file has room spread through it');
+      map.insert(quads[0], list(4), 7);
+      const expected = snapshot(map);
+      map.close();
+      map = new BucketMap(config);
+      assert.equal(snapshot(map), expected, 'after reopening');
+      assert.is(map.stats().open.repairedBuckets, 0);
+      assert.ok(map.verify().ok);
+      map.close();
     });
   });
 
   test('a higher load packs tighter; an index already small enough is left alone, file for file', () => {
-    withSeed((rng) => {
-      const dir = tempDir();
-      const config = persistentConfig(dir, engine, { maxBuckets: 1 });
-      try {
-        const map = new BucketMap(config);
-        const keys = Array.from({ length: 12000 }, () => rng.key());
-        for (const k of keys) map.insert(k, [k.subarray(0, 16)]);
-        for (const k of keys.slice(0, 8000)) map.deleteKey(k);
-        const pages = (): number => map.stats().index.capacity / CELLS_PER_PAGE;
-        const peak = pages();
-        assert.is(map.compact({ load: 0.6 }).buckets, 1);
-        const atSixty = pages();
-        assert.ok(atSixty < peak);
-        assert.ok(map.compact({ load: 0.9 }).buckets === 1 && pages() < atSixty, `${pages()} pages at 0.9, ${atSixty} at 0.6`);
-        // At 0.9 a window may overflow; each retry is an eighth larger, so allow two.
-        const load = 4000 / (pages() * CELLS_PER_PAGE);
-        assert.ok(load > 0.7 && load <= 0.9, `load ${load}`);
-        map.flush();
-        const files = mapFiles(dir);
-        const again = map.compact({ load: 0.9 });
-        assert.equal([again.buckets, again.bytesFreed], [0, 0], 'nothing left to gain');
-        assert.is(map.compact({ load: 0.5 }).buckets, 0, 'a lower load than the index has already');
-        map.flush();
-        assert.equal(mapFiles(dir), files, 'an index left alone keeps its file');
-        for (const k of keys.slice(8000)) assert.ok(map.has(k));
-        map.close();
-      } finally {
-        removeDir(dir);
-      }
+    withPersistentMap(engine, { maxBuckets: 1 }, (rng, config, dir) => {
+      const map = new BucketMap(config);
+      const keys = Array.from({ length: 12000 }, () => rng.key());
+      for (const k of keys) map.insert(k, [k.subarray(0, 16)]);
+      for (const k of keys.slice(0, 8000)) map.deleteKey(k);
+      const pages = (): number => map.stats().index.capacity / CELLS_PER_PAGE;
+      const peak = pages();
+      assert.is(map.compact({ load: 0.6 }).buckets, 1);
+      const atSixty = pages();
+      assert.ok(atSixty < peak);
+      assert.ok(map.compact({ load: 0.9 }).buckets === 1 && pages() < atSixty, `${pages()} pages at 0.9, ${atSixty} at 0.6`);
+      // At 0.9 a window may overflow; each retry is an eighth larger, so allow two.
+      const load = 4000 / (pages() * CELLS_PER_PAGE);
+      assert.ok(load > 0.7 && load <= 0.9, `load ${load}`);
+      map.flush();
+      const files = mapFiles(dir);
+      const again = map.compact({ load: 0.9 });
+      assert.equal([again.buckets, again.bytesFreed], [0, 0], 'nothing left to gain');
+      assert.is(map.compact({ load: 0.5 }).buckets, 0, 'a lower load than the index has already');
+      map.flush();
+      assert.equal(mapFiles(dir), files, 'an index left alone keeps its file');
+      for (const k of keys.slice(8000)) assert.ok(map.has(k));
+      map.close();
     });
   });
 
@@ -186,28 +180,22 @@ for (const engine of ENGINES) {
   });
 
   test('buckets left to first use by a close record are compacted too', () => {
-    withSeed((rng) => {
-      const dir = tempDir();
-      const config = persistentConfig(dir, engine);
-      try {
-        let map = new BucketMap(config);
-        const keys = Array.from({ length: 8000 }, () => rng.key());
-        for (const k of keys) map.insert(k, [k.subarray(0, 16)]);
-        for (const k of keys.slice(0, 6000)) map.deleteKey(k);
-        const before = snapshot(map);
-        map.close();
-        map = new BucketMap(config);
-        assert.is(map.stats().open.deferredBuckets, 4);
-        assert.is(map.compact().buckets, 4);
-        assert.equal(snapshot(map), before);
-        map.close();
-        map = new BucketMap(config);
-        assert.equal(snapshot(map), before);
-        assert.ok(map.verify().ok);
-        map.close();
-      } finally {
-        removeDir(dir);
-      }
+    withPersistentMap(engine, {}, (rng, config, dir) => {
+      let map = new BucketMap(config);
+      const keys = Array.from({ length: 8000 }, () => rng.key());
+      for (const k of keys) map.insert(k, [k.subarray(0, 16)]);
+      for (const k of keys.slice(0, 6000)) map.deleteKey(k);
+      const before = snapshot(map);
+      map.close();
+      map = new BucketMap(config);
+      assert.is(map.stats().open.deferredBuckets, 4);
+      assert.is(map.compact().buckets, 4);
+      assert.equal(snapshot(map), before);
+      map.close();
+      map = new BucketMap(config);
+      assert.equal(snapshot(map), before);
+      assert.ok(map.verify().ok);
+      map.close();
     });
   });
 
