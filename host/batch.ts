@@ -11,6 +11,7 @@ import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
 import { KEY_BYTES, toKeyBytes, type Key } from './keys.js';
+import { copyToBytes } from './copy.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
 import { maxSlotsFor, MAX_LIST_BYTES } from './layout.js';
 
@@ -149,8 +150,7 @@ export class Batcher<T> {
         }
         const bytes = b.outSlots[i] * size;
         if (at + bytes > target.length) return i - start;
-        const src = b.dataAt[i];
-        for (let k = 0; k < bytes; k++) target[at + k] = b.data[src + k];
+        copyToBytes(b.data, b.dataWords, b.dataAt[i], target, at, bytes);
         at += bytes;
         slots[from + i] = b.outSlots[i];
         if (refCounts !== null) refCounts[from + i] = b.outRefCounts[i];

@@ -24,6 +24,7 @@ import { MapLock } from './lock.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
 import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
 import { WasmEngine, DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, MAX_CACHE_BYTES } from './wasm-engine.js';
+import { copyToBytes } from './copy.js';
 
 export interface BucketMapConfig<T = Uint8Array> {
   /** Number of buckets (shards): a power of two from 1 to 65,536. Required. */
@@ -476,9 +477,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (offset + bytes > target.length) {
       throw new RangeError(`target has room for ${target.length - offset} bytes from offset ${offset}; the entry needs ${bytes}`);
     }
-    const src = ref.buf;
-    const from = ref.off;
-    for (let i = 0; i < bytes; i++) target[offset + i] = src[from + i];
+    copyToBytes(ref.buf, ref.words, ref.off, target, offset, bytes);
     this.lastRefCount = ref.refCount;
     return ref.slots;
   }

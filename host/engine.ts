@@ -6,6 +6,7 @@
 import type { MappedFile } from './storage.js';
 import { DataFile, PREFETCH_STRIDE, PUT_NEW, PUT_UPDATED, Table, type ValueRef } from './table.js';
 import { hashHi, hashWords } from './hash.js';
+import { copyToWords } from './copy.js';
 import { MAX_LIST_BYTES, SIZE_CLASSES } from './layout.js';
 
 export type EngineKind = 'wasm' | 'host';
@@ -42,14 +43,17 @@ export interface BatchBuffers {
   readonly outSlots: Uint32Array;
   readonly dataAt: Uint32Array;
   readonly data: Uint8Array;
+  /** A word view of `data` from the same start. */
+  readonly dataWords: Int32Array;
 }
 
 function batchBuffers(): BatchBuffers {
+  const data = new Uint8Array(MAX_LIST_BYTES);
   return {
     keys: new Uint8Array(BATCH * 32), buckets: new Uint32Array(BATCH), slots: new Uint32Array(BATCH),
     refCounts: new Float64Array(BATCH), listAt: new Uint32Array(BATCH), lists: new Uint8Array(MAX_LIST_BYTES),
     status: new Uint32Array(BATCH), outRefCounts: new Float64Array(BATCH), outSlots: new Uint32Array(BATCH),
-    dataAt: new Uint32Array(BATCH), data: new Uint8Array(MAX_LIST_BYTES),
+    dataAt: new Uint32Array(BATCH), data, dataWords: new Int32Array(data.buffer),
   };
 }
 
@@ -130,6 +134,8 @@ export class HostEngine implements Engine {
   private readonly batchKeyWords = new Int32Array(this.batch.keys.buffer, 0, BATCH * 8);
   private readonly batchLo = new Int32Array(BATCH);
   private readonly batchTag = new Uint8Array(BATCH);
+  /** Home cell of each batch entry, from locateHome. */
+  private readonly batchHome = new Int32Array(BATCH);
   private readonly homeViews = new Array<Int32Array>(PREFETCH_GROUP);
   private readonly homeCtrlAt = new Int32Array(PREFETCH_GROUP);
   private readonly homeCellAt = new Int32Array(PREFETCH_GROUP);
@@ -145,7 +151,7 @@ export class HostEngine implements Engine {
   private hashAndPrefetch(start: number, n: number): void {
     const b = this.batch;
     const kw = this.batchKeyWords;
-    const { batchLo, batchTag, homeViews, homeCtrlAt, homeCellAt } = this;
+    const { batchLo, batchTag, batchHome, homeViews, homeCtrlAt, homeCellAt } = this;
     let count = 0;
     for (let i = start; i < n; i++) {
       const ix = b.buckets[i];
@@ -153,7 +159,7 @@ export class HostEngine implements Engine {
       const table = this.tables[ix] as Table;
       batchLo[i] = hashWords(kw, i * 8, table.seedLo, table.seedHi);
       batchTag[i] = hashHi >>> 26;
-      table.locateHome(batchLo[i], count++, homeViews, homeCtrlAt, homeCellAt);
+      batchHome[i] = table.locateHome(batchLo[i], count++, homeViews, homeCtrlAt, homeCellAt);
     }
     const stride = PREFETCH_STRIDE;
     let sink = 0;
@@ -239,7 +245,7 @@ export class HostEngine implements Engine {
     const b = this.batch;
     const kw = this.batchKeyWords;
     const tables = this.tables;
-    const { batchLo, batchTag } = this;
+    const { batchHome, batchTag } = this;
     let used = 0;
     let prefetched = start;
     for (let i = start; i < n; i++) {
@@ -251,20 +257,18 @@ export class HostEngine implements Engine {
       const ix = b.buckets[i];
       if (ix === NO_BUCKET) continue;
       const table = tables[ix] as Table;
-      const c = table.probeHashed(batchLo[i], batchTag[i], kw, i * 8);
+      const c = table.probeFrom(batchHome[i], batchTag[i], kw, i * 8);
       if (c < 0) continue;
       if (!withValues) {
         b.status[i] = 1;
         continue;
       }
-      table.readCell(c);
+      table.readFound(c);
       const ref = table.out;
       const bytes = ref.slots * this.elementSize;
       const need = (bytes + 7) & ~7;
       if (used + need > b.data.length) return i;
-      const src = ref.buf;
-      const from = ref.off;
-      for (let k = 0; k < bytes; k++) b.data[used + k] = src[from + k];
+      copyToWords(ref.buf, ref.words, ref.off, b.data, b.dataWords, used, bytes);
       b.status[i] = 1;
       b.outRefCounts[i] = ref.refCount;
       b.outSlots[i] = ref.slots;

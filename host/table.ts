@@ -45,6 +45,14 @@ function homeCell(lo: number, capacity: number): number {
 }
 
 /**
+ * Segment of index page `page`: nearly every index has one segment, and a compare is cheaper
+ * than the integer division (tens of cycles) a probe would otherwise pay for it.
+ */
+function segmentOfPage(page: number, perSegment: number): number {
+  return page < perSegment ? 0 : (page / perSegment) | 0;
+}
+
+/**
  * The ctrl word of cell `slot` of the page at byte `base`, read through the page's word view: one
  * view serves a whole probe (the u16 view is kept for stores, which must be single 16-bit writes).
  */
@@ -64,6 +72,7 @@ export class DataFile {
   readonly cellsPerSegment: number;
   readonly u8: Uint8Array[];
   readonly u32: Uint32Array[];
+  readonly i32: Int32Array[];
 
   constructor(file: MappedFile) {
     this.file = file;
@@ -73,6 +82,7 @@ export class DataFile {
     this.cellsPerSegment = file.recordsPerSegment;
     this.u8 = file.segments.map((b) => new Uint8Array(b.buffer, b.byteOffset, b.length));
     this.u32 = file.segments.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2));
+    this.i32 = file.segments.map((b) => new Int32Array(b.buffer, b.byteOffset, b.length >>> 2));
   }
 
   segmentOf(cell: number): number {
@@ -107,6 +117,8 @@ export interface ValueRef {
   slots: number;
   /** Bytes holding the elements (a mapped buffer or scratch); elements start at `off`. */
   buf: Uint8Array;
+  /** A word view of the same bytes from the same start (byte `off` is in word `off >>> 2`). */
+  words: Int32Array;
   off: number;
 }
 
@@ -117,7 +129,7 @@ export interface ValueRef {
  * KEY_WORDS holds the words of the key being looked up (filled by the hash).
  */
 const KEY_WORDS = new Int32Array(8);
-const OUT: ValueRef = { kind: 0, refCount: 0, slots: 0, buf: new Uint8Array(0), off: 0 };
+const OUT: ValueRef = { kind: 0, refCount: 0, slots: 0, buf: new Uint8Array(0), words: new Int32Array(0), off: 0 };
 const VALUE = new Uint8Array(16);
 const VALUE_WORDS = new Uint32Array(VALUE.buffer);
 const JOURNAL_BODY = new Uint8Array(32);
@@ -142,6 +154,9 @@ export class Table {
   private tag = 0;
   /** Sink of the early load of a probe's home cell (kept so it is not optimised away). */
   private warm = 0;
+  /** Page (byte offset in segment `seg`) and slot of the cell the last probe found. */
+  private hitBase = 0;
+  private hitSlot = 0;
   /** Segment of the cell last located by pageOffset(). */
   seg = 0;
 
@@ -199,7 +214,7 @@ export class Table {
   /** Byte offset of cell `c`'s page within its segment; sets `seg`. */
   private pageOffset(c: number): number {
     const page = (c / CELLS_PER_PAGE) | 0;
-    const s = (page / this.pagesPerSegment) | 0;
+    const s = segmentOfPage(page, this.pagesPerSegment);
     this.seg = s;
     return HEADER_BYTES + (page - s * this.pagesPerSegment) * PAGE_BYTES;
   }
@@ -268,7 +283,7 @@ export class Table {
    * overlap. The loop also loads the line after the cell (a probe walks 2.4 cells on average), so
    * the cell's word is pulled back where that would leave the segment.
    */
-  locateHome(lo: number, i: number, views: Int32Array[], ctrlAt: Int32Array, cellAt: Int32Array): void {
+  locateHome(lo: number, i: number, views: Int32Array[], ctrlAt: Int32Array, cellAt: Int32Array): number {
     const c = homeCell(lo, this.capacity);
     const base = this.pageOffset(c);
     const slot = c % CELLS_PER_PAGE;
@@ -276,18 +291,26 @@ export class Table {
     views[i] = words;
     ctrlAt[i] = (base >>> 2) + (slot >>> 1);
     cellAt[i] = Math.min((base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2, words.length - PREFETCH_STRIDE - 1);
+    return c;
   }
 
   /** probe() of the key held as eight words at `kw[ko..ko+8)` whose hash is (lo, tag). */
   probeHashed(lo: number, tag: number, kw: Int32Array, ko: number): number {
+    return this.probeFrom(homeCell(lo, this.capacity), tag, kw, ko);
+  }
+
+  /**
+   * probeHashed() from home cell `c` (a batch has it from locateHome). A hit leaves its page and
+   * slot for readFound().
+   */
+  probeFrom(c: number, tag: number, kw: Int32Array, ko: number): number {
     this.tag = tag;
     const capacity = this.capacity;
     const perSegment = this.pagesPerSegment;
-    let c = homeCell(lo, capacity);
     // Walk the window page by page: one division to start, none per cell.
     const page = (c / CELLS_PER_PAGE) | 0;
     let slot = c - page * CELLS_PER_PAGE;
-    let seg = (page / perSegment) | 0;
+    let seg = segmentOfPage(page, perSegment);
     let pageInSeg = page - seg * perSegment;
     let base = HEADER_BYTES + pageInSeg * PAGE_BYTES;
     let words = this.wordsOf(seg);
@@ -306,6 +329,9 @@ export class Table {
         const w = (base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2;
         if (words[w] === kw[ko] && words[w + 1] === kw[ko + 1] && words[w + 2] === kw[ko + 2] && words[w + 3] === kw[ko + 3] &&
           words[w + 4] === kw[ko + 4] && words[w + 5] === kw[ko + 5] && words[w + 6] === kw[ko + 6] && words[w + 7] === kw[ko + 7]) {
+          this.seg = seg;
+          this.hitBase = base;
+          this.hitSlot = slot;
           return c;
         }
       }
@@ -337,15 +363,24 @@ export class Table {
   read(key: Uint8Array, koff = 0): boolean {
     const c = this.probe(key, koff);
     if (c < 0) return false;
-    this.readCell(c);
+    this.readFound(c);
     return true;
   }
 
   /** Fills `out` from live cell `c`; a damaged cell is CORRUPT (nothing garbage is returned). */
   readCell(c: number): void {
-    const out = OUT;
     const slot = c % CELLS_PER_PAGE;
-    const base = this.pageOffset(c);
+    this.readAt(c, this.pageOffset(c), slot);
+  }
+
+  /** readCell() of the cell the last probe found, without locating its page again. */
+  readFound(c: number): void {
+    this.readAt(c, this.hitBase, this.hitSlot);
+  }
+
+  /** readCell() of cell `c`, at `slot` of the page at byte `base` of segment `this.seg`. */
+  private readAt(c: number, base: number, slot: number): void {
+    const out = OUT;
     const kind = ctrlIn(this.wordsOf(this.seg), base, slot) >>> CTRL_KIND_SHIFT;
     const off = base + PAGE_HEADER_BYTES + slot * CELL_BYTES + 32;
     const bytes = this.bytesOf(this.seg);
@@ -354,12 +389,14 @@ export class Table {
       out.refCount = 1 + bytes[base + PAGE_EXTRA_OFFSET + slot];
       out.slots = 1;
       out.buf = bytes;
+      out.words = this.wordsOf(this.seg);
       out.off = off;
     } else if (kind === KIND_ZERO) {
       const words = this.wordsOf(this.seg);
       out.refCount = (words[off >>> 2] >>> 0) + (words[(off >>> 2) + 1] >>> 0) * TWO_32;
       out.slots = 0;
       out.buf = bytes;
+      out.words = words;
       out.off = off;
     } else if (kind === KIND_DATA) {
       const slots = this.wordsOf(this.seg)[(off >>> 2) + 2] >>> 0;
@@ -372,6 +409,7 @@ export class Table {
       out.refCount = dw[at >>> 2] + (dw[(at >>> 2) + 1] & 0xffffff) * TWO_32;
       out.slots = slots;
       out.buf = data.u8[s];
+      out.words = data.i32[s];
       out.off = at + DATA_HEADER_BYTES;
     } else {
       throw this.damaged(c, 'is live but has no kind');
@@ -556,11 +594,11 @@ export class Table {
   private moveCell(from: number, to: number, ctrl: number): void {
     const perSegment = this.pagesPerSegment;
     const fp = (from / CELLS_PER_PAGE) | 0;
-    const fs = (fp / perSegment) | 0;
+    const fs = segmentOfPage(fp, perSegment);
     const fslot = from - fp * CELLS_PER_PAGE;
     const fbase = HEADER_BYTES + (fp - fs * perSegment) * PAGE_BYTES;
     const tp = (to / CELLS_PER_PAGE) | 0;
-    const ts = (tp / perSegment) | 0;
+    const ts = segmentOfPage(tp, perSegment);
     const tslot = to - tp * CELLS_PER_PAGE;
     const tbase = HEADER_BYTES + (tp - ts * perSegment) * PAGE_BYTES;
     const fw = this.wordsOf(fs);

@@ -132,7 +132,7 @@ export class WasmEngine implements Engine {
     this.outAt = this.core.layout(2);
     this.descAt = this.core.layout(3);
     this.stats64 = new Float64Array(buffer, this.core.layout(4), 5);
-    this.ref = { kind: 0, refCount: 0, slots: 0, buf: this.u8, off: this.outAt + OUT_ELEMENTS };
+    this.ref = { kind: 0, refCount: 0, slots: 0, buf: this.u8, words: new Int32Array(buffer), off: this.outAt + OUT_ELEMENTS };
     if (this.core.layoutValue(18) !== BATCH) throw new Error('the wasm core was built with another batch size');
     const at = (which: number): number => this.core.layout(which);
     this.batch = {
@@ -141,7 +141,7 @@ export class WasmEngine implements Engine {
       listAt: new Uint32Array(buffer, at(9), BATCH), lists: new Uint8Array(buffer, at(10), MAX_LIST_BYTES),
       status: new Uint32Array(buffer, at(11), BATCH), outRefCounts: new Float64Array(buffer, at(12), BATCH),
       outSlots: new Uint32Array(buffer, at(13), BATCH), dataAt: new Uint32Array(buffer, at(14), BATCH),
-      data: new Uint8Array(buffer, at(15), MAX_LIST_BYTES),
+      data: new Uint8Array(buffer, at(15), MAX_LIST_BYTES), dataWords: new Int32Array(buffer, at(15), MAX_LIST_BYTES >>> 2),
     };
     this.bound = new Array<MappedFile[] | undefined>(options.maxBuckets);
   }

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BucketMap } from '../host/index.js';
+import { BucketMap, codecs } from '../host/index.js';
 import { ENGINES, Rng, hex, snapshot } from './helpers.js';
 
 const value = (e: [Uint8Array[], number] | undefined): string | undefined => (e === undefined ? undefined : JSON.stringify([e[0].map(hex), e[1]]));
@@ -161,6 +161,34 @@ for (const engine of ENGINES) {
     assert.throws(() => map.readInto(key, target, 60), RangeError);
     assert.throws(() => map.readInto(key, 'x' as never), TypeError);
     map.close();
+  });
+
+  test('reads copy elements of any size to any target offset, from the index and from data files', () => {
+    // 5-byte elements cannot be copied a word at a time; 8-byte ones can, into targets at odd addresses.
+    for (const size of [5, 8]) {
+      const map = new BucketMap({ maxBuckets: 4, engine, codec: codecs.bytes(size) });
+      const keys = Array.from({ length: 300 }, () => rng.key());
+      const lists = keys.map((_, i) => Array.from({ length: i % 4 }, () => rng.bytes(size)));
+      keys.forEach((k, i) => map.insert(k, lists[i], 1 + (i % 3)));
+      const flat = (list: Uint8Array[]): number[] => list.flatMap((e) => Array.from(e));
+      // A Buffer slice with an odd byteOffset, written from odd offsets.
+      const target = Buffer.alloc(3 * size + 8).subarray(3);
+      keys.forEach((k, i) => {
+        const offset = 1 + (i % 3);
+        assert.is(map.readInto(k, target, offset), lists[i].length);
+        assert.equal(Array.from(target.subarray(offset, offset + lists[i].length * size)), flat(lists[i]));
+        assert.is(map.lastRefCount, 1 + (i % 3));
+      });
+      const packed = new Uint8Array(keys.length * 32);
+      keys.forEach((k, i) => packed.set(k, i * 32));
+      const many = Buffer.alloc(keys.length * 3 * size + 8).subarray(1);
+      const slots = new Int32Array(keys.length);
+      assert.is(map.readManyInto(packed, many, slots, null, 3), keys.length);
+      assert.equal([...slots], lists.map((l) => l.length));
+      assert.equal(Array.from(many.subarray(3, 3 + lists.reduce((n, l) => n + l.length, 0) * size)), lists.flatMap(flat));
+      assert.equal(map.getMany(packed).map((e) => e?.[0].map(hex)), lists.map((l) => l.map(hex)));
+      map.close();
+    }
   });
 
   test.run();
