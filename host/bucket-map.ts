@@ -13,7 +13,8 @@ import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
-import { bucketIndexOf, toKeyBytes, type Key } from './keys.js';
+import { bucketIndexAt, bucketIndexOf, toKeyBytes, type Key } from './keys.js';
+import { PackedKeys, type PackedHost } from './packed-keys.js';
 import { COMPACT_LOAD, DEFAULT_SEGMENT_BYTES, LOAD_MAX_D, LOAD_MAX_N, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
 import { Manifest } from './manifest.js';
 import { CloseRecord } from './close-record.js';
@@ -179,6 +180,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private readonly codec: ElementCodec<T>;
   private readonly bits: number;
   private readonly batcher: Batcher<T>;
+  private readonly packedHost: PackedHost<T>;
   /** The refCount found by the last readInto() that found its key. */
   lastRefCount = 0;
   private readonly persistent: boolean;
@@ -297,6 +299,17 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     }
     this.lock = lock;
     const map = this;
+    this.packedHost = {
+      map: this,
+      readInto: (keys, koff, target, offset) => {
+        self.enter();
+        return self.readIntoAt(keys, koff, target, offset);
+      },
+      has: (keys, koff) => {
+        self.enter();
+        return self.lookup(keys, koff) !== null;
+      },
+    };
     this.batcher = new Batcher<T>({
       ctx: this.ctx, storages: this.storages, codec: this.codec, guard: this.guard, bits: this.bits,
       bucketAt: (ix: number) => map.bucketAt(ix),
@@ -468,10 +481,14 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
    */
   readInto(key: Key, target: Uint8Array, offset = 0): number {
     this.enter();
-    const k = toKeyBytes(key);
+    return this.readIntoAt(toKeyBytes(key), 0, target, offset);
+  }
+
+  /** readInto() of the key at `keys[koff, koff + 32)`, once the map is known open. */
+  private readIntoAt(keys: Uint8Array, koff: number, target: Uint8Array, offset: number): number {
     if (!(target instanceof Uint8Array)) throw new TypeError('target must be a Uint8Array');
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) throw new RangeError(`offset must be an integer from 0 to ${target.length}, got ${offset}`);
-    const ref = this.lookup(k);
+    const ref = this.lookup(keys, koff);
     if (ref === null) return -1;
     const bytes = ref.slots * this.codec.size;
     if (offset + bytes > target.length) {
@@ -539,6 +556,15 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     this.batcher.insertMany(keys, lists, rcs);
   }
 
+  /**
+   * Per-key calls on keys packed back to back in `keys` (32 bytes each), by index: `readInto`,
+   * `has`, `get`, `insert`, `addref`, `unref` and `delete` of key i, with no key cut out per call.
+   */
+  packed(keys: Uint8Array): PackedKeys<T> {
+    this.enter();
+    return new PackedKeys(this.packedHost, keys);
+  }
+
   /** Map-style read (same as readValue). */
   get(key: Key): Entry<T> | undefined {
     return this.readValue(key);
@@ -550,14 +576,17 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     return this.lookup(toKeyBytes(key)) !== null;
   }
 
-  /** Where the value of `k` is (valid until the next call into the engine), or null if absent. */
-  private lookup(k: Uint8Array): ValueRef | null {
-    const ix = bucketIndexOf(k, this.bits);
+  /**
+   * Where the value of the key at `keys[koff, koff + 32)` is (valid until the next call into the
+   * engine), or null if absent.
+   */
+  private lookup(keys: Uint8Array, koff = 0): ValueRef | null {
+    const ix = bucketIndexAt(keys, koff, this.bits);
     // The engine answers for a bound bucket without this layer's per-bucket object (a cache miss
     // per get with many buckets); only an unbound one needs allocated(), which binds a lazy bucket.
-    const ref = this.ctx.engine.read(ix, k);
+    const ref = this.ctx.engine.read(ix, keys, koff);
     if (ref !== undefined) return ref;
-    return this.storages[ix].allocated ? (this.ctx.engine.read(ix, k) as ValueRef | null) : null;
+    return this.storages[ix].allocated ? (this.ctx.engine.read(ix, keys, koff) as ValueRef | null) : null;
   }
 
   /** Map-style write of [slotList, refCount]; returns the map. */

@@ -210,7 +210,7 @@ export class Bucket<T> {
 
   readKey(k: Uint8Array): Entry<T> | undefined {
     if (!this.storage.allocated) return undefined;
-    const ref = this.ctx.engine.read(this.index, k);
+    const ref = this.ctx.engine.read(this.index, k, 0);
     return ref == null ? undefined : this.decode(ref);
   }
 

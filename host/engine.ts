@@ -88,7 +88,8 @@ export interface Engine {
    * Looks `key` up in bucket `ix`: its value, null if absent, or undefined if the bucket is not
    * bound (it has no files yet, or is opened lazily and not yet mapped: ask BucketStorage.allocated).
    */
-  read(ix: number, key: Uint8Array): ValueRef | null | undefined;
+  /** Looks up the key at `key[koff, koff + 32)`; undefined if the bucket is not bound yet. */
+  read(ix: number, key: Uint8Array, koff: number): ValueRef | null | undefined;
   /** Upsert from `input`; returns PUT_NEW, PUT_UPDATED, INDEX_FULL or DATA_FULL (table.ts). */
   put(ix: number, key: Uint8Array, slots: number, refCount: number): number;
   remove(ix: number, key: Uint8Array): boolean;
@@ -201,10 +202,10 @@ export class HostEngine implements Engine {
     this.tables[ix] = undefined;
   }
 
-  read(ix: number, key: Uint8Array): ValueRef | null | undefined {
+  read(ix: number, key: Uint8Array, koff: number): ValueRef | null | undefined {
     const table = this.tables[ix];
     if (table === undefined) return undefined;
-    return table.read(key, 0) ? table.out : null;
+    return table.read(key, koff) ? table.out : null;
   }
 
   put(ix: number, key: Uint8Array, slots: number, refCount: number): number {

@@ -5,6 +5,7 @@ export { codecs, type ElementCodec } from './codecs.js';
 export { BucketMapError, codes, type BucketMapErrorCode } from './errors.js';
 export { bytesToBase58, base58ToBytes, type Key } from './keys.js';
 export type { KeyBatch } from './batch.js';
+export type { PackedKeys } from './packed-keys.js';
 export type { BucketMapStats } from './stats.js';
 export type { VerifyProblem, VerifyReport } from './verify.js';
 export type { EngineKind } from './engine.js';

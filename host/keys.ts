@@ -95,6 +95,11 @@ export function toKeyBytes(key: Key, argName = 'key'): Uint8Array {
  * With at most 65,536 buckets only the first two bytes matter.
  */
 export function bucketIndexOf(key: Uint8Array, bits: number): number {
+  return bucketIndexAt(key, 0, bits);
+}
+
+/** bucketIndexOf() of the key at `keys[koff, koff + 32)`. */
+export function bucketIndexAt(keys: Uint8Array, koff: number, bits: number): number {
   if (bits === 0) return 0;
-  return ((key[0] << 8) | key[1]) >>> (16 - bits);
+  return ((keys[koff] << 8) | keys[koff + 1]) >>> (16 - bits);
 }

@@ -280,10 +280,10 @@ export class WasmEngine implements Engine {
 
   // ── operations ─────────────────────────────────────────────────────────────────────────────────
 
-  private setKey(key: Uint8Array): void {
+  private setKey(key: Uint8Array, koff = 0): void {
     const u8 = this.u8;
     const at = this.keyAt;
-    for (let i = 0; i < 32; i++) u8[at + i] = key[i];
+    for (let i = 0; i < 32; i++) u8[at + i] = key[koff + i];
   }
 
   /** The error for a damaged cell the core reported (its number is at OUT_FULL_CLASS). */
@@ -294,9 +294,9 @@ export class WasmEngine implements Engine {
     return corrupt(index.segmentPaths[segment] ?? index.name, `index cell ${cell} is damaged (a live cell without a valid kind or data reference)`);
   }
 
-  read(ix: number, key: Uint8Array): ValueRef | null | undefined {
+  read(ix: number, key: Uint8Array, koff: number): ValueRef | null | undefined {
     if (this.bound[ix] === undefined) return undefined;
-    this.setKey(key);
+    this.setKey(key, koff);
     const found = this.core.get(ix);
     if (found === 0) return null;
     if (found === FOUND_CORRUPT) throw this.damaged(ix);
