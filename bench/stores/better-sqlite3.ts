@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
-import { STORED_VALUE_BYTES, readRefCount, writeRefCount, type Store } from './store.js';
+import { KeyScratch, STORED_VALUE_BYTES, readRefCount, writeRefCount, type Store } from './store.js';
 
 /** The slice of better-sqlite3's API used here (the package ships no types, and @types is not a dependency). */
 interface Statement {
@@ -37,6 +37,8 @@ class SqliteStore implements Store {
   private st: Statements | null = null;
   /** better-sqlite3 binds blobs as transient (SQLite copies them), so one scratch buffer serves every write. */
   private readonly scratch = Buffer.alloc(STORED_VALUE_BYTES);
+  /** Keys are bound the same way, so one scratch key serves every call too. */
+  private readonly key = new KeyScratch();
 
   constructor(dir: string) {
     this.file = path.join(dir, 'kv.sqlite');
@@ -80,11 +82,11 @@ class SqliteStore implements Store {
   put(keys: Buffer, keyOffset: number, values: Buffer, valueOffset: number): void {
     values.copy(this.scratch, 0, valueOffset, valueOffset + 16);
     writeRefCount(this.scratch, 16, 1);
-    this.s.insert.run(keys.subarray(keyOffset, keyOffset + 32), this.scratch);
+    this.s.insert.run(this.key.of(keys, keyOffset), this.scratch);
   }
 
   addref(keys: Buffer, keyOffset: number): number {
-    const key = keys.subarray(keyOffset, keyOffset + 32);
+    const key = this.key.of(keys, keyOffset);
     const current = this.s.select.get(key) as Buffer | undefined;
     if (current === undefined) return -1;
     current.copy(this.scratch, 0, 0, STORED_VALUE_BYTES);
@@ -95,11 +97,11 @@ class SqliteStore implements Store {
   }
 
   del(keys: Buffer, keyOffset: number): void {
-    this.s.remove.run(keys.subarray(keyOffset, keyOffset + 32));
+    this.s.remove.run(this.key.of(keys, keyOffset));
   }
 
   get(keys: Buffer, keyOffset: number, out: Buffer): number {
-    const v = this.s.select.get(keys.subarray(keyOffset, keyOffset + 32)) as Buffer | undefined;
+    const v = this.s.select.get(this.key.of(keys, keyOffset)) as Buffer | undefined;
     if (v === undefined) return -1;
     if (v.length !== STORED_VALUE_BYTES) return -2;
     v.copy(out, 0, 0, 16);

@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { STORED_VALUE_BYTES, readRefCount, writeRefCount, type Store } from './store.js';
+import { KeyScratch, STORED_VALUE_BYTES, readRefCount, writeRefCount, type Store } from './store.js';
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
@@ -12,6 +12,8 @@ class ClassicLevelStore implements Store {
   private readonly dir: string;
   private db: ClassicLevel<Buffer, Buffer> | null = null;
   private pending: Op[] = [];
+  /** getSync reads its key during the call; a batched write keeps its key, so writes slice their own. */
+  private readonly key = new KeyScratch();
 
   constructor(dir: string) {
     this.dir = path.join(dir, 'leveldb');
@@ -70,7 +72,7 @@ class ClassicLevelStore implements Store {
   }
 
   get(keys: Buffer, keyOffset: number, out: Buffer): number {
-    const v = this.d.getSync(keys.subarray(keyOffset, keyOffset + 32));
+    const v = this.d.getSync(this.key.of(keys, keyOffset));
     if (v === undefined) return -1;
     if (v.length !== STORED_VALUE_BYTES) return -2;
     v.copy(out, 0, 0, 16);

@@ -5,8 +5,8 @@
 import type { StoreSpec } from './store.js';
 
 /** Each store's notes stand alone: a run may include one variant without the other. */
-const BUCKET_MAP_NOTES = 'maxBuckets 1024, default codec bytes(16); insert(), readInto() (allocation-free read), readManyInto() of 1,024 keys for getMany, addref(), deleteKey(), compact(); close() flushes without fsync';
-const LMDB_NOTES = 'binary keys and values (24 B: value + u64 refCount), cache off, default sync settings (every commit flushed to disk, in the background with overlappingSync); putSync/removeSync in transactionSync of 10k; getBinaryFast; update = read-modify-write in transactionSync';
+const BUCKET_MAP_NOTES = 'maxBuckets 1024, default codec bytes(16); per-key calls through packed() views of the key buffers (no key sliced per call): insert(), readInto() (allocation-free read), addref(), delete(); readManyInto() of 1,024 keys for getMany; compact(); close() flushes without fsync';
+const LMDB_NOTES = 'binary keys and values (24 B: value + u64 refCount), cache off, default sync settings (every commit flushed to disk, in the background with overlappingSync); putSync/removeSync in transactionSync of 10k; getBinaryFast; update = read-modify-write in transactionSync; each key copied into one reused key buffer (lmdb-js copies it during the call)';
 
 export const STORES: readonly StoreSpec[] = [
   {
@@ -41,14 +41,14 @@ export const STORES: readonly StoreSpec[] = [
     name: 'classic-level',
     pkg: 'classic-level',
     persistent: true,
-    notes: "buffer encodings, 24 B values; writes via batch() of 10k (async, sync: false); reads via getSync(); update = getSync + batched put; compaction = compactRange over every key",
+    notes: "buffer encodings, 24 B values; writes via batch() of 10k (async, sync: false); reads via getSync() of a reused key buffer (writes slice each key: a batch keeps its keys); update = getSync + batched put; compaction = compactRange over every key",
     create: async (dir) => (await import('./classic-level.js')).createClassicLevel(dir),
   },
   {
     name: 'better-sqlite3',
     pkg: 'better-sqlite3',
     persistent: true,
-    notes: "kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID, journal_mode=WAL, synchronous left at better-sqlite3's WAL default (NORMAL; the value is in results.json), prepared statements, transactions of 10k; update = SELECT + UPDATE; compaction = VACUUM",
+    notes: "kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID, journal_mode=WAL, synchronous left at better-sqlite3's WAL default (NORMAL; the value is in results.json), prepared statements, keys bound from one reused key buffer, transactions of 10k; update = SELECT + UPDATE; compaction = VACUUM",
     create: async (dir) => (await import('./better-sqlite3.js')).createBetterSqlite3(dir),
   },
   {

@@ -1,7 +1,7 @@
 /** lmdb-js on its synchronous paths: putSync/removeSync inside transactionSync, getBinaryFast for reads. */
 import * as path from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
-import { STORED_VALUE_BYTES, readRefCount, writeRefCount, type Store } from './store.js';
+import { KeyScratch, STORED_VALUE_BYTES, readRefCount, writeRefCount, type Store } from './store.js';
 
 /**
  * getBinaryFast hands back a shared buffer whose `length` lmdb-js overrides per read; Buffer#copy
@@ -17,6 +17,8 @@ class LmdbStore implements Store {
   private db: RootDatabase<Buffer, Buffer> | null = null;
   /** putSync copies the value into the transaction at once, so one scratch buffer serves every write. */
   private readonly scratch = Buffer.alloc(STORED_VALUE_BYTES);
+  /** lmdb-js copies a key into its own buffer during the call, so one scratch key serves every call. */
+  private readonly key = new KeyScratch();
 
   constructor(dir: string, useWritemap: boolean) {
     this.dir = path.join(dir, 'lmdb');
@@ -52,11 +54,11 @@ class LmdbStore implements Store {
   put(keys: Buffer, keyOffset: number, values: Buffer, valueOffset: number): void {
     values.copy(this.scratch, 0, valueOffset, valueOffset + 16);
     writeRefCount(this.scratch, 16, 1);
-    this.d.putSync(keys.subarray(keyOffset, keyOffset + 32), this.scratch);
+    this.d.putSync(this.key.of(keys, keyOffset), this.scratch);
   }
 
   addref(keys: Buffer, keyOffset: number): number {
-    const key = keys.subarray(keyOffset, keyOffset + 32);
+    const key = this.key.of(keys, keyOffset);
     const current = this.d.getBinaryFast(key);
     if (current === undefined) return -1;
     copyBytes(current, this.scratch, STORED_VALUE_BYTES);
@@ -67,11 +69,11 @@ class LmdbStore implements Store {
   }
 
   del(keys: Buffer, keyOffset: number): void {
-    this.d.removeSync(keys.subarray(keyOffset, keyOffset + 32));
+    this.d.removeSync(this.key.of(keys, keyOffset));
   }
 
   get(keys: Buffer, keyOffset: number, out: Buffer): number {
-    const v = this.d.getBinaryFast(keys.subarray(keyOffset, keyOffset + 32));
+    const v = this.d.getBinaryFast(this.key.of(keys, keyOffset));
     if (v === undefined) return -1;
     if (v.length !== STORED_VALUE_BYTES) return -2;
     copyBytes(v, out, 16);

@@ -43,6 +43,20 @@ export interface StoreSpec {
   create(dir: string): Promise<Store>;
 }
 
+/**
+ * One reused 32-byte key, for libraries that read a key during the call and keep no reference to
+ * it: copying the key into it costs less than a Buffer#subarray per operation (85–100 ns).
+ */
+export class KeyScratch {
+  private readonly key = Buffer.alloc(32);
+
+  of(keys: Buffer, offset: number): Buffer {
+    const key = this.key;
+    for (let k = 0; k < 32; k++) key[k] = keys[offset + k];
+    return key;
+  }
+}
+
 /** Values of the peers hold the 16 value bytes then the refCount as a u64 (little-endian). */
 export const STORED_VALUE_BYTES = 24;
 
