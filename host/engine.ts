@@ -293,7 +293,7 @@ export class HostEngine implements Engine {
         this.hashAndPrefetch(i, prefetched);
       }
       const table = this.tables[b.buckets[i]] as Table;
-      const status = table.putHashed(batchLo[i], batchTag[i], kw, i * 8, b.keys, i * 32, b.lists, b.listAt[i], b.slots[i], b.refCounts[i]);
+      const status = table.putHashed(batchLo[i], batchTag[i], kw, i * 8, b.lists, b.listAt[i], b.slots[i], b.refCounts[i]);
       if (status === PUT_NEW) {
         added++;
       } else if (status !== PUT_UPDATED) {
