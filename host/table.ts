@@ -131,8 +131,7 @@ export interface ValueRef {
 const KEY_WORDS = new Int32Array(8);
 const OUT: ValueRef = { kind: 0, refCount: 0, slots: 0, buf: new Uint8Array(0), words: new Int32Array(0), off: 0 };
 const VALUE = new Uint8Array(16);
-const VALUE_WORDS = new Uint32Array(VALUE.buffer);
-const VALUE_INTS = new Int32Array(VALUE.buffer);
+const VALUE_WORDS = new Int32Array(VALUE.buffer);
 const JOURNAL_BODY = new Uint8Array(32);
 const JOURNAL_BODY_WORDS = new Uint32Array(JOURNAL_BODY.buffer);
 
@@ -470,7 +469,7 @@ export class Table {
     const words = this.wordsOf(this.seg);
     const w = off >>> 2;
     for (let i = 0; i < 8; i++) words[w + i] = kw[ko + i];
-    const v = VALUE_INTS;
+    const v = VALUE_WORDS;
     words[w + 8] = v[0];
     words[w + 9] = v[1];
     words[w + 10] = v[2];
