@@ -85,10 +85,10 @@ export interface Engine {
   bind(ix: number, files: BucketFiles): void;
   unbind(ix: number): void;
   /**
-   * Looks `key` up in bucket `ix`: its value, null if absent, or undefined if the bucket is not
-   * bound (it has no files yet, or is opened lazily and not yet mapped: ask BucketStorage.allocated).
+   * Looks the key at `key[koff, koff + 32)` up in bucket `ix`: its value, null if absent, or
+   * undefined if the bucket is not bound (it has no files yet, or is opened lazily and not yet
+   * mapped: ask BucketStorage.allocated).
    */
-  /** Looks up the key at `key[koff, koff + 32)`; undefined if the bucket is not bound yet. */
   read(ix: number, key: Uint8Array, koff: number): ValueRef | null | undefined;
   /** Upsert from `input`; returns PUT_NEW, PUT_UPDATED, INDEX_FULL or DATA_FULL (table.ts). */
   put(ix: number, key: Uint8Array, slots: number, refCount: number): number;

@@ -530,8 +530,11 @@ export class Table {
   adjustRef(key: Uint8Array, koff: number, delta: number): number {
     const c = this.probe(key, koff);
     if (c < 0) return -1;
-    if (this.ctrl(c) >>> CTRL_KIND_SHIFT !== KIND_INLINE) return -2;
-    const at = this.extraOffset(c);
+    // The probe left the hit's page and slot: no need to locate the cell again.
+    const base = this.hitBase;
+    const slot = this.hitSlot;
+    if (ctrlIn(this.wordsOf(this.seg), base, slot) >>> CTRL_KIND_SHIFT !== KIND_INLINE) return -2;
+    const at = base + PAGE_EXTRA_OFFSET + slot;
     const bytes = this.bytesOf(this.seg);
     const rc = 1 + bytes[at] + delta;
     if (rc < 1 || rc > MAX_INLINE_REFCOUNT) return -2;
