@@ -5,7 +5,7 @@
  * the host path overlaps the cache misses of a chunk). Arguments are checked in full before
  * anything is written: a bad entry anywhere leaves the map unchanged.
  */
-import type { Bucket, Entry, MapGuard } from './bucket.js';
+import type { Entry, MapGuard } from './bucket.js';
 import { checkRefCount } from './bucket.js';
 import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
@@ -25,7 +25,6 @@ export interface BatchHost<T> {
   readonly codec: ElementCodec<T>;
   readonly guard: MapGuard;
   readonly bits: number;
-  bucketAt(ix: number): Bucket<T>;
 }
 
 /** A checked key batch: keys packed back to back, or one 32-byte array per key. */
@@ -183,12 +182,15 @@ export class Batcher<T> {
     for (let from = 0; from < total; from += BATCH) {
       const n = Math.min(BATCH, total - from);
       this.load(list, from, n, false);
-      for (let i = 0; i < n; i++) if (b.buckets[i] !== NO_BUCKET) storages[b.buckets[i]].markDirty();
+      for (let i = 0; i < n; i++) {
+        const ix = b.buckets[i];
+        if (ix !== NO_BUCKET && ctx.writable[ix] !== 1) storages[ix].markDirty();
+      }
       ctx.engine.removeMany(n);
       for (let i = 0; i < n; i++) {
         if (b.status[i] !== 1) continue;
         removed++;
-        this.host.bucketAt(b.buckets[i]).version++;
+        ctx.versions[b.buckets[i]]++;
       }
     }
     guard.entries -= removed;
@@ -248,8 +250,9 @@ export class Batcher<T> {
         b.listAt[i] = at;
         for (let k = 0; k < slots.length; k++) codec.encode(slots[k], b.lists, at + k * size);
         at += (slots.length * size + 7) & ~7;
-        storages[b.buckets[i]].markDirty();
-        this.host.bucketAt(b.buckets[i]).version++;
+        const ix = b.buckets[i];
+        if (ctx.writable[ix] !== 1) storages[ix].markDirty();
+        ctx.versions[ix]++;
       }
       for (let start = 0; start < n; ) {
         const next = ctx.engine.putMany(start, n);

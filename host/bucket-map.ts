@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Bucket, NoSpace, checkRefCount, type Entry, type MapGuard } from './bucket.js';
+import { Bucket, NoSpace, checkRefCount, encodeSlotList, type Entry, type MapGuard } from './bucket.js';
 import { BucketStorage, openBucketFiles, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
@@ -15,11 +15,11 @@ import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
 import { bucketIndexAt, bucketIndexOf, toKeyBytes, type Key } from './keys.js';
 import { PackedKeys, type PackedHost } from './packed-keys.js';
-import { COMPACT_LOAD, DEFAULT_SEGMENT_BYTES, LOAD_MAX_D, LOAD_MAX_N, MAX_REFCOUNT, SIZE_CLASSES } from './layout.js';
+import { COMPACT_LOAD, DEFAULT_SEGMENT_BYTES, LOAD_MAX_D, LOAD_MAX_N, MAX_REFCOUNT, SIZE_CLASSES, maxSlotsFor } from './layout.js';
 import { Manifest } from './manifest.js';
 import { CloseRecord } from './close-record.js';
 import { Counters, type BucketMapStats } from './stats.js';
-import type { ValueRef } from './table.js';
+import { PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
 import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath } from './storage.js';
 import { MapLock } from './lock.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
@@ -178,6 +178,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private readonly storages: BucketStorage[];
   private readonly buckets: Array<Bucket<T> | undefined>;
   private readonly codec: ElementCodec<T>;
+  /** Most elements a slot list can hold with this codec. */
+  private readonly maxSlots: number;
   private readonly bits: number;
   private readonly batcher: Batcher<T>;
   private readonly packedHost: PackedHost<T>;
@@ -197,6 +199,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     checkPlatform(os.endianness());
     const cfg = resolveConfig(config);
     this.codec = cfg.codec as ElementCodec<T>;
+    this.maxSlots = maxSlotsFor(this.codec.size);
     this.bits = Math.log2(cfg.maxBuckets);
     this.persistent = cfg.restartFile !== null;
 
@@ -266,6 +269,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         adjustEntries: (delta: number) => {
           self.guard.entries += delta;
         },
+        writable: new Uint8Array(cfg.maxBuckets),
+        versions: new Float64Array(cfg.maxBuckets),
       };
       storages = new Array<BucketStorage>(cfg.maxBuckets);
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
@@ -298,7 +303,6 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       throw err;
     }
     this.lock = lock;
-    const map = this;
     this.packedHost = {
       map: this,
       readInto: (keys, koff, target, offset) => {
@@ -312,7 +316,6 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     };
     this.batcher = new Batcher<T>({
       ctx: this.ctx, storages: this.storages, codec: this.codec, guard: this.guard, bits: this.bits,
-      bucketAt: (ix: number) => map.bucketAt(ix),
     });
     this.ctx.counters.openMs = performance.now() - started;
   }
@@ -411,7 +414,21 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     this.enter();
     const k = toKeyBytes(key);
     const rc = checkRefCount(refCount);
-    const bucket = this.bucketFor(k);
+    const ix = bucketIndexOf(k, this.bits);
+    const ctx = this.ctx;
+    if (ctx.writable[ix] === 1) {
+      // Straight to the engine; only an insert that needs a file grown goes through the bucket.
+      const slots = encodeSlotList(this.codec, this.maxSlots, ctx.engine.input, slotList);
+      const status = ctx.engine.put(ix, k, slots, rc);
+      if (status === PUT_NEW || status === PUT_UPDATED) {
+        if (status === PUT_NEW) this.guard.entries++;
+        ctx.versions[ix]++;
+        return;
+      }
+      this.bucketAt(ix).writeEncoded(k, slots, rc);
+      return;
+    }
+    const bucket = this.bucketAt(ix);
     bucket.writeEncoded(k, bucket.encode(slotList), rc);
   }
 
@@ -435,7 +452,14 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   deleteKey(key: Key): boolean {
     this.enter();
     const k = toKeyBytes(key);
-    return this.bucketFor(k).removeKey(k);
+    const ix = bucketIndexOf(k, this.bits);
+    if (this.ctx.writable[ix] !== 1) return this.bucketAt(ix).removeKey(k);
+    const removed = this.ctx.engine.remove(ix, k);
+    if (removed) {
+      this.guard.entries--;
+      this.ctx.versions[ix]++;
+    }
+    return removed;
   }
 
   /** Adds one reference; returns the new refCount, or undefined if the key is absent. */
@@ -452,17 +476,19 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     this.enter();
     const k = toKeyBytes(key);
     const ix = bucketIndexOf(k, this.bits);
-    const storage = this.storages[ix];
-    if (!storage.allocated) return undefined;
-    const bucket = this.bucketAt(ix);
+    if (this.ctx.writable[ix] !== 1) {
+      const storage = this.storages[ix];
+      if (!storage.allocated) return undefined;
+      storage.markDirty();
+    }
     // An inline entry staying within refCounts 1..256 changes one byte in place.
-    storage.markDirty();
     const inPlace = this.ctx.engine.adjustRef(ix, k, delta);
     if (inPlace === -1) return undefined;
     if (inPlace >= 0) {
-      bucket.version++;
+      this.ctx.versions[ix]++;
       return inPlace;
     }
+    const bucket = this.bucketAt(ix);
     const current = bucket.readKey(k);
     if (current === undefined) return undefined;
     const [slotList, refCount] = current;
@@ -683,8 +709,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       if (freed === 0) continue;
       report.buckets++;
       report.bytesFreed += freed;
-      const bucket = this.buckets[storage.ix];
-      if (bucket !== undefined) bucket.version++;
+      this.ctx.versions[storage.ix]++;
     }
     report.ms = performance.now() - started;
     return report;

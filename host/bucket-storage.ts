@@ -83,6 +83,15 @@ export interface MapContext extends FileLayout {
   readonly beforeChange: () => void;
   /** Corrects the map's entry count after a bucket opened on the close record's word is recounted. */
   readonly adjustEntries: (delta: number) => void;
+  /**
+   * 1 where a bucket is bound to the engine and already marked dirty, so that a write can go
+   * straight to the engine: with many buckets, the bucket's own objects are cache misses that a
+   * write would otherwise pay on top of its index line. Set by markDirty(), cleared when the
+   * bucket is saved clean or closed.
+   */
+  readonly writable: Uint8Array;
+  /** Per bucket, bumped by every change: iterators compare it to know whether their snapshot holds. */
+  readonly versions: Float64Array;
 }
 
 /** Lets tests pin the seed of new buckets (to aim keys at a window); never set otherwise. */
@@ -581,11 +590,13 @@ export class BucketStorage {
 
   /** Called before the first change after a flush: the header says dirty until counts are saved. */
   markDirty(): void {
-    if (this.dirty) return;
-    this.ctx.beforeChange();
-    markDirty(this.index as MappedFile);
-    this.dirty = true;
-    this.unsynced = true;
+    if (!this.dirty) {
+      this.ctx.beforeChange();
+      markDirty(this.index as MappedFile);
+      this.dirty = true;
+      this.unsynced = true;
+    }
+    if (this.pending === null && this.index !== null) this.ctx.writable[this.ix] = 1;
   }
 
   /** msync and fsync this bucket's files if it changed since the last durable flush. */
@@ -604,6 +615,7 @@ export class BucketStorage {
     const [count, dataCounts] = this.liveCounts();
     saveCounts(this.index, count, dataCounts);
     this.dirty = false;
+    this.ctx.writable[this.ix] = 0;
   }
 
   files(): MappedFile[] {
@@ -615,6 +627,7 @@ export class BucketStorage {
 
   /** Drops the mappings; with `remove`, deletes the files too (maps without a restart file). */
   close(remove: boolean): void {
+    this.ctx.writable[this.ix] = 0;
     this.pending = null;
     this.vouched = false;
     for (const file of this.files()) {

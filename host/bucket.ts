@@ -63,6 +63,16 @@ export function checkRefCount(refCount: unknown, argName = 'refCount'): number {
   return refCount;
 }
 
+/** Encodes a slot list into `input` (the engine's input buffer); returns its length. */
+export function encodeSlotList<T>(codec: ElementCodec<T>, maxSlots: number, input: Uint8Array, slotList: readonly T[]): number {
+  if (!Array.isArray(slotList)) throw new TypeError('slotList must be an array');
+  const n = slotList.length;
+  if (n > maxSlots) throw new RangeError(`slotList has ${n} elements; at most ${maxSlots} fit (element size ${codec.size})`);
+  const size = codec.size;
+  for (let i = 0; i < n; i++) codec.encode(slotList[i], input, i * size);
+  return n;
+}
+
 export class Bucket<T> {
   readonly index: number;
   private readonly ctx: MapContext;
@@ -70,8 +80,6 @@ export class Bucket<T> {
   private readonly codec: ElementCodec<T>;
   private readonly guard: MapGuard;
   private readonly maxSlots: number;
-  /** Bumped by every change; iterators compare it to know whether their snapshot still holds. */
-  version = 0;
 
   constructor(ctx: MapContext, storage: BucketStorage, codec: ElementCodec<T>, guard: MapGuard) {
     this.ctx = ctx;
@@ -153,7 +161,7 @@ export class Bucket<T> {
     this.storage.anticipated = count;
     if (this.storage.allocated && this.storage.capacity < pagesFor(count) * CELLS_PER_PAGE) {
       this.storage.growIndex(this.storage.capacity, 'anticipated');
-      this.version++;
+      this.ctx.versions[this.index]++;
     }
   }
 
@@ -220,20 +228,14 @@ export class Bucket<T> {
     const removed = this.ctx.engine.remove(this.index, k);
     if (removed) {
       this.guard.entries--;
-      this.version++;
+      this.ctx.versions[this.index]++;
     }
     return removed;
   }
 
   /** Encodes a slot list into the engine's input buffer; returns its length. */
   encode(slotList: readonly T[]): number {
-    if (!Array.isArray(slotList)) throw new TypeError('slotList must be an array');
-    const n = slotList.length;
-    if (n > this.maxSlots) throw new RangeError(`slotList has ${n} elements; at most ${this.maxSlots} fit (element size ${this.codec.size})`);
-    const input = this.ctx.engine.input;
-    const size = this.codec.size;
-    for (let i = 0; i < n; i++) this.codec.encode(slotList[i], input, i * size);
-    return n;
+    return encodeSlotList(this.codec, this.maxSlots, this.ctx.engine.input, slotList);
   }
 
   decode(ref: ValueRef): Entry<T> {
@@ -263,7 +265,7 @@ export class Bucket<T> {
       return new NoSpace('data', this.index, file === null ? 0 : file.spec.capacity, sizeClass);
     }
     if (status === PUT_NEW) this.guard.entries++;
-    this.version++;
+    this.ctx.versions[this.index]++;
     return undefined;
   }
 
@@ -277,7 +279,7 @@ export class Bucket<T> {
       const observedPow2 = noSpace.capacity === 0 ? -1 : Math.log2(noSpace.capacity);
       this.storage.growData(noSpace.sizeClass, observedPow2);
     }
-    this.version++;
+    this.ctx.versions[this.index]++;
   }
 
   // ── iteration ──────────────────────────────────────────────────────────────────────────────────
@@ -298,7 +300,7 @@ export class Bucket<T> {
       table.copyKey(c, keys, n * 32);
       cells[n++] = c;
     }
-    return { keys, cells, length: n, version: this.version };
+    return { keys, cells, length: n, version: this.ctx.versions[this.index] };
   }
 
   *iterateKeys(): Generator<Uint8Array> {
@@ -306,7 +308,7 @@ export class Bucket<T> {
     if (snap === null) return;
     for (let i = 0; i < snap.length; i++) {
       const key = snap.keys.slice(i * 32, i * 32 + 32);
-      if (snap.version !== this.version) {
+      if (snap.version !== this.ctx.versions[this.index]) {
         // Changed since the snapshot: yield the key only if it is still there.
         this.guard.enter();
         if (this.readKey(key) === undefined) continue;
@@ -321,7 +323,7 @@ export class Bucket<T> {
     const table = this.storage.tableOver();
     for (let i = 0; i < snap.length; i++) {
       const key = snap.keys.slice(i * 32, i * 32 + 32);
-      if (snap.version === this.version) {
+      if (snap.version === this.ctx.versions[this.index]) {
         // Unchanged since the snapshot: the entry is still in its cell.
         table.readCell(snap.cells[i]);
         yield [key, this.decode(table.out)];

@@ -72,6 +72,39 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  // Each write call on its own, so that one that forgot to tell iterators the bucket changed is
+  // caught: an iterator that trusts a stale snapshot reads a cell a shift has since refilled.
+  // Deleting writers take an untouched entry each step; inserting ones leave every entry in place.
+  const writers: Record<string, [deletes: boolean, write: (map: BucketMap, victim: Uint8Array) => void]> = {
+    deleteKey: [true, (map, victim) => assert.ok(map.deleteKey(victim))],
+    deleteMany: [true, (map, victim) => assert.is(map.deleteMany([victim]), 1)],
+    'packed delete': [true, (map, victim) => assert.ok(map.packed(victim).delete(0))],
+    insert: [false, (map) => map.insert(rng.key(), [rng.bytes(16)])],
+    insertMany: [false, (map) => map.insertMany([rng.key(), rng.key()], [[rng.bytes(16)], []])],
+  };
+  for (const [name, [deletes, write]] of Object.entries(writers)) {
+    test(`${name} while iterating: every entry yielded carries its own value`, () => {
+      const [map, model] = filled(1500, 2);
+      const untouched = new Set(model.keys());
+      const seen = new Set<string>();
+      for (const [key, [list, rc]] of map.entries()) {
+        const k = hex(key);
+        assert.not.ok(seen.has(k), `entry ${k.slice(0, 8)} visited twice`);
+        seen.add(k);
+        if (untouched.has(k)) assert.is(JSON.stringify([list.map(hex), rc]), model.get(k), `value of ${k.slice(0, 8)}`);
+        if (!deletes) {
+          write(map, key);
+        } else if (untouched.size > 0) {
+          const victim = [...untouched][rng.below(untouched.size)];
+          untouched.delete(victim);
+          write(map, Buffer.from(victim, 'hex'));
+        }
+      }
+      for (const k of untouched) assert.ok(seen.has(k), `entry ${k.slice(0, 8)} present throughout was visited`);
+      map.close();
+    });
+  }
+
   test('an empty map and unallocated buckets yield nothing', () => {
     const map = new BucketMap({ maxBuckets: 16, engine });
     assert.equal([...map.keys()], []);
