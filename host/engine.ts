@@ -310,8 +310,8 @@ export class HostEngine implements Engine {
   removeMany(n: number): void {
     const b = this.batch;
     const kw = this.batchKeyWords;
-    const { batchLo, batchTag } = this;
-    // Deletes move cells but not keys' hashes, so a group's hashes stay valid through its deletes.
+    const { batchHome, batchTag } = this;
+    // Deletes move cells but not keys' home cells, so a group's stay valid through its deletes.
     let prefetched = 0;
     for (let i = 0; i < n; i++) {
       if (i === prefetched) {
@@ -319,7 +319,7 @@ export class HostEngine implements Engine {
         this.hashAndPrefetch(i, prefetched);
       }
       const ix = b.buckets[i];
-      b.status[i] = ix !== NO_BUCKET && (this.tables[ix] as Table).removeHashed(batchLo[i], batchTag[i], kw, i * 8) ? 1 : 0;
+      b.status[i] = ix !== NO_BUCKET && (this.tables[ix] as Table).removeFrom(batchHome[i], batchTag[i], kw, i * 8) ? 1 : 0;
     }
   }
 

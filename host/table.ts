@@ -544,28 +544,31 @@ export class Table {
 
   /** Deletes `key`; false if it was absent. */
   remove(key: Uint8Array, koff = 0): boolean {
-    return this.removeCell(this.probe(key, koff));
+    return this.removeFound(this.probe(key, koff));
   }
 
-  /** remove() of the key held as eight words at `kw[ko..ko+8)` whose hash is (lo, tag). */
-  removeHashed(lo: number, tag: number, kw: Int32Array, ko: number): boolean {
-    return this.removeCell(this.probeHashed(lo, tag, kw, ko));
+  /** remove() of the key held as eight words at `kw[ko..ko+8)` whose hash has tag `tag` and home cell `home`. */
+  removeFrom(home: number, tag: number, kw: Int32Array, ko: number): boolean {
+    return this.removeFound(this.probeFrom(home, tag, kw, ko));
   }
 
-  /** Deletes live cell `c` (false if c < 0: the probe missed). */
-  private removeCell(c: number): boolean {
+  /** Deletes the live cell `c` the last probe found, at the page and slot it left (false if c < 0: the probe missed). */
+  private removeFound(c: number): boolean {
     if (c < 0) return false;
-    const kind = this.ctrl(c) >>> CTRL_KIND_SHIFT;
+    const s = this.seg;
+    const base = this.hitBase;
+    const slot = this.hitSlot;
+    const kind = ctrlIn(this.wordsOf(s), base, slot) >>> CTRL_KIND_SHIFT;
     let oldData = -1;
     let oldClass = 0;
     if (kind === KIND_DATA) {
-      oldData = this.dataRefAt(c, this.bytesOf(this.seg), this.cellOffset(c) + 32);
+      oldData = this.dataRefAt(c, this.bytesOf(s), base + PAGE_HEADER_BYTES + slot * CELL_BYTES + 32);
       oldClass = this.refClass;
     } else if (kind === 0) {
       throw this.damaged(c, 'is live but has no kind');
     }
-    this.setCtrl(c, 0);
-    this.shiftLeft(c);
+    this.halvesOf(s)[(base >>> 1) + slot] = 0;
+    this.shiftLeft(c, s, base, slot);
     this.count--;
     if (oldData >= 0) this.freeData(oldClass, oldData);
     return true;
@@ -602,12 +605,14 @@ export class Table {
     const perSegment = this.pagesPerSegment;
     const fp = (from / CELLS_PER_PAGE) | 0;
     const fs = segmentOfPage(fp, perSegment);
-    const fslot = from - fp * CELLS_PER_PAGE;
-    const fbase = HEADER_BYTES + (fp - fs * perSegment) * PAGE_BYTES;
     const tp = (to / CELLS_PER_PAGE) | 0;
     const ts = segmentOfPage(tp, perSegment);
-    const tslot = to - tp * CELLS_PER_PAGE;
-    const tbase = HEADER_BYTES + (tp - ts * perSegment) * PAGE_BYTES;
+    this.moveBetween(fs, HEADER_BYTES + (fp - fs * perSegment) * PAGE_BYTES, from - fp * CELLS_PER_PAGE,
+      ts, HEADER_BYTES + (tp - ts * perSegment) * PAGE_BYTES, to - tp * CELLS_PER_PAGE, ctrl);
+  }
+
+  /** moveCell() of the cell at slot `fslot` of the page at byte `fbase` of segment `fs` to slot `tslot` of `tbase` in `ts`. */
+  private moveBetween(fs: number, fbase: number, fslot: number, ts: number, tbase: number, tslot: number, ctrl: number): void {
     const fw = this.wordsOf(fs);
     const tw = this.wordsOf(ts);
     const fc = (fbase + PAGE_HEADER_BYTES + fslot * CELL_BYTES) >>> 2;
@@ -618,16 +623,43 @@ export class Table {
     this.halvesOf(fs)[(fbase >>> 1) + fslot] = 0;
   }
 
-  /** Backward-shift after freeing cell `hole`: pulls the rest of the run one cell closer to home. */
-  private shiftLeft(hole: number): void {
-    let prev = hole;
-    let j = this.next(hole);
-    for (let n = 0; n < this.capacity; n++) {
-      const ctl = this.ctrl(j);
+  /**
+   * Backward shift after freeing cell `hole` (at `slot` of the page at byte `base` of segment
+   * `seg`): pulls the rest of the run one cell closer to home. It walks page by page as a probe
+   * does, with no division per cell.
+   */
+  private shiftLeft(hole: number, seg: number, base: number, slot: number): void {
+    const capacity = this.capacity;
+    const perSegment = this.pagesPerSegment;
+    let c = hole;
+    let s = seg;
+    let b = base;
+    let sl = slot;
+    let pageInSeg = ((base - HEADER_BYTES) / PAGE_BYTES) | 0;
+    for (let n = 0; n < capacity; n++) {
+      const hs = s;
+      const hb = b;
+      const hsl = sl;
+      c++;
+      sl++;
+      if (c === capacity) {
+        c = 0;
+        sl = 0;
+        s = 0;
+        pageInSeg = 0;
+        b = HEADER_BYTES;
+      } else if (sl === CELLS_PER_PAGE) {
+        sl = 0;
+        b += PAGE_BYTES;
+        if (++pageInSeg === perSegment) {
+          s++;
+          pageInSeg = 0;
+          b = HEADER_BYTES;
+        }
+      }
+      const ctl = ctrlIn(this.wordsOf(s), b, sl);
       if ((ctl & 0xff) <= 1) return;
-      this.moveCell(j, prev, ctl - 1);
-      prev = j;
-      j = this.next(j);
+      this.moveBetween(s, b, sl, hs, hb, hsl, ctl - 1);
     }
   }
 
