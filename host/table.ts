@@ -151,6 +151,18 @@ export class Table {
   private insAt = -1;
   private insDist = 0;
   private insShift = false;
+  /** Segment, page (byte offset) and slot of insAt, so that an insert locates nothing again. */
+  private insSeg = 0;
+  private insBase = 0;
+  private insSlot = 0;
+  /**
+   * A position the shifts walk cell by cell: cell, segment, page (byte offset) and slot. shiftEnd
+   * leaves it on the free cell that ends the run, where shiftRight starts.
+   */
+  private walkC = 0;
+  private walkSeg = 0;
+  private walkBase = 0;
+  private walkSlot = 0;
   private tag = 0;
   /** Sink of the early load of a probe's home cell (kept so it is not optimised away). */
   private warm = 0;
@@ -252,14 +264,6 @@ export class Table {
     return this.bytesOf(this.seg);
   }
 
-  private next(c: number): number {
-    return c + 1 === this.capacity ? 0 : c + 1;
-  }
-
-  private prev(c: number): number {
-    return c === 0 ? this.capacity - 1 : c - 1;
-  }
-
   /** Byte offset (within its segment, which goes to `seg`) of cell `c`'s extra-references byte. */
   extraOffset(c: number): number {
     return this.pageOffset(c) + PAGE_EXTRA_OFFSET + (c % CELLS_PER_PAGE);
@@ -323,6 +327,9 @@ export class Table {
         this.insAt = c;
         this.insDist = d;
         this.insShift = cd !== 0;
+        this.insSeg = seg;
+        this.insBase = base;
+        this.insSlot = slot;
         return -1;
       }
       if (((ctl >>> 8) & 63) === tag) {
@@ -465,17 +472,19 @@ export class Table {
     this.buildValue(kind, sizeClass, dataCell, list, loff, slots, refCount);
     // Twelve word stores (the key's words are in kw already) instead of 32 byte stores and a set():
     // the cell's line is usually not in cache yet, and fewer stores wait less for it.
-    const off = this.cellOffset(at);
-    const words = this.wordsOf(this.seg);
-    const w = off >>> 2;
+    const s = this.insSeg;
+    const base = this.insBase;
+    const slot = this.insSlot;
+    const words = this.wordsOf(s);
+    const w = (base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2;
     for (let i = 0; i < 8; i++) words[w + i] = kw[ko + i];
     const v = VALUE_WORDS;
     words[w + 8] = v[0];
     words[w + 9] = v[1];
     words[w + 10] = v[2];
     words[w + 11] = v[3];
-    this.bytesOf(this.seg)[this.extraOffset(at)] = inline ? refCount - 1 : 0;
-    this.setCtrl(at, (dist + 1) | (this.tag << 8) | (kind << CTRL_KIND_SHIFT));
+    this.bytesOf(s)[base + PAGE_EXTRA_OFFSET + slot] = inline ? refCount - 1 : 0;
+    this.halvesOf(s)[(base >>> 1) + slot] = (dist + 1) | (this.tag << 8) | (kind << CTRL_KIND_SHIFT);
     this.count++;
     return PUT_NEW;
   }
@@ -574,44 +583,72 @@ export class Table {
     return true;
   }
 
-  /** The first free cell of the run starting at `from`, or -1 if shifting it would push a resident out of its window. */
-  private shiftEnd(from: number): number {
-    let c = from;
-    for (let n = 0; n < this.capacity; n++) {
-      const cd = this.ctrl(c) & 0xff;
-      if (cd === 0) return c;
-      if (cd >= this.window) return -1;
-      c = this.next(c);
-    }
-    return -1;
-  }
-
-  /** Moves cells [from, end) one to the right, last first, so every key stays reachable. */
-  private shiftRight(from: number, end: number): void {
-    let j = end;
-    while (j !== from) {
-      const p = this.prev(j);
-      this.moveCell(p, j, this.ctrl(p) + 1);
-      j = p;
+  /** Steps the walk position to the next cell, dividing only when it enters another page. */
+  private stepForward(): void {
+    const c = this.walkC + 1;
+    if (++this.walkSlot === CELLS_PER_PAGE || c === this.capacity) {
+      this.walkC = c === this.capacity ? 0 : c;
+      this.walkSlot = 0;
+      this.walkBase = this.pageOffset(this.walkC);
+      this.walkSeg = this.seg;
+    } else {
+      this.walkC = c;
     }
   }
 
   /**
-   * Moves live cell `from` into free cell `to` with ctrl `ctrl`: content and extra byte first,
-   * then `to` becomes live, then `from` is freed (a crash in between leaves a duplicate, never a
-   * torn cell). Each cell's page is located once.
+   * The first free cell of the run starting at insAt (`from`), or -1 if shifting it would push a
+   * resident out of its window. Walks from the position the probe left, and leaves the walk on the
+   * free cell for shiftRight.
    */
-  private moveCell(from: number, to: number, ctrl: number): void {
-    const perSegment = this.pagesPerSegment;
-    const fp = (from / CELLS_PER_PAGE) | 0;
-    const fs = segmentOfPage(fp, perSegment);
-    const tp = (to / CELLS_PER_PAGE) | 0;
-    const ts = segmentOfPage(tp, perSegment);
-    this.moveBetween(fs, HEADER_BYTES + (fp - fs * perSegment) * PAGE_BYTES, from - fp * CELLS_PER_PAGE,
-      ts, HEADER_BYTES + (tp - ts * perSegment) * PAGE_BYTES, to - tp * CELLS_PER_PAGE, ctrl);
+  private shiftEnd(from: number): number {
+    const window = this.window;
+    this.walkC = from;
+    this.walkSeg = this.insSeg;
+    this.walkBase = this.insBase;
+    this.walkSlot = this.insSlot;
+    for (let n = 0; n < this.capacity; n++) {
+      const cd = ctrlIn(this.wordsOf(this.walkSeg), this.walkBase, this.walkSlot) & 0xff;
+      if (cd === 0) return this.walkC;
+      if (cd >= window) return -1;
+      this.stepForward();
+    }
+    return -1;
   }
 
-  /** moveCell() of the cell at slot `fslot` of the page at byte `fbase` of segment `fs` to slot `tslot` of `tbase` in `ts`. */
+  /**
+   * Moves cells [from, end) one to the right, last first, so every key stays reachable. Walks
+   * back from the free cell shiftEnd left the walk on, dividing only when it enters another page.
+   */
+  private shiftRight(from: number, end: number): void {
+    let j = end;
+    let s = this.walkSeg;
+    let b = this.walkBase;
+    let sl = this.walkSlot;
+    while (j !== from) {
+      const p = j === 0 ? this.capacity - 1 : j - 1;
+      let ps = s;
+      let pb = b;
+      let psl = sl - 1;
+      if (psl < 0) {
+        pb = this.pageOffset(p);
+        ps = this.seg;
+        psl = p % CELLS_PER_PAGE;
+      }
+      this.moveBetween(ps, pb, psl, s, b, sl, ctrlIn(this.wordsOf(ps), pb, psl) + 1);
+      j = p;
+      s = ps;
+      b = pb;
+      sl = psl;
+    }
+  }
+
+  /**
+   * Moves the live cell at slot `fslot` of the page at byte `fbase` of segment `fs` into the free
+   * cell at `tslot` of `tbase` in `ts`, with ctrl `ctrl`: content and extra byte first, then the
+   * destination becomes live, then the source is freed (a crash in between leaves a duplicate,
+   * never a torn cell). Callers walk runs page by page and pass positions, not cell numbers.
+   */
   private moveBetween(fs: number, fbase: number, fslot: number, ts: number, tbase: number, tslot: number, ctrl: number): void {
     const fw = this.wordsOf(fs);
     const tw = this.wordsOf(ts);
@@ -625,41 +662,21 @@ export class Table {
 
   /**
    * Backward shift after freeing cell `hole` (at `slot` of the page at byte `base` of segment
-   * `seg`): pulls the rest of the run one cell closer to home. It walks page by page as a probe
-   * does, with no division per cell.
+   * `seg`): pulls the rest of the run one cell closer to home, walking it as shiftEnd does.
    */
   private shiftLeft(hole: number, seg: number, base: number, slot: number): void {
-    const capacity = this.capacity;
-    const perSegment = this.pagesPerSegment;
-    let c = hole;
-    let s = seg;
-    let b = base;
-    let sl = slot;
-    let pageInSeg = ((base - HEADER_BYTES) / PAGE_BYTES) | 0;
-    for (let n = 0; n < capacity; n++) {
-      const hs = s;
-      const hb = b;
-      const hsl = sl;
-      c++;
-      sl++;
-      if (c === capacity) {
-        c = 0;
-        sl = 0;
-        s = 0;
-        pageInSeg = 0;
-        b = HEADER_BYTES;
-      } else if (sl === CELLS_PER_PAGE) {
-        sl = 0;
-        b += PAGE_BYTES;
-        if (++pageInSeg === perSegment) {
-          s++;
-          pageInSeg = 0;
-          b = HEADER_BYTES;
-        }
-      }
-      const ctl = ctrlIn(this.wordsOf(s), b, sl);
+    this.walkC = hole;
+    this.walkSeg = seg;
+    this.walkBase = base;
+    this.walkSlot = slot;
+    for (let n = 0; n < this.capacity; n++) {
+      const hs = this.walkSeg;
+      const hb = this.walkBase;
+      const hsl = this.walkSlot;
+      this.stepForward();
+      const ctl = ctrlIn(this.wordsOf(this.walkSeg), this.walkBase, this.walkSlot);
       if ((ctl & 0xff) <= 1) return;
-      this.moveBetween(s, b, sl, hs, hb, hsl, ctl - 1);
+      this.moveBetween(this.walkSeg, this.walkBase, this.walkSlot, hs, hb, hsl, ctl - 1);
     }
   }
 
@@ -727,11 +744,14 @@ export class Table {
         this.shiftRight(at, end);
       }
       const extra = src.u8[src.seg][src.extraOffset(c)];
-      const to = this.cellOffset(at) >>> 2;
-      const words = this.u32[this.seg];
+      const s = this.insSeg;
+      const base = this.insBase;
+      const slot = this.insSlot;
+      const to = (base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2;
+      const words = this.u32[s];
       for (let i = 0; i < CELL_BYTES / 4; i++) words[to + i] = from[(off >>> 2) + i];
-      this.bytesOf(this.seg)[this.extraOffset(at)] = extra;
-      this.setCtrl(at, (this.insDist + 1) | (this.tag << 8) | (ctl & 0xc000));
+      this.bytesOf(s)[base + PAGE_EXTRA_OFFSET + slot] = extra;
+      this.halvesOf(s)[(base >>> 1) + slot] = (this.insDist + 1) | (this.tag << 8) | (ctl & 0xc000);
       this.count++;
     }
     for (let k = 0; k < SIZE_CLASSES; k++) this.dataCount[k] = src.dataCount[k];
