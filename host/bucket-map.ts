@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Bucket, NoSpace, checkRefCount, encodeSlotList, type Entry, type MapGuard } from './bucket.js';
+import { Bucket, NoSpace, checkRefCount, encodeSlotList, putMarked, removeMarked, type Entry, type MapGuard } from './bucket.js';
 import { BucketStorage, openBucketFiles, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
@@ -419,12 +419,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (ctx.writable[ix] === 1) {
       // Straight to the engine; only an insert that needs a file grown goes through the bucket.
       const slots = encodeSlotList(this.codec, this.maxSlots, ctx.engine.input, slotList);
-      const status = ctx.engine.put(ix, k, slots, rc);
-      if (status === PUT_NEW || status === PUT_UPDATED) {
-        if (status === PUT_NEW) this.guard.entries++;
-        ctx.versions[ix]++;
-        return;
-      }
+      const status = putMarked(ctx, this.guard, ix, k, slots, rc);
+      if (status === PUT_NEW || status === PUT_UPDATED) return;
       this.bucketAt(ix).writeEncoded(k, slots, rc);
       return;
     }
@@ -454,12 +450,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const k = toKeyBytes(key);
     const ix = bucketIndexOf(k, this.bits);
     if (this.ctx.writable[ix] !== 1) return this.bucketAt(ix).removeKey(k);
-    const removed = this.ctx.engine.remove(ix, k);
-    if (removed) {
-      this.guard.entries--;
-      this.ctx.versions[ix]++;
-    }
-    return removed;
+    return removeMarked(this.ctx, this.guard, ix, k);
   }
 
   /** Adds one reference; returns the new refCount, or undefined if the key is absent. */

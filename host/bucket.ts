@@ -7,7 +7,7 @@ import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { toKeyBytes, type Key } from './keys.js';
 import { CELLS_PER_PAGE, MAX_REFCOUNT, SIZE_CLASSES, maxSlotsFor } from './layout.js';
-import { DATA_FULL, INDEX_FULL, PUT_NEW, type ValueRef } from './table.js';
+import { DATA_FULL, INDEX_FULL, PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
 import { pagesFor } from './bucket-storage.js';
 
 /** A value: the slot list and its reference count. */
@@ -71,6 +71,29 @@ export function encodeSlotList<T>(codec: ElementCodec<T>, maxSlots: number, inpu
   const size = codec.size;
   for (let i = 0; i < n; i++) codec.encode(slotList[i], input, i * size);
   return n;
+}
+
+/**
+ * The engine's put into bucket `ix`, already marked dirty, with what every write must also do: a
+ * new entry counts in the map's size, and any change bumps the bucket's iterator version. Returns
+ * the engine's status (nothing is written on INDEX_FULL or DATA_FULL). Bucket and the map's fast
+ * path (which skips this bucket's objects) both write through it.
+ */
+export function putMarked(ctx: MapContext, guard: MapGuard, ix: number, k: Uint8Array, slots: number, refCount: number): number {
+  const status = ctx.engine.put(ix, k, slots, refCount);
+  if (status === PUT_NEW) guard.entries++;
+  if (status === PUT_NEW || status === PUT_UPDATED) ctx.versions[ix]++;
+  return status;
+}
+
+/** The engine's remove from bucket `ix`, already marked dirty, with the same bookkeeping as putMarked. */
+export function removeMarked(ctx: MapContext, guard: MapGuard, ix: number, k: Uint8Array): boolean {
+  const removed = ctx.engine.remove(ix, k);
+  if (removed) {
+    guard.entries--;
+    ctx.versions[ix]++;
+  }
+  return removed;
 }
 
 export class Bucket<T> {
@@ -225,12 +248,7 @@ export class Bucket<T> {
   removeKey(k: Uint8Array): boolean {
     if (!this.storage.allocated) return false;
     this.storage.markDirty();
-    const removed = this.ctx.engine.remove(this.index, k);
-    if (removed) {
-      this.guard.entries--;
-      this.ctx.versions[this.index]++;
-    }
-    return removed;
+    return removeMarked(this.ctx, this.guard, this.index, k);
   }
 
   /** Encodes a slot list into the engine's input buffer; returns its length. */
@@ -257,15 +275,13 @@ export class Bucket<T> {
 
   private attempt(k: Uint8Array, slots: number, refCount: number): NoSpace | undefined {
     this.storage.markDirty();
-    const status = this.ctx.engine.put(this.index, k, slots, refCount);
+    const status = putMarked(this.ctx, this.guard, this.index, k, slots, refCount);
     if (status === INDEX_FULL) return new NoSpace('index', this.index, this.storage.capacity, 0);
     if (status === DATA_FULL) {
       const sizeClass = this.ctx.engine.fullClass;
       const file = this.storage.data[sizeClass];
       return new NoSpace('data', this.index, file === null ? 0 : file.spec.capacity, sizeClass);
     }
-    if (status === PUT_NEW) this.guard.entries++;
-    this.ctx.versions[this.index]++;
     return undefined;
   }
 
