@@ -82,7 +82,8 @@ export function hashKeyWords(key: Uint8Array, off: number, k0: number, k1: numbe
  * The nine compression rounds (eight message words, then the length block 32 << 24) are written
  * out rather than looped: with the loop, hashKeyWords took 59–72 ns per key in a micro-benchmark
  * where this form takes 45–48 (bench/RESULTS.md, (a)); a loop with the length block after
- * it measured no better than the old loop.
+ * it measured no better than the old loop. The repeated round is deliberate: one round function
+ * over module-level state, which would write it once, measured four times slower.
  */
 export function hashWords(words: Int32Array, off: number, k0: number, k1: number): number {
   let v0 = k0 | 0;

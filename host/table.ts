@@ -60,6 +60,21 @@ function ctrlIn(words: Int32Array, base: number, slot: number): number {
   return (words[(base >>> 2) + (slot >>> 1)] >>> ((slot & 1) << 4)) & 0xffff;
 }
 
+/** Byte offset of the cell at `slot` of the page at byte `base` (see the page box in layout.ts). */
+function cellByte(base: number, slot: number): number {
+  return base + PAGE_HEADER_BYTES + slot * CELL_BYTES;
+}
+
+/** Byte offset of that cell's extra-references byte in the page header. */
+function extraByte(base: number, slot: number): number {
+  return base + PAGE_EXTRA_OFFSET + slot;
+}
+
+/** Index of that cell's ctrl word in the segment's 16-bit view (stores must be single 16-bit writes). */
+function ctrlHalf(base: number, slot: number): number {
+  return (base >>> 1) + slot;
+}
+
 /** A cache line in 32-bit words: batch prefetches step through a probe's first cells this far. */
 export const PREFETCH_STRIDE = 16;
 
@@ -251,12 +266,12 @@ export class Table {
 
   private setCtrl(c: number, value: number): void {
     const base = this.pageOffset(c);
-    this.halvesOf(this.seg)[(base >>> 1) + (c % CELLS_PER_PAGE)] = value;
+    this.halvesOf(this.seg)[ctrlHalf(base, c % CELLS_PER_PAGE)] = value;
   }
 
   /** Byte offset of cell `c` within its segment; sets `seg`. */
   cellOffset(c: number): number {
-    return this.pageOffset(c) + PAGE_HEADER_BYTES + (c % CELLS_PER_PAGE) * CELL_BYTES;
+    return cellByte(this.pageOffset(c), c % CELLS_PER_PAGE);
   }
 
   cellSegment(c: number): Uint8Array {
@@ -266,7 +281,7 @@ export class Table {
 
   /** Byte offset (within its segment, which goes to `seg`) of cell `c`'s extra-references byte. */
   extraOffset(c: number): number {
-    return this.pageOffset(c) + PAGE_EXTRA_OFFSET + (c % CELLS_PER_PAGE);
+    return extraByte(this.pageOffset(c), c % CELLS_PER_PAGE);
   }
 
   // ── lookup ─────────────────────────────────────────────────────────────────────────────────────
@@ -294,7 +309,7 @@ export class Table {
     const words = this.wordsOf(this.seg);
     views[i] = words;
     ctrlAt[i] = (base >>> 2) + (slot >>> 1);
-    cellAt[i] = Math.min((base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2, words.length - PREFETCH_STRIDE - 1);
+    cellAt[i] = Math.min(cellByte(base, slot) >>> 2, words.length - PREFETCH_STRIDE - 1);
     return c;
   }
 
@@ -319,7 +334,7 @@ export class Table {
     let base = HEADER_BYTES + pageInSeg * PAGE_BYTES;
     let words = this.wordsOf(seg);
     // Start loading the home cell's key now: its line and the ctrl line then miss together.
-    this.warm = words[(base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2];
+    this.warm = words[cellByte(base, slot) >>> 2];
     for (let d = 0; d < this.window; d++) {
       const ctl = ctrlIn(words, base, slot);
       const cd = ctl & 0xff;
@@ -333,7 +348,7 @@ export class Table {
         return -1;
       }
       if (((ctl >>> 8) & 63) === tag) {
-        const w = (base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2;
+        const w = cellByte(base, slot) >>> 2;
         if (words[w] === kw[ko] && words[w + 1] === kw[ko + 1] && words[w + 2] === kw[ko + 2] && words[w + 3] === kw[ko + 3] &&
           words[w + 4] === kw[ko + 4] && words[w + 5] === kw[ko + 5] && words[w + 6] === kw[ko + 6] && words[w + 7] === kw[ko + 7]) {
           this.seg = seg;
@@ -389,11 +404,11 @@ export class Table {
   private readAt(c: number, base: number, slot: number): void {
     const out = OUT;
     const kind = ctrlIn(this.wordsOf(this.seg), base, slot) >>> CTRL_KIND_SHIFT;
-    const off = base + PAGE_HEADER_BYTES + slot * CELL_BYTES + 32;
+    const off = cellByte(base, slot) + 32;
     const bytes = this.bytesOf(this.seg);
     out.kind = kind;
     if (kind === KIND_INLINE) {
-      out.refCount = 1 + bytes[base + PAGE_EXTRA_OFFSET + slot];
+      out.refCount = 1 + bytes[extraByte(base, slot)];
       out.slots = 1;
       out.buf = bytes;
       out.words = this.wordsOf(this.seg);
@@ -476,15 +491,14 @@ export class Table {
     const base = this.insBase;
     const slot = this.insSlot;
     const words = this.wordsOf(s);
-    const w = (base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2;
+    const w = cellByte(base, slot) >>> 2;
     for (let i = 0; i < 8; i++) words[w + i] = kw[ko + i];
     const v = VALUE_WORDS;
     words[w + 8] = v[0];
     words[w + 9] = v[1];
     words[w + 10] = v[2];
     words[w + 11] = v[3];
-    this.bytesOf(s)[base + PAGE_EXTRA_OFFSET + slot] = inline ? refCount - 1 : 0;
-    this.halvesOf(s)[(base >>> 1) + slot] = (dist + 1) | (this.tag << 8) | (kind << CTRL_KIND_SHIFT);
+    this.publishAt(s, base, slot, inline ? refCount - 1 : 0, (dist + 1) | (this.tag << 8) | (kind << CTRL_KIND_SHIFT));
     this.count++;
     return PUT_NEW;
   }
@@ -543,7 +557,7 @@ export class Table {
     const base = this.hitBase;
     const slot = this.hitSlot;
     if (ctrlIn(this.wordsOf(this.seg), base, slot) >>> CTRL_KIND_SHIFT !== KIND_INLINE) return -2;
-    const at = base + PAGE_EXTRA_OFFSET + slot;
+    const at = extraByte(base, slot);
     const bytes = this.bytesOf(this.seg);
     const rc = 1 + bytes[at] + delta;
     if (rc < 1 || rc > MAX_INLINE_REFCOUNT) return -2;
@@ -571,12 +585,12 @@ export class Table {
     let oldData = -1;
     let oldClass = 0;
     if (kind === KIND_DATA) {
-      oldData = this.dataRefAt(c, this.bytesOf(s), base + PAGE_HEADER_BYTES + slot * CELL_BYTES + 32);
+      oldData = this.dataRefAt(c, this.bytesOf(s), cellByte(base, slot) + 32);
       oldClass = this.refClass;
     } else if (kind === 0) {
       throw this.damaged(c, 'is live but has no kind');
     }
-    this.halvesOf(s)[(base >>> 1) + slot] = 0;
+    this.halvesOf(s)[ctrlHalf(base, slot)] = 0;
     this.shiftLeft(c, s, base, slot);
     this.count--;
     if (oldData >= 0) this.freeData(oldClass, oldData);
@@ -644,6 +658,16 @@ export class Table {
   }
 
   /**
+   * Makes the cell at `slot` of the page at byte `base` of segment `s`, its content already
+   * written, live: its extra byte, then its ctrl word last, so that a crash before the ctrl store
+   * leaves a free cell whose content nothing reads.
+   */
+  private publishAt(s: number, base: number, slot: number, extra: number, ctrl: number): void {
+    this.bytesOf(s)[extraByte(base, slot)] = extra;
+    this.halvesOf(s)[ctrlHalf(base, slot)] = ctrl;
+  }
+
+  /**
    * Moves the live cell at slot `fslot` of the page at byte `fbase` of segment `fs` into the free
    * cell at `tslot` of `tbase` in `ts`, with ctrl `ctrl`: content and extra byte first, then the
    * destination becomes live, then the source is freed (a crash in between leaves a duplicate,
@@ -652,12 +676,11 @@ export class Table {
   private moveBetween(fs: number, fbase: number, fslot: number, ts: number, tbase: number, tslot: number, ctrl: number): void {
     const fw = this.wordsOf(fs);
     const tw = this.wordsOf(ts);
-    const fc = (fbase + PAGE_HEADER_BYTES + fslot * CELL_BYTES) >>> 2;
-    const tc = (tbase + PAGE_HEADER_BYTES + tslot * CELL_BYTES) >>> 2;
+    const fc = cellByte(fbase, fslot) >>> 2;
+    const tc = cellByte(tbase, tslot) >>> 2;
     for (let i = 0; i < CELL_BYTES / 4; i++) tw[tc + i] = fw[fc + i];
-    this.bytesOf(ts)[tbase + PAGE_EXTRA_OFFSET + tslot] = this.bytesOf(fs)[fbase + PAGE_EXTRA_OFFSET + fslot];
-    this.halvesOf(ts)[(tbase >>> 1) + tslot] = ctrl;
-    this.halvesOf(fs)[(fbase >>> 1) + fslot] = 0;
+    this.publishAt(ts, tbase, tslot, this.bytesOf(fs)[extraByte(fbase, fslot)], ctrl);
+    this.halvesOf(fs)[ctrlHalf(fbase, fslot)] = 0;
   }
 
   /**
@@ -747,11 +770,10 @@ export class Table {
       const s = this.insSeg;
       const base = this.insBase;
       const slot = this.insSlot;
-      const to = (base + PAGE_HEADER_BYTES + slot * CELL_BYTES) >>> 2;
+      const to = cellByte(base, slot) >>> 2;
       const words = this.u32[s];
       for (let i = 0; i < CELL_BYTES / 4; i++) words[to + i] = from[(off >>> 2) + i];
-      this.bytesOf(s)[base + PAGE_EXTRA_OFFSET + slot] = extra;
-      this.halvesOf(s)[(base >>> 1) + slot] = (this.insDist + 1) | (this.tag << 8) | (ctl & 0xc000);
+      this.publishAt(s, base, slot, extra, (this.insDist + 1) | (this.tag << 8) | (ctl & 0xc000));
       this.count++;
     }
     for (let k = 0; k < SIZE_CLASSES; k++) this.dataCount[k] = src.dataCount[k];
