@@ -47,6 +47,21 @@ export default {
         for (let p = log; p < log + length;) {
           const fid = w[p >>> 2], off = w[(p >>> 2) + 1], len = w[(p >>> 2) + 2];
           const file = files.get(fid);
+          if (len === 0xffffffff) {
+            // A move record (page_cache.ts logMove): cell, extra byte, destination ctrl, source ctrl.
+            const from = files.get(w[(p >>> 2) + 3]), fromBase = w[(p >>> 2) + 4], packed = w[(p >>> 2) + 5];
+            const toSlot = packed & 0xff, fromSlot = (packed >>> 8) & 0xff, ctrl = packed >>> 16;
+            if (file !== undefined && from !== undefined) {
+              file.set(from.subarray(fromBase + 64 + fromSlot * 48, fromBase + 64 + fromSlot * 48 + 48), off + 64 + toSlot * 48);
+              file[off + 40 + toSlot] = from[fromBase + 40 + fromSlot];
+              file[off + 2 * toSlot] = ctrl & 0xff;
+              file[off + 2 * toSlot + 1] = ctrl >>> 8;
+              from[fromBase + 2 * fromSlot] = 0;
+              from[fromBase + 2 * fromSlot + 1] = 0;
+            }
+            p += 24;
+            continue;
+          }
           if (file !== undefined) file.set(b.subarray(p + 12, p + 12 + len), off);
           p += 12 + ((len + 3) & ~3);
         }

@@ -21,7 +21,8 @@ import {
 } from './layout';
 import { hashHi, hashKey } from './hash';
 import {
-  drainLog, flushDirty, markDirty, page, readRange, writeRangeBuilding, writeThrough, writeU16Through, writeU32Through,
+  drainLog, flushDirty, logMove, markDirty, page, readRange, writeRangeBuilding, writeThrough, writeU8Through, writeU16Through,
+  writeU32Through,
 } from './page_cache';
 
 // @ts-ignore: decorator
@@ -204,8 +205,7 @@ function setExtra(v: IndexView, c: u32, value: u32): void {
     store<u8>(p + PAGE_EXTRA_OFFSET + locSlot, <u8>value);
     markDirty(p);
   } else {
-    store<u8>(byteTmp, <u8>value);
-    writeThrough(locFid, (locPage << PAGE_SHIFT) + PAGE_EXTRA_OFFSET + locSlot, byteTmp, 1);
+    writeU8Through(locFid, (locPage << PAGE_SHIFT) + PAGE_EXTRA_OFFSET + locSlot, value);
   }
 }
 
@@ -479,14 +479,36 @@ function shiftRight(v: IndexView, from: u32, end: u32): void {
   let j = end;
   while (j != from) {
     const p = prev(v, j);
-    const ctl = ctrlOf(v, p);
-    const extra = extraOf(v, p);
-    memory.copy(cellTmp, cellPtr(v, p), CELL_BYTES);
-    writeCell(v, j, 0, cellTmp, CELL_BYTES);
-    setExtra(v, j, extra);
-    setCtrl(v, j, ctl + 1);
-    setCtrl(v, p, 0);
+    moveCell(v, p, j, ctrlOf(v, p) + 1);
     j = p;
+  }
+}
+
+/**
+ * Moves the live cell `from` into the free cell `to` with ctrl word `ctrl`, in the host path's
+ * order (content and extra byte, then the destination's ctrl, then the source's ctrl cleared).
+ */
+function moveCell(v: IndexView, from: u32, to: u32, ctrl: u32): void {
+  locate(v, from);
+  const fromFid = locFid;
+  const fromPage = locPage;
+  const fromSlot = locSlot;
+  const src = page(fromFid, fromPage);
+  locate(v, to);
+  // The source is now its set's most recently used page, so bringing in the destination cannot take its slot.
+  const dst = page(locFid, locPage);
+  const s = src + PAGE_HEADER_BYTES + fromSlot * CELL_BYTES;
+  const d = dst + PAGE_HEADER_BYTES + locSlot * CELL_BYTES;
+  // Word stores: memory.copy is a call out of the module, dearer than the copy at this size.
+  for (let i: usize = 0; i < CELL_BYTES; i += 8) store<u64>(d + i, load<u64>(s + i));
+  store<u8>(dst + PAGE_EXTRA_OFFSET + locSlot, load<u8>(src + PAGE_EXTRA_OFFSET + fromSlot));
+  store<u16>(dst + (locSlot << 1), <u16>ctrl);
+  store<u16>(src + (fromSlot << 1), 0);
+  if (v.building != 0) {
+    markDirty(dst);
+    markDirty(src);
+  } else {
+    logMove(locFid, locPage, locSlot, fromFid, fromPage, fromSlot, ctrl);
   }
 }
 
@@ -497,12 +519,7 @@ function shiftLeft(v: IndexView, hole: u32): void {
   for (let n: u32 = 0; n < v.capacity; n++) {
     const ctl = ctrlOf(v, j);
     if ((ctl & 0xff) <= 1) return;
-    const extra = extraOf(v, j);
-    memory.copy(cellTmp, cellPtr(v, j), CELL_BYTES);
-    writeCell(v, before, 0, cellTmp, CELL_BYTES);
-    setExtra(v, before, extra);
-    setCtrl(v, before, ctl - 1);
-    setCtrl(v, j, 0);
+    moveCell(v, j, before, ctl - 1);
     before = j;
     j = next(v, j);
   }
@@ -626,8 +643,7 @@ function writeData(sizeClass: u32, cell: u32, slots: u32, rcLo: u32, rcHi: u32):
 
 function freeData(sizeClass: u32, cell: u32): void {
   locateData(sizeClass, cell);
-  store<u8>(byteTmp, 0);
-  writeThrough(dataFidAt, dataOffAt + DATA_FLAGS_OFFSET, byteTmp, 1);
+  writeU8Through(dataFidAt, dataOffAt + DATA_FLAGS_OFFSET, 0);
   const field = curDesc + D_DATA + (sizeClass << 4) + DD_COUNT;
   store<u32>(field, load<u32>(field) - 1);
 }

@@ -18,6 +18,7 @@
  *   tag of slot s (16 bytes; a 4-way set is one 64-byte cache line):
  *     [ fid u32 | page u32 | stamp u32 | dirty u32 ]            page bytes at slotBase + s·1024
  *   log record: [ fid u32 | offset u32 | length u32 | bytes, padded to 4 ]
+ *   move record: see logMove()
  */
 import { PAGE_BYTES, PAGE_SHIFT } from './layout';
 
@@ -226,6 +227,8 @@ export function fetchPending(): void {
 
 /** Pointer to the page if it is resident, else 0 (no fetch). */
 function peek(fid: u32, page: u32): usize {
+  // A write usually follows a read of the same page (the probe, or the shift's last step).
+  if (fid == memoFid && page == memoPage) return memoPtr;
   const set = setOf(fid, page);
   for (let s = set; s < set + WAYS; s++) {
     const t = tagOf(s);
@@ -335,20 +338,74 @@ export function writeThrough(fid: u32, offset: u32, src: usize, length: u32): vo
   stats.logRecords += 1;
 }
 
-let scratch16: usize = 0;
+/**
+ * A write of at most 4 bytes (`length` 1, 2 or 4, `offset` aligned to it) of the low bytes of
+ * `value`: the host applies 2- and 4-byte records as one aligned store, so ctrl words and the
+ * journal's commit word change atomically. Stores directly instead of copying, as these are most
+ * of the log's records.
+ */
+// @ts-ignore: decorator
+@inline function writeSmallThrough(fid: u32, offset: u32, value: u32, length: u32): void {
+  const resident = peek(fid, offset >> PAGE_SHIFT);
+  const inPage = offset & (PAGE_BYTES - 1);
+  if (logUsed + LOG_RECORD_HEADER + 4 > LOG_BYTES) drainLog();
+  const record = logBase + logUsed;
+  store<u32>(record, fid);
+  store<u32>(record + 4, offset);
+  store<u32>(record + 8, length);
+  store<u32>(record + LOG_RECORD_HEADER, value);
+  if (length == 1) {
+    if (resident != 0) store<u8>(resident + inPage, <u8>value);
+  } else if (length == 2) {
+    if (resident != 0) store<u16>(resident + inPage, <u16>value);
+  } else {
+    if (resident != 0) store<u32>(resident + inPage, value);
+  }
+  logUsed += LOG_RECORD_HEADER + 4;
+  stats.logRecords += 1;
+}
+
+export function writeU8Through(fid: u32, offset: u32, value: u32): void {
+  writeSmallThrough(fid, offset, value, 1);
+}
 
 /** A 2-byte write the host applies as one aligned store (ctrl words change atomically). */
 export function writeU16Through(fid: u32, offset: u32, value: u32): void {
-  if (scratch16 == 0) scratch16 = heap.alloc(8);
-  store<u16>(scratch16, <u16>value);
-  writeThrough(fid, offset, scratch16, 2);
+  writeSmallThrough(fid, offset, value, 2);
 }
 
 /** A 4-byte write the host applies as one aligned store. */
 export function writeU32Through(fid: u32, offset: u32, value: u32): void {
-  if (scratch16 == 0) scratch16 = heap.alloc(8);
-  store<u32>(scratch16, value);
-  writeThrough(fid, offset, scratch16, 4);
+  writeSmallThrough(fid, offset, value, 4);
+}
+
+/** The length field that marks a move record (a real length never comes near it). */
+// @ts-ignore: decorator
+@inline export const LOG_MOVE: u32 = 0xffffffff;
+// @ts-ignore: decorator
+@inline const LOG_MOVE_BYTES: u32 = 24;
+
+/**
+ * Logs the move of a live index cell, whose resident copies the caller has already changed:
+ *
+ *   [ to fid | to page byte | LOG_MOVE | from fid | from page byte | to slot u8, from slot u8, ctrl u16 ]
+ *
+ * The host applies it as the four stores it stands for, in the order the host path makes them
+ * (host/table.ts moveBetween): the 48 cell bytes, copied from the source cell in the mapping,
+ * which the log keeps current; the extra byte; the destination's ctrl word; the source's ctrl
+ * word set to 0. One record instead of four keeps a shift's cost near the host path's.
+ */
+export function logMove(toFid: u32, toPage: u32, toSlot: u32, fromFid: u32, fromPage: u32, fromSlot: u32, ctrl: u32): void {
+  if (logUsed + LOG_MOVE_BYTES > LOG_BYTES) drainLog();
+  const record = logBase + logUsed;
+  store<u32>(record, toFid);
+  store<u32>(record + 4, toPage << PAGE_SHIFT);
+  store<u32>(record + 8, LOG_MOVE);
+  store<u32>(record + 12, fromFid);
+  store<u32>(record + 16, fromPage << PAGE_SHIFT);
+  store<u32>(record + 20, toSlot | (fromSlot << 8) | (ctrl << 16));
+  logUsed += LOG_MOVE_BYTES;
+  stats.logRecords += 1;
 }
 
 /** Copies `length` bytes at file offset `offset` into `dst`, through the cache. */

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import { instantiateSync } from '@assemblyscript/loader';
 import { BATCH, type BatchBuffers, type BucketFiles, type Engine, type EngineStats } from './engine.js';
 import { BucketMapError, codes, corrupt } from './errors.js';
-import { CELLS_PER_PAGE, MAX_LIST_BYTES, PAGE_BYTES, SIZE_CLASSES } from './layout.js';
+import { CELL_BYTES, CELLS_PER_PAGE, MAX_LIST_BYTES, PAGE_BYTES, PAGE_EXTRA_OFFSET, PAGE_HEADER_BYTES, SIZE_CLASSES } from './layout.js';
 import type { MappedFile } from './storage.js';
 import type { ValueRef } from './table.js';
 
@@ -37,6 +37,9 @@ const OUT_ELEMENTS = 32;
 const FOUND_CORRUPT = 2;
 const PUT_CORRUPT = 4;
 const TWO_32 = 0x100000000;
+/** The write log's move record: its mark in the length field and its size (assembly/page_cache.ts logMove). */
+const LOG_MOVE = 0xffffffff;
+const LOG_MOVE_BYTES = 24;
 
 interface CoreExports {
   memory: WebAssembly.Memory;
@@ -200,11 +203,20 @@ export class WasmEngine implements Engine {
       const length = words[w + 2];
       const src = p + 12;
       const file = this.files[fid];
+      if (length === LOG_MOVE) {
+        if (file !== undefined) this.applyMove(fid, off, words[w + 3], words[w + 4], words[w + 5]);
+        p += LOG_MOVE_BYTES;
+        continue;
+      }
       if (file !== undefined) {
         if (length === 2 && (off & 1) === 0) {
           (this.files16[fid] as Uint16Array)[off >>> 1] = this.u16[src >>> 1];
-        } else if (length === 4 && (off & 3) === 0) {
-          (this.files32[fid] as Uint32Array)[off >>> 2] = words[src >>> 2];
+        } else if ((off & 3) === 0 && (length & 3) === 0 && length <= 64) {
+          // Cells (48 bytes) and u32 fields, word by word: a quarter of the stores of a byte loop.
+          const file32 = this.files32[fid] as Uint32Array;
+          const to = off >>> 2;
+          const from = src >>> 2;
+          for (let i = 0; i < length >>> 2; i++) file32[to + i] = words[from + i];
         } else if (length <= 64) {
           for (let i = 0; i < length; i++) file[off + i] = u8[src + i];
         } else {
@@ -213,6 +225,24 @@ export class WasmEngine implements Engine {
       }
       p = src + ((length + 3) & ~3);
     }
+  }
+
+  /**
+   * A move record (assembly/page_cache.ts logMove): the cell at slot `(packed >>> 8) & 0xff` of the
+   * page at `fromBase` goes to slot `packed & 0xff` of the page at `toBase` with ctrl `packed >>> 16`,
+   * in the host path's order: cell bytes, extra byte, destination ctrl, source ctrl cleared.
+   */
+  private applyMove(toFid: number, toBase: number, fromFid: number, fromBase: number, packed: number): void {
+    const toSlot = packed & 0xff;
+    const fromSlot = (packed >>> 8) & 0xff;
+    const to32 = this.files32[toFid] as Uint32Array;
+    const from32 = this.files32[fromFid] as Uint32Array;
+    const to = (toBase + PAGE_HEADER_BYTES + toSlot * CELL_BYTES) >>> 2;
+    const from = (fromBase + PAGE_HEADER_BYTES + fromSlot * CELL_BYTES) >>> 2;
+    for (let i = 0; i < CELL_BYTES / 4; i++) to32[to + i] = from32[from + i];
+    (this.files[toFid] as Buffer)[toBase + PAGE_EXTRA_OFFSET + toSlot] = (this.files[fromFid] as Buffer)[fromBase + PAGE_EXTRA_OFFSET + fromSlot];
+    (this.files16[toFid] as Uint16Array)[(toBase >>> 1) + toSlot] = packed >>> 16;
+    (this.files16[fromFid] as Uint16Array)[(fromBase >>> 1) + fromSlot] = 0;
   }
 
   private writeRange(fid: number, offset: number, src: number, length: number): void {
