@@ -2,7 +2,7 @@
 import type { DiskUse, DropCaches } from './measure.js';
 
 /** Timed phases that do one operation per key; their figure is ops/s. */
-export const RATE_PHASES = ['insert', 'get', 'getMany', 'miss', 'update', 'delete', 'verify', 'coldVerify', 'mixed'] as const;
+export const RATE_PHASES = ['insert', 'get', 'getMany', 'miss', 'missMany', 'update', 'delete', 'verify', 'coldVerify', 'mixed'] as const;
 /** Timed phases that happen once; their figure is milliseconds. */
 export const ONCE_PHASES = ['create', 'close', 'reopen', 'coldReopen', 'compact'] as const;
 
@@ -15,6 +15,7 @@ export const PHASE_LABELS: Record<Phase, string> = {
   get: 'get hit',
   getMany: 'getMany hit',
   miss: 'get miss',
+  missMany: 'getMany miss',
   mixed: 'mixed get/insert',
   update: 'update',
   delete: 'delete',

@@ -176,6 +176,22 @@ class Runner {
     });
   }
 
+  /** Batched lookups of the absent keys, 1,024 per call; each must be absent (stores with getMany only). */
+  async missMany(): Promise<void> {
+    const { store } = this;
+    if (store.getMany === undefined) return;
+    const many = store.getMany.bind(store);
+    const { absent, n } = this.w;
+    await this.rate('missMany', n, (from, to) => {
+      for (let b = from; b < to; b += GET_MANY) {
+        const end = Math.min(to, b + GET_MANY);
+        many(absent.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b, (k, rc) => {
+          if (rc !== -1) this.fail('missMany', b + k, rc, 'of the absent set was found');
+        });
+      }
+    });
+  }
+
   /**
    * The workload that picks the default engine, run last: gets of live keys (the verify stream,
    * each checked) alternating one for one with inserts of fresh keys (the first half of the absent
@@ -279,6 +295,7 @@ async function main(): Promise<void> {
   await r.get();
   await r.getMany();
   await r.miss();
+  await r.missMany();
   await r.update();
   await r.delete();
   r.result.details.beforeClose = r.details();
