@@ -91,7 +91,6 @@ let cellTmp: usize = 0;
 let pageTmp: usize = 0;
 let valueTmp: usize = 0;
 let journalTmp: usize = 0;
-let byteTmp: usize = 0;
 let random: u32 = 0x9e3779b9;
 
 // The key and slot list of the operation under way (keyPtr/inPtr, or a batch's entries).
@@ -131,7 +130,6 @@ export function initBuckets(maxBuckets: u32, search: u32, size: u32, seed: u32, 
   pageTmp = heap.alloc(PAGE_BYTES);
   valueTmp = heap.alloc(16);
   journalTmp = heap.alloc(64);
-  byteTmp = heap.alloc(8);
   cur = changetype<IndexView>(heap.alloc(offsetof<IndexView>()));
   target = changetype<IndexView>(heap.alloc(offsetof<IndexView>()));
 }
