@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 const hsip24 = JSON.parse(readFileSync(new URL('./tests/vectors/halfsiphash-2-4-64.json', import.meta.url), 'utf8'));
 const keyHash = JSON.parse(readFileSync(new URL('./tests/vectors/key-hash.json', import.meta.url), 'utf8'));
 const hexByte = (hex, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+// The index page's layout (host/layout.ts), for applying move records.
+const PAGE_HEADER_BYTES = 64, PAGE_EXTRA_OFFSET = 40, CELL_BYTES = 48;
 
 export default {
   entries: ['assembly/__tests__/**/*.spec.ts'],
@@ -52,8 +54,9 @@ export default {
             const from = files.get(w[(p >>> 2) + 3]), fromBase = w[(p >>> 2) + 4], packed = w[(p >>> 2) + 5];
             const toSlot = packed & 0xff, fromSlot = (packed >>> 8) & 0xff, ctrl = packed >>> 16;
             if (file !== undefined && from !== undefined) {
-              file.set(from.subarray(fromBase + 64 + fromSlot * 48, fromBase + 64 + fromSlot * 48 + 48), off + 64 + toSlot * 48);
-              file[off + 40 + toSlot] = from[fromBase + 40 + fromSlot];
+              const cell = fromBase + PAGE_HEADER_BYTES + fromSlot * CELL_BYTES;
+              file.set(from.subarray(cell, cell + CELL_BYTES), off + PAGE_HEADER_BYTES + toSlot * CELL_BYTES);
+              file[off + PAGE_EXTRA_OFFSET + toSlot] = from[fromBase + PAGE_EXTRA_OFFSET + fromSlot];
               file[off + 2 * toSlot] = ctrl & 0xff;
               file[off + 2 * toSlot + 1] = ctrl >>> 8;
               from[fromBase + 2 * fromSlot] = 0;

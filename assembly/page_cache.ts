@@ -381,7 +381,7 @@ export function writeU32Through(fid: u32, offset: u32, value: u32): void {
 
 /** The length field that marks a move record (a real length never comes near it). */
 // @ts-ignore: decorator
-@inline export const LOG_MOVE: u32 = 0xffffffff;
+@inline const LOG_MOVE: u32 = 0xffffffff;
 // @ts-ignore: decorator
 @inline const LOG_MOVE_BYTES: u32 = 24;
 

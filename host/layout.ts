@@ -45,6 +45,21 @@ export const CELL_BYTES = 48;
 export const KEY_BYTES = 32;
 export const VALUE_BYTES = 16;
 
+/** Byte offset of the cell at `slot` of the page at byte `base` (see the page box above). */
+export function cellByte(base: number, slot: number): number {
+  return base + PAGE_HEADER_BYTES + slot * CELL_BYTES;
+}
+
+/** Byte offset of that cell's extra-references byte in the page header. */
+export function extraByte(base: number, slot: number): number {
+  return base + PAGE_EXTRA_OFFSET + slot;
+}
+
+/** Index of that cell's ctrl word in a 16-bit view of the file (stores must be single 16-bit writes). */
+export function ctrlHalf(base: number, slot: number): number {
+  return (base >>> 1) + slot;
+}
+
 export const CTRL_DIST_MASK = 0xff;
 export const CTRL_TAG_SHIFT = 8;
 export const CTRL_KIND_SHIFT = 14;

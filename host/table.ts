@@ -23,9 +23,8 @@ import { corrupt } from './errors.js';
 import {
   CELL_BYTES, CELLS_PER_PAGE, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_HEADER_BYTES, DATA_OCCUPIED,
   DATA_SEARCH_FACTOR, HEADER_BYTES, J_BODY, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
-  KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, MAX_INLINE_REFCOUNT, PAGE_BYTES, PAGE_EXTRA_OFFSET,
-  PAGE_HEADER_BYTES, SIZE_CLASSES,
-  sizeClassOf,
+  KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, MAX_INLINE_REFCOUNT, PAGE_BYTES, SIZE_CLASSES,
+  cellByte, ctrlHalf, extraByte, sizeClassOf,
 } from './layout.js';
 
 export const PUT_NEW = 0;
@@ -58,21 +57,6 @@ function segmentOfPage(page: number, perSegment: number): number {
  */
 function ctrlIn(words: Int32Array, base: number, slot: number): number {
   return (words[(base >>> 2) + (slot >>> 1)] >>> ((slot & 1) << 4)) & 0xffff;
-}
-
-/** Byte offset of the cell at `slot` of the page at byte `base` (see the page box in layout.ts). */
-function cellByte(base: number, slot: number): number {
-  return base + PAGE_HEADER_BYTES + slot * CELL_BYTES;
-}
-
-/** Byte offset of that cell's extra-references byte in the page header. */
-function extraByte(base: number, slot: number): number {
-  return base + PAGE_EXTRA_OFFSET + slot;
-}
-
-/** Index of that cell's ctrl word in the segment's 16-bit view (stores must be single 16-bit writes). */
-function ctrlHalf(base: number, slot: number): number {
-  return (base >>> 1) + slot;
 }
 
 /** A cache line in 32-bit words: batch prefetches step through a probe's first cells this far. */

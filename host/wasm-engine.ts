@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import { instantiateSync } from '@assemblyscript/loader';
 import { BATCH, type BatchBuffers, type BucketFiles, type Engine, type EngineStats } from './engine.js';
 import { BucketMapError, codes, corrupt } from './errors.js';
-import { CELL_BYTES, CELLS_PER_PAGE, MAX_LIST_BYTES, PAGE_BYTES, PAGE_EXTRA_OFFSET, PAGE_HEADER_BYTES, SIZE_CLASSES } from './layout.js';
+import { CELL_BYTES, CELLS_PER_PAGE, MAX_LIST_BYTES, PAGE_BYTES, SIZE_CLASSES, cellByte, ctrlHalf, extraByte } from './layout.js';
 import type { MappedFile } from './storage.js';
 import type { ValueRef } from './table.js';
 
@@ -237,12 +237,12 @@ export class WasmEngine implements Engine {
     const fromSlot = (packed >>> 8) & 0xff;
     const to32 = this.files32[toFid] as Uint32Array;
     const from32 = this.files32[fromFid] as Uint32Array;
-    const to = (toBase + PAGE_HEADER_BYTES + toSlot * CELL_BYTES) >>> 2;
-    const from = (fromBase + PAGE_HEADER_BYTES + fromSlot * CELL_BYTES) >>> 2;
+    const to = cellByte(toBase, toSlot) >>> 2;
+    const from = cellByte(fromBase, fromSlot) >>> 2;
     for (let i = 0; i < CELL_BYTES / 4; i++) to32[to + i] = from32[from + i];
-    (this.files[toFid] as Buffer)[toBase + PAGE_EXTRA_OFFSET + toSlot] = (this.files[fromFid] as Buffer)[fromBase + PAGE_EXTRA_OFFSET + fromSlot];
-    (this.files16[toFid] as Uint16Array)[(toBase >>> 1) + toSlot] = packed >>> 16;
-    (this.files16[fromFid] as Uint16Array)[(fromBase >>> 1) + fromSlot] = 0;
+    (this.files[toFid] as Buffer)[extraByte(toBase, toSlot)] = (this.files[fromFid] as Buffer)[extraByte(fromBase, fromSlot)];
+    (this.files16[toFid] as Uint16Array)[ctrlHalf(toBase, toSlot)] = packed >>> 16;
+    (this.files16[fromFid] as Uint16Array)[ctrlHalf(fromBase, fromSlot)] = 0;
   }
 
   private writeRange(fid: number, offset: number, src: number, length: number): void {
