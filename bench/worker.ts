@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import { buildWorkload, KEY_BYTES, sameValue, VALUE_BYTES, type Stream, type Workload } from './workload.js';
 import { RssSampler, cpuSince, diskUse, dropPageCache } from './measure.js';
 import { storeSpec } from './stores/index.js';
-import type { Store } from './stores/store.js';
+import type { ReadCheck, Store } from './stores/store.js';
 import type { OncePhase, PhaseResult, RatePhase, RunResult } from './result.js';
 
 /** Writes are grouped in batches (transactions) of this many keys; reads use the same chunking. */
@@ -151,18 +151,26 @@ class Runner {
     await this.rate('get', s.count, (from, to) => this.verifyRange('get', s, from, to));
   }
 
-  /** Batched lookups of the get stream, 1,024 keys per call, every value checked (stores with getMany only). */
-  async getMany(): Promise<void> {
+  /**
+   * Times a phase of batched lookups (stores with getMany only): `count` keys of `keys`, GET_MANY
+   * per call, each result handed to `check` with the key's index.
+   */
+  private async batched(phase: RatePhase, keys: Buffer, count: number, check: ReadCheck): Promise<void> {
     const { store } = this;
     if (store.getMany === undefined) return;
-    const s = this.w.get;
     const many = store.getMany.bind(store);
-    await this.rate('getMany', s.count, (from, to) => {
+    await this.rate(phase, count, (from, to) => {
       for (let b = from; b < to; b += GET_MANY) {
         const end = Math.min(to, b + GET_MANY);
-        many(s.keys.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b, (k, rc, values, offset) => this.check('getMany', s, b + k, rc, values, offset));
+        many(keys.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b, (k, rc, values, offset) => check(b + k, rc, values, offset));
       }
     });
+  }
+
+  /** Batched lookups of the get stream, every value checked. */
+  async getMany(): Promise<void> {
+    const s = this.w.get;
+    await this.batched('getMany', s.keys, s.count, (j, rc, values, offset) => this.check('getMany', s, j, rc, values, offset));
   }
 
   async miss(): Promise<void> {
@@ -176,19 +184,10 @@ class Runner {
     });
   }
 
-  /** Batched lookups of the absent keys, 1,024 per call; each must be absent (stores with getMany only). */
+  /** Batched lookups of the absent keys; each must be absent. */
   async missMany(): Promise<void> {
-    const { store } = this;
-    if (store.getMany === undefined) return;
-    const many = store.getMany.bind(store);
-    const { absent, n } = this.w;
-    await this.rate('missMany', n, (from, to) => {
-      for (let b = from; b < to; b += GET_MANY) {
-        const end = Math.min(to, b + GET_MANY);
-        many(absent.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b, (k, rc) => {
-          if (rc !== -1) this.fail('missMany', b + k, rc, 'of the absent set was found');
-        });
-      }
+    await this.batched('missMany', this.w.absent, this.w.n, (i, rc) => {
+      if (rc !== -1) this.fail('missMany', i, rc, 'of the absent set was found');
     });
   }
 

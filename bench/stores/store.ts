@@ -4,6 +4,9 @@
  * API needs, and the timed loops are the same code for every store.
  */
 
+/** What a batched lookup reports for the key at index `j` of its batch. */
+export type ReadCheck = (j: number, refCount: number, values: Uint8Array, offset: number) => void;
+
 export interface Store {
   /** Opens (creates, or reopens from disk); resolves once the store can serve reads and writes. */
   open(): void | Promise<void>;
@@ -23,7 +26,7 @@ export interface Store {
    * `check(j, refCount, values, offset)` for each (refCount -1 if absent, -2 if the value has the
    * wrong shape). Stores without a synchronous batched read leave it out.
    */
-  getMany?(packed: Buffer, count: number, check: (j: number, refCount: number, values: Uint8Array, offset: number) => void): void;
+  getMany?(packed: Buffer, count: number, check: ReadCheck): void;
   /**
    * Optional: gives back the space of deleted entries the way the store offers it (bucket-map
    * `compact()`, LevelDB `compactRange`, SQLite `VACUUM`). Stores without one leave it out.
