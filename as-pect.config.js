@@ -32,6 +32,14 @@ export default {
         counters.fetches++;
         bytes().set(fileOf(fid).subarray(page * 1024, page * 1024 + 1024), dst);
       },
+      fetchPages(list, count) {
+        const w = words();
+        for (let i = 0; i < count; i++) {
+          const at = (list >>> 2) + 3 * i;
+          counters.fetches++;
+          bytes().set(fileOf(w[at]).subarray(w[at + 1] * 1024, w[at + 1] * 1024 + 1024), w[at + 2]);
+        }
+      },
       writePages(list, count) {
         const w = words();
         for (let i = 0; i < count; i++) {

@@ -3,7 +3,8 @@
  * buffers below and crosses into the core once per batch.
  *
  * getMany hashes every key first and queues each home page with prefetch(), so all the pages the
- * batch is missing come in with one host call (fetchPending); only then does it probe. putMany
+ * batch is missing come in with one host call (fetchPending); only then does it probe; adjustMany
+ * does the same before its in-place refCount changes. putMany
  * stops at the first entry that needs a file to grow, so the host can grow it and resume there.
  *
  *   keys      32 B × BATCH          buckets   u32 × BATCH (0xffffffff: bucket has no files)
@@ -14,7 +15,7 @@
  */
 import { hashHi, hashKey } from './hash';
 import {
-  OUT_FULL_CLASS, OUT_KIND, OUT_RC_HI, OUT_RC_LO, OUT_SLOTS, bindCurrent, cur, elementBytesOf, locFid, locPage, locate,
+  OUT_FULL_CLASS, OUT_KIND, OUT_RC_HI, OUT_RC_LO, OUT_SLOTS, adjustFound, bindCurrent, cur, elementBytesOf, locFid, locPage, locate,
   outPtr, probeHashed, putAt, readCellTo, removeAt, seedHi, seedLo,
 } from './bucket';
 import { FOUND_CORRUPT, MAX_LIST_BYTES, PUT_NEW, PUT_UPDATED } from './layout';
@@ -62,13 +63,8 @@ export function initBatch(): void {
   return base + (<usize>i << 2);
 }
 
-/**
- * Looks up keys [start, n). status: 0 absent, 1 found, 2 damaged (the cell number is at
- * OUT_FULL_CLASS and the batch stops after it). With `withValues`, refCounts, slot counts and
- * element bytes are written too. Returns the index it stopped at: below n when the data area is
- * full (the host calls again from there).
- */
-export function getMany(start: u32, n: u32, withValues: u32): u32 {
+/** Hashes keys [start, n) into bLo/bTag and brings every home page they miss in with one host call. */
+function hashAndFetch(start: u32, n: u32): void {
   for (let i = start; i < n; i++) {
     const ix = load<u32>(at32(bBuckets, i));
     if (ix == NO_BUCKET) continue;
@@ -80,6 +76,16 @@ export function getMany(start: u32, n: u32, withValues: u32): u32 {
     prefetch(locFid, locPage);
   }
   fetchPending();
+}
+
+/**
+ * Looks up keys [start, n). status: 0 absent, 1 found, 2 damaged (the cell number is at
+ * OUT_FULL_CLASS and the batch stops after it). With `withValues`, refCounts, slot counts and
+ * element bytes are written too. Returns the index it stopped at: below n when the data area is
+ * full (the host calls again from there).
+ */
+export function getMany(start: u32, n: u32, withValues: u32): u32 {
+  hashAndFetch(start, n);
   let used: u32 = 0;
   for (let i = start; i < n; i++) {
     const ix = load<u32>(at32(bBuckets, i));
@@ -150,6 +156,32 @@ export function removeMany(n: u32): u32 {
       drainLog();
       return i + 1;
     }
+  }
+  drainLog();
+  return n;
+}
+
+/**
+ * Adds `delta` to the refCounts of keys [start, n) in turn, in place (the host's adjustRef).
+ * status: 0 absent, or 1 with the new refCount in outRc. Stops at the first key whose entry must be
+ * rewritten by the host (not INLINE, or the refCount would leave 1..256), without writing it, and
+ * returns its index (n when all were done).
+ */
+export function adjustMany(start: u32, n: u32, delta: i32): u32 {
+  hashAndFetch(start, n);
+  for (let i = start; i < n; i++) {
+    const ix = load<u32>(at32(bBuckets, i));
+    let rc: i32 = -1;
+    if (ix != NO_BUCKET) {
+      bindCurrent(ix);
+      rc = adjustFound(probeHashed(cur, bKeys + <usize>i * 32, load<u32>(at32(bLo, i)), load<u32>(at32(bTag, i))), delta);
+    }
+    if (rc == -2) {
+      drainLog();
+      return i;
+    }
+    store<u32>(at32(bStatus, i), rc > 0 ? 1 : 0);
+    store<f64>(bOutRc + (<usize>i << 3), <f64>rc);
   }
   drainLog();
   return n;

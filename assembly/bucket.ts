@@ -421,13 +421,18 @@ function update(c: u32, kind: u32, sizeClass: u32, slots: u32, rcLo: u32, rcHi: 
  */
 export function adjustRef(ix: u32, delta: i32): i32 {
   bindCurrent(ix);
-  const c = probe(cur, keyPtr);
+  const rc = adjustFound(probe(cur, keyPtr), delta);
+  if (rc > 0) drainLogAfterWrite();
+  return rc;
+}
+
+/** adjustRef() of cell `c` of the bound bucket, which a probe returned (NONE: absent); no log drain. */
+export function adjustFound(c: u32, delta: i32): i32 {
   if (c == NONE) return -1;
   if ((ctrlOf(cur, c) >> CTRL_KIND_SHIFT) != KIND_INLINE) return -2;
   const rc = <i32>extraOf(cur, c) + 1 + delta;
   if (rc < 1 || rc > <i32>MAX_INLINE_REFCOUNT) return -2;
   setExtra(cur, c, <u32>(rc - 1));
-  drainLogAfterWrite();
   return rc;
 }
 

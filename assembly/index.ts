@@ -11,7 +11,7 @@ import {
 } from './layout';
 
 export { get, put, remove, adjustRef, rehash, copyData } from './bucket';
-export { getMany, putMany, removeMany } from './batch';
+export { getMany, putMany, removeMany, adjustMany } from './batch';
 import {
   initBatch, bKeys, bBuckets, bSlots, bRefCounts, bListAt, bLists, bStatus, bOutRc, bOutSlots, bDataAt, bData, BATCH,
 } from './batch';

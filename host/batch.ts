@@ -1,5 +1,5 @@
 /**
- * Batched calls: getMany, hasMany, deleteMany and insertMany. Keys come as an array of keys or
+ * Batched calls: getMany, hasMany, deleteMany, insertMany, addrefMany and unrefMany. Keys come as an array of keys or
  * packed back to back in one Uint8Array (32 bytes each). They are copied into the engine's batch
  * buffers a chunk at a time, so a chunk of up to BATCH keys crosses into the wasm core once (and
  * the host path overlaps the cache misses of a chunk). Arguments are checked in full before
@@ -10,6 +10,7 @@ import { checkRefCount } from './bucket.js';
 import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
+import { BucketMapError } from './errors.js';
 import { KEY_BYTES, toKeyBytes, type Key } from './keys.js';
 import { copyToBytes } from './copy.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
@@ -25,6 +26,8 @@ export interface BatchHost<T> {
   readonly codec: ElementCodec<T>;
   readonly guard: MapGuard;
   readonly bits: number;
+  /** Bucket.rewriteRef of bucket `ix`: a refCount change the engine cannot make in place. */
+  rewriteRef(ix: number, k: Uint8Array, delta: 1 | -1): number | undefined;
 }
 
 /** A checked key batch: keys packed back to back, or one 32-byte array per key. */
@@ -195,6 +198,55 @@ export class Batcher<T> {
     }
     guard.entries -= removed;
     return removed;
+  }
+
+  /**
+   * Adds `delta` to the refCount of each key in turn; returns how many were present. refCounts[i],
+   * when given, gets key i's new refCount (-1: absent). A refCount that would leave its range
+   * throws, with the keys before it adjusted and none after it.
+   */
+  adjustMany(keys: KeyBatch, delta: 1 | -1, refCounts: Float64Array | null): number {
+    const list = batchKeys(keys);
+    const total = keyCount(list);
+    if (refCounts !== null) {
+      if (!(refCounts instanceof Float64Array)) throw new TypeError('refCounts must be a Float64Array');
+      if (refCounts.length < total) throw new RangeError(`refCounts has room for ${refCounts.length} keys, got ${total}`);
+    }
+    const { ctx, storages } = this.host;
+    const b = ctx.engine.batch;
+    let found = 0;
+    for (let from = 0; from < total; from += BATCH) {
+      const n = Math.min(BATCH, total - from);
+      this.load(list, from, n, false);
+      for (let i = 0; i < n; i++) {
+        const ix = b.buckets[i];
+        if (ix !== NO_BUCKET && ctx.writable[ix] !== 1) storages[ix].markDirty();
+      }
+      for (let start = 0; start < n; ) {
+        const stop = ctx.engine.adjustMany(start, n, delta);
+        for (let i = start; i < stop; i++) {
+          const present = b.status[i] === 1;
+          if (present) {
+            found++;
+            ctx.versions[b.buckets[i]]++;
+          }
+          if (refCounts !== null) refCounts[from + i] = present ? b.outRefCounts[i] : -1;
+        }
+        if (stop === n) break;
+        // The engine stopped at an entry it cannot change in place: rewrite it, then go on after it.
+        let rc: number | undefined;
+        try {
+          rc = this.host.rewriteRef(b.buckets[stop], b.keys.slice(stop * KEY_BYTES, (stop + 1) * KEY_BYTES), delta);
+        } catch (err) {
+          if (err instanceof BucketMapError) err.message = `keys[${from + stop}]: ${err.message} (the keys before it were adjusted, none after it)`;
+          throw err;
+        }
+        if (rc !== undefined) found++;
+        if (refCounts !== null) refCounts[from + stop] = rc ?? -1;
+        start = stop + 1;
+      }
+    }
+    return found;
   }
 
   /**

@@ -15,7 +15,7 @@ import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
 import { bucketIndexAt, bucketIndexOf, toKeyBytes, type Key } from './keys.js';
 import { PackedKeys, type PackedHost } from './packed-keys.js';
-import { COMPACT_LOAD, DEFAULT_SEGMENT_BYTES, LOAD_MAX_D, LOAD_MAX_N, MAX_REFCOUNT, SIZE_CLASSES, maxSlotsFor } from './layout.js';
+import { COMPACT_LOAD, DEFAULT_SEGMENT_BYTES, LOAD_MAX_D, LOAD_MAX_N, SIZE_CLASSES, maxSlotsFor } from './layout.js';
 import { Manifest } from './manifest.js';
 import { CloseRecord } from './close-record.js';
 import { Counters, type BucketMapStats } from './stats.js';
@@ -316,6 +316,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     };
     this.batcher = new Batcher<T>({
       ctx: this.ctx, storages: this.storages, codec: this.codec, guard: this.guard, bits: this.bits,
+      rewriteRef: (ix, k, delta) => this.bucketAt(ix).rewriteRef(k, delta),
     });
     this.ctx.counters.openMs = performance.now() - started;
   }
@@ -479,16 +480,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       this.ctx.versions[ix]++;
       return inPlace;
     }
-    const bucket = this.bucketAt(ix);
-    const current = bucket.readKey(k);
-    if (current === undefined) return undefined;
-    const [slotList, refCount] = current;
-    if (delta > 0 && refCount >= MAX_REFCOUNT) {
-      throw new BucketMapError(codes.REFCOUNT_OVERFLOW, `refCount is already ${refCount}, the largest storable`);
-    }
-    if (delta < 0 && refCount === 0) throw new BucketMapError(codes.REFCOUNT_UNDERFLOW, 'refCount is already 0');
-    bucket.writeEncoded(k, bucket.encode(slotList), refCount + delta);
-    return refCount + delta;
+    return this.bucketAt(ix).rewriteRef(k, delta);
   }
 
   /**
@@ -545,6 +537,24 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   deleteMany(keys: KeyBatch): number {
     this.enter();
     return this.batcher.deleteMany(keys);
+  }
+
+  /**
+   * addref() of many keys (an array of keys, or keys packed back to back in one buffer), in order:
+   * one crossing into the wasm core per 1,024 keys, misses overlapped on the host path. Returns how
+   * many keys were present; `refCounts[i]`, when given, receives key i's new refCount (-1: absent).
+   * A key listed twice gains two. A refCount already at 2^53 − 1 throws REFCOUNT_OVERFLOW, whose
+   * message names the key's index: the keys before it were adjusted, none after it.
+   */
+  addrefMany(keys: KeyBatch, refCounts: Float64Array | null = null): number {
+    this.enter();
+    return this.batcher.adjustMany(keys, +1, refCounts);
+  }
+
+  /** unref() of many keys, as addrefMany(); a refCount already at 0 throws REFCOUNT_UNDERFLOW. */
+  unrefMany(keys: KeyBatch, refCounts: Float64Array | null = null): number {
+    this.enter();
+    return this.batcher.adjustMany(keys, -1, refCounts);
   }
 
   /**

@@ -5,6 +5,7 @@
  */
 import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
+import { BucketMapError, codes } from './errors.js';
 import { toKeyBytes, type Key } from './keys.js';
 import { CELLS_PER_PAGE, MAX_REFCOUNT, SIZE_CLASSES, maxSlotsFor } from './layout.js';
 import { DATA_FULL, INDEX_FULL, PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
@@ -249,6 +250,23 @@ export class Bucket<T> {
     if (!this.storage.allocated) return false;
     this.storage.markDirty();
     return removeMarked(this.ctx, this.guard, this.index, k);
+  }
+
+  /**
+   * adjustRef() of an entry the engine cannot change in place (not INLINE, or its refCount would
+   * leave 1..256): writes the entry again with the new refCount. Returns it, or undefined if the
+   * key is absent.
+   */
+  rewriteRef(k: Uint8Array, delta: 1 | -1): number | undefined {
+    const current = this.readKey(k);
+    if (current === undefined) return undefined;
+    const [slotList, refCount] = current;
+    if (delta > 0 && refCount >= MAX_REFCOUNT) {
+      throw new BucketMapError(codes.REFCOUNT_OVERFLOW, `refCount is already ${refCount}, the largest storable`);
+    }
+    if (delta < 0 && refCount === 0) throw new BucketMapError(codes.REFCOUNT_UNDERFLOW, 'refCount is already 0');
+    this.writeEncoded(k, this.encode(slotList), refCount + delta);
+    return refCount + delta;
   }
 
   /** Encodes a slot list into the engine's input buffer; returns its length. */

@@ -120,6 +120,13 @@ export interface Engine {
   readonly batchAdded: number;
   /** Deletes batch keys [0, n); status per key. A damaged cell throws CORRUPT. */
   removeMany(n: number): void;
+  /**
+   * adjustRef() of batch keys [start, n) in turn: status 0 absent, or 1 and the new refCount in
+   * outRefCounts. Stops at the first key whose entry must be rewritten instead (not INLINE, or the
+   * refCount would leave 1..256) and returns its index, with nothing written for it (n when all
+   * were done).
+   */
+  adjustMany(start: number, n: number, delta: number): number;
   stats(): EngineStats;
   close(): void;
 }
@@ -321,6 +328,26 @@ export class HostEngine implements Engine {
       const ix = b.buckets[i];
       b.status[i] = ix !== NO_BUCKET && (this.tables[ix] as Table).removeFrom(batchHome[i], batchTag[i], kw, i * 8) ? 1 : 0;
     }
+  }
+
+  adjustMany(start: number, n: number, delta: number): number {
+    const b = this.batch;
+    const kw = this.batchKeyWords;
+    const { batchHome, batchTag } = this;
+    // In-place adjustments move no cell, so a group's home cells stay valid through them.
+    let prefetched = start;
+    for (let i = start; i < n; i++) {
+      if (i === prefetched) {
+        prefetched = Math.min(n, i + PREFETCH_GROUP);
+        this.hashAndPrefetch(i, prefetched);
+      }
+      const ix = b.buckets[i];
+      const rc = ix === NO_BUCKET ? -1 : (this.tables[ix] as Table).adjustFrom(batchHome[i], batchTag[i], kw, i * 8, delta);
+      if (rc === -2) return i;
+      b.status[i] = rc < 0 ? 0 : 1;
+      b.outRefCounts[i] = rc;
+    }
+    return n;
   }
 
   stats(): EngineStats {

@@ -535,7 +535,16 @@ export class Table {
    * 1..256 (the caller then rewrites the entry).
    */
   adjustRef(key: Uint8Array, koff: number, delta: number): number {
-    const c = this.probe(key, koff);
+    return this.adjustFound(this.probe(key, koff), delta);
+  }
+
+  /** adjustRef() of the key held as eight words at `kw[ko..ko+8)` whose hash has tag `tag` and home cell `home`. */
+  adjustFrom(home: number, tag: number, kw: Int32Array, ko: number, delta: number): number {
+    return this.adjustFound(this.probeFrom(home, tag, kw, ko), delta);
+  }
+
+  /** adjustRef() of the cell `c` the last probe found (-1: it missed). */
+  private adjustFound(c: number, delta: number): number {
     if (c < 0) return -1;
     // The probe left the hit's page and slot: no need to locate the cell again.
     const base = this.hitBase;

@@ -55,6 +55,7 @@ interface CoreExports {
   getMany(start: number, n: number, withValues: number): number;
   putMany(start: number, n: number): number;
   removeMany(n: number): number;
+  adjustMany(start: number, n: number, delta: number): number;
   flush(): void;
   invalidate(fidFrom: number, fidTo: number): void;
 }
@@ -408,6 +409,10 @@ export class WasmEngine implements Engine {
   removeMany(n: number): void {
     const done = this.core.removeMany(n);
     if (done > 0 && this.batch.status[done - 1] === FOUND_CORRUPT) throw this.damaged(this.batch.buckets[done - 1]);
+  }
+
+  adjustMany(start: number, n: number, delta: number): number {
+    return this.core.adjustMany(start, n, delta);
   }
 
   /** Registered files (for tests: files a bucket no longer uses must not stay registered). */

@@ -47,6 +47,7 @@ function calls(): Call[] {
       // A bad key after a good one: batches check every key before touching any.
       ['getMany', (m) => m.getMany([goodKey, key])], ['hasMany', (m) => m.hasMany([goodKey, key])],
       ['deleteMany', (m) => m.deleteMany([goodKey, key])], ['insertMany', (m) => m.insertMany([[goodKey, [element]], [key, [element]]])],
+      ['addrefMany', (m) => m.addrefMany([goodKey, key])], ['unrefMany', (m) => m.unrefMany([goodKey, key])],
       ['readManyInto', (m) => m.readManyInto([goodKey, key], new Uint8Array(64), new Int32Array(2))],
     );
   }
@@ -54,6 +55,7 @@ function calls(): Call[] {
     const batch = b as never;
     out.push(
       ['getMany batch', (m) => m.getMany(batch)], ['hasMany batch', (m) => m.hasMany(batch)], ['deleteMany batch', (m) => m.deleteMany(batch)],
+      ['addrefMany batch', (m) => m.addrefMany(batch)], ['unrefMany batch', (m) => m.unrefMany(batch)],
       ['insertMany batch', (m) => m.insertMany(batch, [[element], [element]])],
       ['readManyInto batch', (m) => m.readManyInto(batch, new Uint8Array(64), new Int32Array(2))],
     );
@@ -64,6 +66,9 @@ function calls(): Call[] {
     if (!(target instanceof Uint8Array && target.length === 8)) {
       out.push(['readManyInto target', (m) => m.readManyInto(keys2, target as never, new Int32Array(2), null, offset as never)]);
     }
+  }
+  for (const rcs of [[1, 1], new Float64Array(1), new Int32Array(2), 'x']) {
+    out.push(['addrefMany refCounts', (m) => m.addrefMany(keys2, rcs as never)], ['unrefMany refCounts', (m) => m.unrefMany(keys2, rcs as never)]);
   }
   for (const [slots, rcs] of [[null, null], [new Int32Array(1), null], [new Uint32Array(2), null], [new Int32Array(2), new Float64Array(1)], [new Int32Array(2), [1, 1]]]) {
     out.push(['readManyInto slots', (m) => m.readManyInto(keys2, new Uint8Array(64), slots as never, rcs as never)]);

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BucketMap, codecs } from '../host/index.js';
+import { BucketMap, BucketMapError, codecs, codes } from '../host/index.js';
 import { ENGINES, Rng, hex, snapshot } from './helpers.js';
 
 const value = (e: [Uint8Array[], number] | undefined): string | undefined => (e === undefined ? undefined : JSON.stringify([e[0].map(hex), e[1]]));
@@ -142,6 +142,76 @@ for (const engine of ENGINES) {
     assert.is(map.stats().data.cells, map.getMany(keys.slice(1500)).filter((e) => e !== undefined && (e[0].length > 1 || e[1] === 0 || e[1] > 256)).length);
     assert.ok(map.verify().ok);
     map.close();
+  });
+
+  test('addrefMany and unrefMany adjust every kind of entry in order, across chunks, and report each refCount', () => {
+    const map = new BucketMap({ maxBuckets: 16, engine });
+    const keys: Uint8Array[] = [];
+    const start: number[] = [];
+    // Inline entries in the middle and at both ends of the in-place range (1..256), entries
+    // with a data cell (refCount 0 or above 256, several elements) and with an empty list.
+    const shapes: Array<[number, number]> = [[1, 1], [1, 100], [1, 256], [1, 0], [1, 257], [0, 5], [3, 1], [2, 9]];
+    for (let i = 0; i < 2600; i++) {
+      const [slots, rc] = shapes[i % shapes.length];
+      const key = rng.key();
+      keys.push(key);
+      start.push(rc);
+      map.insert(key, Array.from({ length: slots }, (_, j) => new Uint8Array(16).fill(i + j)), rc);
+    }
+    const before = keys.map((k) => map.readValue(k)![0].map(hex));
+    const absent = Array.from({ length: 200 }, () => rng.key());
+    // Every key twice (so the second listing sees the first's change), absent keys mixed in.
+    const asked = [...keys, ...absent, ...keys];
+    const packed = new Uint8Array(asked.length * 32);
+    asked.forEach((k, i) => packed.set(k, i * 32));
+    const refCounts = new Float64Array(asked.length);
+    assert.is(map.addrefMany(packed, refCounts), 2 * keys.length);
+    assert.equal([...refCounts.subarray(0, keys.length)], start.map((rc) => rc + 1));
+    assert.ok(refCounts.subarray(keys.length, keys.length + absent.length).every((rc) => rc === -1));
+    assert.equal([...refCounts.subarray(keys.length + absent.length)], start.map((rc) => rc + 2));
+    assert.is(map.unrefMany(keys), keys.length, 'without a refCounts array');
+    keys.forEach((k, i) => {
+      const [list, rc] = map.readValue(k)!;
+      assert.is(rc, start[i] + 1);
+      assert.equal(list.map(hex), before[i], 'the slot list is untouched');
+    });
+    assert.is(map.unrefMany(absent), 0);
+    assert.is(map.size, keys.length);
+    assert.ok(map.verify().ok);
+    map.close();
+  });
+
+  test('unrefMany stops at a refCount of 0 with the keys before it adjusted and none after it', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    const keys = Array.from({ length: 1500 }, () => rng.key());
+    keys.forEach((k, i) => map.insert(k, [new Uint8Array(16).fill(i)], i === 1200 ? 0 : 2));
+    const refCounts = new Float64Array(keys.length).fill(-7);
+    try {
+      map.unrefMany(keys, refCounts);
+      assert.unreachable('should throw');
+    } catch (err) {
+      assert.instance(err, BucketMapError);
+      assert.is((err as BucketMapError).code, codes.REFCOUNT_UNDERFLOW);
+      assert.match((err as Error).message, 'keys[1200]');
+    }
+    keys.forEach((k, i) => assert.is(map.readValue(k)![1], i < 1200 ? 1 : i === 1200 ? 0 : 2, `key ${i}`));
+    assert.ok(refCounts.subarray(0, 1200).every((rc) => rc === 1));
+    assert.ok(refCounts.subarray(1200).every((rc) => rc === -7), 'nothing reported past the failing key');
+    map.close();
+  });
+
+  test('addrefMany and unrefMany check their arguments before changing anything', () => {
+    const [map, keys] = filled(50);
+    const snap = snapshot(map);
+    assert.throws(() => map.addrefMany(keys, new Float64Array(49)), RangeError);
+    assert.throws(() => map.unrefMany(keys, new Int32Array(50) as unknown as Float64Array), TypeError);
+    assert.throws(() => map.addrefMany([...keys, new Uint8Array(31)]), RangeError);
+    assert.throws(() => map.addrefMany([...keys, 42 as unknown as Uint8Array]), TypeError);
+    assert.throws(() => map.unrefMany(new Uint8Array(33)), RangeError);
+    assert.throws(() => map.addrefMany('keys' as unknown as Uint8Array), TypeError);
+    assert.equal(snapshot(map), snap);
+    map.close();
+    assert.throws(() => map.addrefMany(keys), (err: unknown) => err instanceof BucketMapError && err.code === codes.CLOSED);
   });
 
   test('readInto copies the encoded elements without allocating and reports the refCount', () => {

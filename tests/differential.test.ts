@@ -1,13 +1,13 @@
 /**
  * Differential test against a plain Map, in the spirit of Agave's hashmap_compare: thousands of
  * seeded random steps (insert, insert via update, update, delete, addref, unref, tryInsert + grow,
- * readValue, has, getMany, insertMany, deleteMany), slot lists of 0–4 elements, refCounts 0, 1, 2
+ * readValue, has, getMany, insertMany, deleteMany, addrefMany, unrefMany), slot lists of 0–4 elements, refCounts 0, 1, 2
  * and large; every 250 steps, at random, a compact() at a random load; every 1,000 steps the size
  * and the full contents are compared, and halfway the map is closed and reopened. TEST_SEED=n reproduces a run.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BucketMap, NoSpace, type EngineKind } from '../host/index.js';
+import { BucketMap, BucketMapError, NoSpace, codes, type EngineKind } from '../host/index.js';
 import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir, testSeed, withSeed } from './helpers.js';
 
 const STEPS = Number(process.env.DIFF_STEPS ?? 10000);
@@ -42,6 +42,43 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
       for (let ix = 0; ix < buckets; ix++) perBucket += map.getBucketFromIndex(ix).bucketLen();
       assert.is(perBucket, model.size, `bucket lengths at step ${step}`);
       assert.equal(snapshot(map), model, `contents at step ${step}`);
+    };
+    // addrefMany/unrefMany against the model applied key by key: a refCount that would leave its
+    // range must throw there, with the keys before it adjusted and none after it.
+    const adjustMany = (batch: Uint8Array[], delta: 1 | -1, step: number): void => {
+      const expected = new Float64Array(batch.length).fill(-1);
+      let present = 0;
+      let stop = batch.length;
+      const changed = new Map<string, string>();
+      for (let i = 0; i < batch.length && stop === batch.length; i++) {
+        const h = hex(batch[i]);
+        const current = changed.get(h) ?? model.get(h);
+        if (current === undefined) continue;
+        const [hexList, oldRc] = JSON.parse(current) as [string[], number];
+        if ((delta < 0 && oldRc === 0) || (delta > 0 && oldRc === Number.MAX_SAFE_INTEGER)) {
+          stop = i;
+          break;
+        }
+        changed.set(h, JSON.stringify([hexList, oldRc + delta]));
+        expected[i] = oldRc + delta;
+        present++;
+      }
+      const got = new Float64Array(batch.length).fill(-7);
+      const call = (): number => (delta > 0 ? map.addrefMany(batch, got) : map.unrefMany(batch, got));
+      if (stop === batch.length) {
+        assert.is(call(), present, `adjustMany count at step ${step}`);
+        assert.equal([...got], [...expected], `adjustMany refCounts at step ${step}`);
+      } else {
+        try {
+          call();
+          assert.unreachable(`adjustMany at step ${step} should stop at key ${stop}`);
+        } catch (err) {
+          assert.instance(err, BucketMapError);
+          assert.is((err as BucketMapError).code, delta > 0 ? codes.REFCOUNT_OVERFLOW : codes.REFCOUNT_UNDERFLOW);
+          assert.match((err as Error).message, `keys[${stop}]`);
+        }
+      }
+      for (const [h, v] of changed) model.set(h, v);
     };
     try {
       for (let step = 1; step <= STEPS; step++) {
@@ -84,9 +121,10 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
           const got = map.readValue(key);
           assert.is(got === undefined ? undefined : value(got[0], got[1]), model.get(k));
         } else if (action === 8) {
-          // A batch: getMany, or insertMany (duplicates in a batch keep the last), or deleteMany.
+          // A batch: getMany, or insertMany (duplicates in a batch keep the last), or deleteMany,
+          // or addrefMany/unrefMany (duplicates adjusted once per listing).
           const batch = Array.from({ length: 1 + rng.below(40) }, () => pickKey());
-          const kind = rng.below(3);
+          const kind = rng.below(5);
           if (kind === 0) {
             const got = map.getMany(batch).map((e) => (e === undefined ? undefined : value(e[0], e[1])));
             assert.equal(got, batch.map((b) => model.get(hex(b))), `getMany at step ${step}`);
@@ -95,6 +133,8 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
             const rcs = batch.map(() => refCount(rng));
             map.insertMany(batch, lists, rcs);
             batch.forEach((b, i) => model.set(hex(b), value(lists[i], rcs[i])));
+          } else if (kind >= 3) {
+            adjustMany(batch, kind === 3 ? 1 : -1, step);
           } else {
             const distinct = new Set(batch.map(hex));
             const present = [...distinct].filter((h) => model.has(h)).length;

@@ -16,6 +16,7 @@ const HELPERS = new URL('./helpers.js', import.meta.url).href;
 /** Each write call, as it runs on bucket `b` (keys of bucket b have b in their top 4 bits). */
 const WRITES = [
   'insert', 'insert-existing', 'deleteKey', 'addref', 'unref', 'update', 'packed-insert', 'packed-delete', 'insertMany', 'deleteMany',
+  'addrefMany', 'unrefMany',
 ] as const;
 
 /**
@@ -48,6 +49,8 @@ const write = (name, b) => {
     case 'packed-delete': if (!map.packed(ks.pop()).delete(0)) throw new Error('absent'); break;
     case 'insertMany': { const k = key(b); map.insertMany([k], [value(5)]); ks.push(k); break; }
     case 'deleteMany': if (map.deleteMany([ks.pop()]) !== 1) throw new Error('absent'); break;
+    case 'addrefMany': if (map.addrefMany([ks[1]]) !== 1) throw new Error('absent'); break;
+    case 'unrefMany': map.addref(ks[2]); if (map.unrefMany([ks[2]]) !== 1) throw new Error('absent'); break;
   }
 };
 for (let b = 0; b < writes.length; b++) { write(writes[b], b); write(writes[b], b); }

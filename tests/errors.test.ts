@@ -107,7 +107,7 @@ for (const engine of ENGINES) {
       () => map.flush(), () => map.stats(), () => map.bucketIx(key), () => map.getBucket(key), () => map.getBucketFromIndex(0),
       () => iterator.next(), () => map.readInto(key, new Uint8Array(16)), () => map.getMany([key]), () => map.hasMany([key]),
       () => map.deleteMany([key]), () => map.insertMany([key], [[]]), () => map.readManyInto([key], new Uint8Array(16), new Int32Array(1)),
-      () => map.verify(),
+      () => map.addrefMany([key]), () => map.unrefMany([key]), () => map.verify(),
     ];
     for (const call of calls) assert.throws(call, (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CLOSED);
     const other = new BucketMap({ maxBuckets: 2, engine });

@@ -3,6 +3,7 @@ import {
   D_CAPACITY, D_COUNT, D_DATA, D_INDEX_FID, D_PAGES, D_PAGES_PER_SEG, D_SEED_HI, D_SEED_LO, DD_CELLS_PER_SEG,
   DD_COUNT, DD_FID, DD_POW2, OUT_ELEMENTS, OUT_FULL_CLASS, OUT_KIND, OUT_RC_HI, OUT_RC_LO, OUT_SLOTS,
 } from '../bucket';
+import { adjustMany, bBuckets, bKeys, bOutRc, bStatus, initBatch } from '../batch';
 import { hashHi, hashKey } from '../hash';
 import {
   CELL_BYTES, DATA_FULL, INDEX_FULL, J_BODY, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
@@ -321,6 +322,48 @@ describe('bucket', () => {
     expect(load<u32>(outPtr + OUT_RC_LO)).toBe(1);
     expect(put(0, 0, 5, 0)).toBe(PUT_UPDATED);
     expect(adjustRef(0, 1)).toBe(-2, 'an empty list is not inline');
+  });
+
+  test('adjustMany changes inline refCounts in place, in batch order, and stops where the host must rewrite', () => {
+    setup(32, 4);
+    initBatch();
+    const keys = keyStore(4);
+    useKey(keys, 0);
+    putInline(1);
+    useKey(keys, 1);
+    expect(put(0, 1, 256, 0)).toBe(PUT_NEW);
+    useKey(keys, 2);
+    expect(put(0, 0, 5, 0)).toBe(PUT_NEW);
+    // Batch: key 0, an absent key, key 0 again, key 1 (256 + 1 leaves the inline range), key 2.
+    const order: u32[] = [0, 3, 0, 1, 2];
+    for (let i = 0; i < order.length; i++) {
+      memory.copy(bKeys + <usize>i * 32, keys + <usize>order[i] * 32, 32);
+      store<u32>(bBuckets + (<usize>i << 2), 0);
+    }
+    expect(adjustMany(0, 5, 1)).toBe(3, 'stops at key 1');
+    expect(load<u32>(bStatus)).toBe(1);
+    expect(load<f64>(bOutRc)).toBe(2.0);
+    expect(load<u32>(bStatus + 4)).toBe(0, 'absent');
+    expect(load<u32>(bStatus + 8)).toBe(1);
+    expect(load<f64>(bOutRc + 16)).toBe(3.0, 'the second listing sees the first');
+    expect(adjustMany(4, 5, 1)).toBe(4, 'an empty list is not inline');
+    expect(adjustMany(0, 3, -1)).toBe(3);
+    expect(load<f64>(bOutRc + 16)).toBe(1.0);
+    // What reached the file: key 0 back at refCount 1 (extra 0), key 1 still at 256 (extra 255).
+    useKey(keys, 0);
+    expect(get(0)).toBe(1);
+    expect(load<u32>(outPtr + OUT_RC_LO)).toBe(1);
+    useKey(keys, 1);
+    expect(get(0)).toBe(1);
+    expect(load<u32>(outPtr + OUT_RC_LO)).toBe(256);
+    let extras: u32[] = [];
+    for (let c: u32 = 0; c < 80; c++) {
+      if ((ctrlInFile(c) & 0xff) != 0 && (ctrlInFile(c) >> 14) == KIND_INLINE) extras.push(fileU8(INDEX_FID, (1 + c / 20) * 1024 + 40 + (c % 20)));
+    }
+    extras.sort();
+    expect(extras.length).toBe(2);
+    expect(extras[0]).toBe(0);
+    expect(extras[1]).toBe(255);
   });
 
   test('an empty list keeps its refCount in the index cell', () => {
