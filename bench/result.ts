@@ -2,7 +2,9 @@
 import type { DiskUse, DropCaches } from './measure.js';
 
 /** Timed phases that do one operation per key; their figure is ops/s. */
-export const RATE_PHASES = ['insert', 'get', 'getMany', 'miss', 'missMany', 'update', 'delete', 'verify', 'coldVerify', 'mixed'] as const;
+export const RATE_PHASES = [
+  'insert', 'get', 'getMany', 'miss', 'missMany', 'update', 'addrefMany', 'unrefMany', 'delete', 'verify', 'coldVerify', 'mixed',
+] as const;
 /** Timed phases that happen once; their figure is milliseconds. */
 export const ONCE_PHASES = ['create', 'close', 'reopen', 'coldReopen', 'compact'] as const;
 
@@ -18,6 +20,8 @@ export const PHASE_LABELS: Record<Phase, string> = {
   missMany: 'getMany miss',
   mixed: 'mixed get/insert',
   update: 'update',
+  addrefMany: 'update, batched (+1)',
+  unrefMany: 'update, batched (−1)',
   delete: 'delete',
   verify: 'verify (warm)',
   coldVerify: 'verify (cold)',

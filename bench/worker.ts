@@ -15,7 +15,7 @@ import type { OncePhase, PhaseResult, RatePhase, RunResult } from './result.js';
 const CHUNK = 10_000;
 /** Memory is sampled every this many chunks (~50k operations); one /proc read costs a fraction of a millisecond. */
 const SAMPLE_EVERY_CHUNKS = 5;
-/** Keys per call in the getMany phase. */
+/** Keys per call in the batched phases (getMany, getMany miss, addrefMany, unrefMany). */
 const GET_MANY = 1024;
 
 interface WorkerArgs {
@@ -220,6 +220,32 @@ class Runner {
     }));
   }
 
+  /**
+   * The update stream again through the batched call (stores with adjustMany only), GET_MANY keys
+   * per call: `delta` +1 takes each key to one above what the update phase left, -1 back to it;
+   * every refCount is checked. Before each, untimed, the store writes its files back (sync), so the
+   * phase pays the first write to each clean page as the update phase does at 10M, which starts
+   * more than 30 s after the inserts wrote those pages, past the kernel's dirty expiry.
+   */
+  async adjustMany(phase: 'addrefMany' | 'unrefMany', delta: 1 | -1): Promise<void> {
+    const { store } = this;
+    if (store.adjustMany === undefined) return;
+    const many = store.adjustMany.bind(store);
+    const s = this.w.update;
+    const got = new Float64Array(GET_MANY);
+    const offset = delta > 0 ? 1 : 0;
+    store.sync?.();
+    await this.rate(phase, s.count, (from, to) => {
+      for (let b = from; b < to; b += GET_MANY) {
+        const end = Math.min(to, b + GET_MANY);
+        many(s.keys.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b, delta, got);
+        for (let j = b; j < end; j++) {
+          if (got[j - b] !== s.refs[j] + offset) this.fail(phase, s.ids[j], got[j - b], `should reach refCount ${s.refs[j] + offset}`);
+        }
+      }
+    });
+  }
+
   async delete(): Promise<void> {
     const { store } = this;
     const { keys, count } = this.w.delete;
@@ -296,6 +322,8 @@ async function main(): Promise<void> {
   await r.miss();
   await r.missMany();
   await r.update();
+  await r.adjustMany('addrefMany', 1);
+  await r.adjustMany('unrefMany', -1);
   await r.delete();
   r.result.details.beforeClose = r.details();
 

@@ -57,6 +57,16 @@ class BucketMapStore implements Store {
     this.m.compact();
   }
 
+  adjustMany(packed: Buffer, count: number, delta: 1 | -1, refCounts: Float64Array): void {
+    const keys = packed.subarray(0, count * 32);
+    if (delta > 0) this.m.addrefMany(keys, refCounts);
+    else this.m.unrefMany(keys, refCounts);
+  }
+
+  sync(): void {
+    this.m.flush({ durable: true });
+  }
+
   writeBatch(writes: () => void): void {
     writes();
   }

@@ -28,6 +28,14 @@ export interface Store {
    */
   getMany?(packed: Buffer, count: number, check: ReadCheck): void;
   /**
+   * Optional batched refCount change (+1 or -1) of `count` keys packed back to back in `packed`:
+   * each key's new refCount goes to `refCounts` (-1 if absent). Stores without a synchronous
+   * batched call leave it out.
+   */
+  adjustMany?(packed: Buffer, count: number, delta: 1 | -1, refCounts: Float64Array): void;
+  /** Optional: writes everything back to disk (untimed, before the batched update phases). */
+  sync?(): void;
+  /**
    * Optional: gives back the space of deleted entries the way the store offers it (bucket-map
    * `compact()`, LevelDB `compactRange`, SQLite `VACUUM`). Stores without one leave it out.
    */
