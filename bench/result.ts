@@ -3,7 +3,7 @@ import type { DiskUse, DropCaches } from './measure.js';
 
 /** Timed phases that do one operation per key; their figure is ops/s. */
 export const RATE_PHASES = [
-  'insert', 'get', 'getMany', 'miss', 'missMany', 'update', 'addrefMany', 'unrefMany', 'delete', 'verify', 'coldVerify', 'mixed',
+  'insert', 'get', 'getMany', 'miss', 'missMany', 'update', 'addrefMany', 'unrefMany', 'delete', 'verify', 'coldVerify', 'mixed', 'deleteMany',
 ] as const;
 /** Timed phases that happen once; their figure is milliseconds. */
 export const ONCE_PHASES = ['create', 'close', 'reopen', 'coldReopen', 'compact'] as const;
@@ -23,6 +23,7 @@ export const PHASE_LABELS: Record<Phase, string> = {
   addrefMany: 'update, batched (+1)',
   unrefMany: 'update, batched (−1)',
   delete: 'delete',
+  deleteMany: 'delete, batched',
   verify: 'verify (warm)',
   coldVerify: 'verify (cold)',
   create: 'create',

@@ -15,7 +15,7 @@ import type { OncePhase, PhaseResult, RatePhase, RunResult } from './result.js';
 const CHUNK = 10_000;
 /** Memory is sampled every this many chunks (~50k operations); one /proc read costs a fraction of a millisecond. */
 const SAMPLE_EVERY_CHUNKS = 5;
-/** Keys per call in the batched phases (getMany, getMany miss, addrefMany, unrefMany). */
+/** Keys per call in the batched phases (getMany, getMany miss, addrefMany, unrefMany, deleteMany). */
 const GET_MANY = 1024;
 
 interface WorkerArgs {
@@ -209,6 +209,25 @@ class Runner {
     }));
   }
 
+  /**
+   * After the mixed phase (stores with delMany only): the keys it inserted, deleted through the
+   * batched call, GET_MANY per call; every one must be found. Last, so it changes no other figure.
+   */
+  async deleteMany(): Promise<void> {
+    const { store } = this;
+    if (store.delMany === undefined) return;
+    const many = store.delMany.bind(store);
+    const { absent } = this.w;
+    const inserted = Math.floor(this.w.live.count / 2);
+    await this.rate('deleteMany', inserted, (from, to) => {
+      for (let b = from; b < to; b += GET_MANY) {
+        const end = Math.min(to, b + GET_MANY);
+        const removed = many(absent.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b);
+        if (removed !== end - b) this.fail('deleteMany', b, removed, `starts a batch of ${end - b} inserted keys of which only some were found`);
+      }
+    });
+  }
+
   async update(): Promise<void> {
     const { store } = this;
     const s = this.w.update;
@@ -356,6 +375,7 @@ async function main(): Promise<void> {
     }
   }
   await r.mixed();
+  await r.deleteMany();
   await store.close();
   process.stdout.write(JSON.stringify(r.finish()) + '\n');
 }

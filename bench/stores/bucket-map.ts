@@ -63,6 +63,10 @@ class BucketMapStore implements Store {
     else this.m.unrefMany(keys, refCounts);
   }
 
+  delMany(packed: Buffer, count: number): number {
+    return this.m.deleteMany(packed.subarray(0, count * 32));
+  }
+
   sync(): void {
     this.m.flush({ durable: true });
   }

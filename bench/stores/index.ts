@@ -5,7 +5,7 @@
 import type { StoreSpec } from './store.js';
 
 /** Each store's notes stand alone: a run may include one variant without the other. */
-const BUCKET_MAP_NOTES = 'maxBuckets 1024, default codec bytes(16); per-key calls through packed() views of the key buffers (no key sliced per call): insert(), readInto() (allocation-free read), addref(), delete(); readManyInto() of 1,024 keys for getMany; addrefMany()/unrefMany() of 1,024 keys for the batched updates, after an untimed flush({ durable: true }); compact(); close() flushes without fsync';
+const BUCKET_MAP_NOTES = 'maxBuckets 1024, default codec bytes(16); per-key calls through packed() views of the key buffers (no key sliced per call): insert(), readInto() (allocation-free read), addref(), delete(); readManyInto() of 1,024 keys for getMany; addrefMany()/unrefMany() of 1,024 keys for the batched updates, after an untimed flush({ durable: true }); deleteMany() of 1,024 keys for the batched delete; compact(); close() flushes without fsync';
 const LMDB_NOTES = 'binary keys and values (24 B: value + u64 refCount), cache off, default sync settings (every commit flushed to disk, in the background with overlappingSync); putSync/removeSync in transactionSync of 10k; getBinaryFast; update = read-modify-write in transactionSync; each key copied into one reused key buffer (lmdb-js copies it during the call)';
 
 export const STORES: readonly StoreSpec[] = [

@@ -33,6 +33,8 @@ export interface Store {
    * batched call leave it out.
    */
   adjustMany?(packed: Buffer, count: number, delta: 1 | -1, refCounts: Float64Array): void;
+  /** Optional batched delete of `count` keys packed back to back in `packed`; returns how many were present. */
+  delMany?(packed: Buffer, count: number): number;
   /** Optional: writes everything back to disk (untimed, before the batched update phases). */
   sync?(): void;
   /**
