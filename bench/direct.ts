@@ -161,7 +161,7 @@ function parent(argv: string[]): void {
   const label = `${sizeLabel(n)} direct`;
   const section = `## bucket-map alone, keys in hand: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
 
-N = ${n.toLocaleString('en-US')} keys, ${runs} runs per engine, each in a fresh process; operations per second, median (min–max). Seed 0x${seed.toString(16)}. Written by \`npm run bench:direct -- --n ${sizeLabel(n)} --runs ${runs}\`.
+N = ${n.toLocaleString('en-US')} keys, ${runs} runs per engine, each in a fresh process; operations per second, median (min–max). Seed 0x${seed.toString(16)}. Written by \`npm run bench:direct -- --n ${sizeLabel(n)} --runs ${runs}${engines.join(',') === 'host,wasm' ? '' : ` --engines ${engines.join(',')}`}\`.
 
 - Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB.toFixed(1)} GiB RAM, ${machine.kernel}, Node ${machine.node}; files on ${machine.fs}
 - bucket-map ${version}, maxBuckets 1024, default codec bytes(16), temporary maps (no restart file)
