@@ -79,6 +79,17 @@ export class Batcher<T> {
     }
   }
 
+  /** load() for a write to keys already there: marks every bucket of the chunk that has files dirty first. */
+  private loadMarked(keys: Keys, from: number, n: number): void {
+    this.load(keys, from, n, false);
+    const { ctx, storages } = this.host;
+    const b = ctx.engine.batch;
+    for (let i = 0; i < n; i++) {
+      const ix = b.buckets[i];
+      if (ix !== NO_BUCKET && ctx.writable[ix] !== 1) storages[ix].markDirty();
+    }
+  }
+
   /**
    * Looks the keys up a chunk at a time and hands each run of results (entries [start, done) of
    * the engine's batch, for keys from + start onwards) to `take`, which returns how many of them
@@ -179,16 +190,12 @@ export class Batcher<T> {
   deleteMany(keys: KeyBatch): number {
     const list = batchKeys(keys);
     const total = keyCount(list);
-    const { ctx, storages, guard } = this.host;
+    const { ctx, guard } = this.host;
     const b = ctx.engine.batch;
     let removed = 0;
     for (let from = 0; from < total; from += BATCH) {
       const n = Math.min(BATCH, total - from);
-      this.load(list, from, n, false);
-      for (let i = 0; i < n; i++) {
-        const ix = b.buckets[i];
-        if (ix !== NO_BUCKET && ctx.writable[ix] !== 1) storages[ix].markDirty();
-      }
+      this.loadMarked(list, from, n);
       ctx.engine.removeMany(n);
       for (let i = 0; i < n; i++) {
         if (b.status[i] !== 1) continue;
@@ -212,16 +219,12 @@ export class Batcher<T> {
       if (!(refCounts instanceof Float64Array)) throw new TypeError('refCounts must be a Float64Array');
       if (refCounts.length < total) throw new RangeError(`refCounts has room for ${refCounts.length} keys, got ${total}`);
     }
-    const { ctx, storages } = this.host;
+    const { ctx } = this.host;
     const b = ctx.engine.batch;
     let found = 0;
     for (let from = 0; from < total; from += BATCH) {
       const n = Math.min(BATCH, total - from);
-      this.load(list, from, n, false);
-      for (let i = 0; i < n; i++) {
-        const ix = b.buckets[i];
-        if (ix !== NO_BUCKET && ctx.writable[ix] !== 1) storages[ix].markDirty();
-      }
+      this.loadMarked(list, from, n);
       for (let start = 0; start < n; ) {
         const stop = ctx.engine.adjustMany(start, n, delta);
         for (let i = start; i < stop; i++) {
