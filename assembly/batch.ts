@@ -165,10 +165,12 @@ export function removeMany(n: u32): u32 {
  * Adds `delta` to the refCounts of keys [start, n) in turn, in place (the host's adjustRef).
  * status: 0 absent, or 1 with the new refCount in outRc. Stops at the first key whose entry must be
  * rewritten by the host (not INLINE, or the refCount would leave 1..256), without writing it, and
- * returns its index (n when all were done).
+ * returns its index (n when all were done). A call with `start` > 0 resumes one that stopped: its
+ * keys are already hashed (the host's rewrite updates an existing key, which moves no key and
+ * keeps the seed), so hashing them again would make a batch of such entries quadratic.
  */
 export function adjustMany(start: u32, n: u32, delta: i32): u32 {
-  hashAndFetch(start, n);
+  if (start == 0) hashAndFetch(0, n);
   for (let i = start; i < n; i++) {
     const ix = load<u32>(at32(bBuckets, i));
     let rc: i32 = -1;

@@ -124,7 +124,8 @@ export interface Engine {
    * adjustRef() of batch keys [start, n) in turn: status 0 absent, or 1 and the new refCount in
    * outRefCounts. Stops at the first key whose entry must be rewritten instead (not INLINE, or the
    * refCount would leave 1..256) and returns its index, with nothing written for it (n when all
-   * were done).
+   * were done). A call with `start` > 0 resumes the one that stopped there, once the caller has
+   * rewritten that entry.
    */
   adjustMany(start: number, n: number, delta: number): number;
   stats(): EngineStats;
@@ -334,8 +335,11 @@ export class HostEngine implements Engine {
     const b = this.batch;
     const kw = this.batchKeyWords;
     const { batchHome, batchTag } = this;
-    // In-place adjustments move no cell, so a group's home cells stay valid through them.
-    let prefetched = start;
+    // In-place adjustments move no cell, so a group's home cells stay valid through them, and
+    // through the rewrite of an existing key that a resumed call (start > 0) follows: such a call
+    // hashes nothing before the next group, or a batch of rewritten entries would hash each group
+    // up to 16 times.
+    let prefetched = start === 0 ? 0 : Math.min(n, Math.ceil(start / PREFETCH_GROUP) * PREFETCH_GROUP);
     for (let i = start; i < n; i++) {
       if (i === prefetched) {
         prefetched = Math.min(n, i + PREFETCH_GROUP);
