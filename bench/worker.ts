@@ -200,13 +200,18 @@ class Runner {
   async mixed(): Promise<void> {
     const { store, out } = this;
     const { absent, values, live } = this.w;
-    const pairs = Math.floor(live.count / 2);
+    const pairs = this.mixedInserts;
     await this.rate('mixed', pairs * 2, (from, to) => store.writeBatch(() => {
       for (let j = from >> 1; j < to >> 1; j++) {
         this.check('mixed', live, j, store.get(live.keys, j * KEY_BYTES, out), out, 0);
         store.put(absent, j * KEY_BYTES, values, j * VALUE_BYTES);
       }
     }));
+  }
+
+  /** Fresh keys the mixed phase inserts: the first this many of the absent set. */
+  private get mixedInserts(): number {
+    return Math.floor(this.w.live.count / 2);
   }
 
   /**
@@ -218,8 +223,7 @@ class Runner {
     if (store.delMany === undefined) return;
     const many = store.delMany.bind(store);
     const { absent } = this.w;
-    const inserted = Math.floor(this.w.live.count / 2);
-    await this.rate('deleteMany', inserted, (from, to) => {
+    await this.rate('deleteMany', this.mixedInserts, (from, to) => {
       for (let b = from; b < to; b += GET_MANY) {
         const end = Math.min(to, b + GET_MANY);
         const removed = many(absent.subarray(b * KEY_BYTES, end * KEY_BYTES), end - b);

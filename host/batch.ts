@@ -45,6 +45,13 @@ export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
   return keys.map((k, i) => toKeyBytes(k, `${argName}[${i}]`));
 }
 
+/** Checks an optional output array of one refCount per key. */
+function checkRefCountsOut(refCounts: Float64Array | null, total: number): void {
+  if (refCounts === null) return;
+  if (!(refCounts instanceof Float64Array)) throw new TypeError('refCounts must be a Float64Array');
+  if (refCounts.length < total) throw new RangeError(`refCounts has room for ${refCounts.length} keys, got ${total}`);
+}
+
 function keyCount(keys: Keys): number {
   return keys instanceof Uint8Array ? keys.length / KEY_BYTES : keys.length;
 }
@@ -145,10 +152,7 @@ export class Batcher<T> {
     if (!(target instanceof Uint8Array)) throw new TypeError('target must be a Uint8Array');
     if (!(slots instanceof Int32Array)) throw new TypeError('slots must be an Int32Array');
     if (slots.length < total) throw new RangeError(`slots has room for ${slots.length} keys, got ${total}`);
-    if (refCounts !== null) {
-      if (!(refCounts instanceof Float64Array)) throw new TypeError('refCounts must be a Float64Array');
-      if (refCounts.length < total) throw new RangeError(`refCounts has room for ${refCounts.length} keys, got ${total}`);
-    }
+    checkRefCountsOut(refCounts, total);
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) {
       throw new RangeError(`offset must be an integer from 0 to ${target.length}, got ${offset}`);
     }
@@ -215,10 +219,7 @@ export class Batcher<T> {
   adjustMany(keys: KeyBatch, delta: 1 | -1, refCounts: Float64Array | null): number {
     const list = batchKeys(keys);
     const total = keyCount(list);
-    if (refCounts !== null) {
-      if (!(refCounts instanceof Float64Array)) throw new TypeError('refCounts must be a Float64Array');
-      if (refCounts.length < total) throw new RangeError(`refCounts has room for ${refCounts.length} keys, got ${total}`);
-    }
+    checkRefCountsOut(refCounts, total);
     const { ctx } = this.host;
     const b = ctx.engine.batch;
     let found = 0;
