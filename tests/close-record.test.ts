@@ -11,10 +11,9 @@ import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { M_LIVE_COUNT } from '../host/layout.js';
 import { faults } from '../host/storage.js';
-import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, snapshot, strayFiles, tempDir, withSeed } from './helpers.js';
+import { ENGINES, entryValue, Rng, hex, listFiles, persistentConfig, removeDir, snapshot, strayFiles, tempDir, withSeed } from './helpers.js';
 
 const KEYS = 600;
-const value = (list: Uint8Array[], rc: number): string => JSON.stringify([list.map(hex), rc]);
 
 for (const engine of ENGINES) {
   const test = suite(`close record [${engine}]`);
@@ -38,7 +37,7 @@ for (const engine of ENGINES) {
         keys.push(key);
         const list = Array.from({ length: rng.below(maxList + 1) }, () => rng.bytes(16));
         map.insert(key, list, 1);
-        model.set(hex(key), value(list, 1));
+        model.set(hex(key), entryValue(list, 1));
       } else {
         const key = keys[rng.below(keys.length)];
         if (r < 8) {
@@ -47,7 +46,7 @@ for (const engine of ENGINES) {
         } else {
           const list = [rng.bytes(16)];
           map.insert(key, list, 3);
-          model.set(hex(key), value(list, 3));
+          model.set(hex(key), entryValue(list, 3));
         }
       }
     }
@@ -83,7 +82,7 @@ for (const engine of ENGINES) {
       keys.push(key);
       const list = [rng.bytes(16)];
       map.insert(key, list, 1 + (i % 3));
-      model.set(hex(key), value(list, 1 + (i % 3)));
+      model.set(hex(key), entryValue(list, 1 + (i % 3)));
     }
     map.close();
   });
@@ -101,12 +100,12 @@ for (const engine of ENGINES) {
     assert.is(map.size, KEYS);
     for (const key of keys) {
       const [list, rc] = map.readValue(key) ?? [[], -1];
-      assert.is(value(list, rc), model.get(hex(key)));
+      assert.is(entryValue(list, rc), model.get(hex(key)));
     }
     assert.ok(fs.existsSync(record), 'reads change nothing it vouches for');
     const key = new Uint8Array(32).fill(5);
     map.insert(key, [], 2);
-    model.set(hex(key), value([], 2));
+    model.set(hex(key), entryValue([], 2));
     assert.not.ok(fs.existsSync(record), 'the first change removed it');
     map.close();
     assert.ok(fs.existsSync(record));
@@ -171,7 +170,7 @@ for (const engine of ENGINES) {
     const key = rng.key();
     const list = [rng.bytes(16), rng.bytes(16)];
     map.insert(key, list, 1);
-    model.set(hex(key), value(list, 1));
+    model.set(hex(key), entryValue(list, 1));
     const copy = crashCopy(`${dir}-copy`);
     map.close();
     fs.copyFileSync(stale, `${copy.restartFile}.closed`);

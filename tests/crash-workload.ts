@@ -1,9 +1,18 @@
-/** The seeded operation sequence shared by the crash worker and the test that checks it. */
-import { Rng } from './helpers.js';
+/**
+ * The seeded operation sequence shared by the crash worker and the test that checks it, and the
+ * model of what each operation does to the map, replayed by the test from the state the worker
+ * started from.
+ */
+import { Rng, entryValue, hex } from './helpers.js';
+
+export interface CrashEntry { key: Uint8Array; list: Uint8Array[]; refCount: number }
 
 export type CrashOp =
-  | { kind: 'insert' | 'update'; key: Uint8Array; list: Uint8Array[]; refCount: number }
-  | { kind: 'delete'; key: Uint8Array }
+  | ({ kind: 'insert' | 'update' } & CrashEntry)
+  | { kind: 'delete' | 'addref' | 'unref'; key: Uint8Array }
+  /** One call for the whole batch; `packed` passes the keys in one buffer instead of an array. */
+  | { kind: 'insertMany'; entries: CrashEntry[]; packed: boolean }
+  | { kind: 'deleteMany' | 'addrefMany' | 'unrefMany'; keys: Uint8Array[]; packed: boolean }
   /** compact() at `load`: changes no entry, only which files hold them. */
   | { kind: 'compact'; load: number };
 
@@ -13,21 +22,82 @@ const POOL = (() => {
   return Array.from({ length: 6000 }, () => rng.key());
 })();
 
+function entry(rng: Rng, key: Uint8Array): CrashEntry {
+  const list = Array.from({ length: rng.below(5) }, () => rng.bytes(16));
+  // Mostly 1 (an inline refCount); 0 and 2–3 too, so that unref and addref cross between the
+  // inline form and a data cell.
+  const refCount = rng.chance(0.6) ? 1 : rng.below(4);
+  return { key, list, refCount };
+}
+
 export function* crashWorkload(seed: number, ops: number): Generator<CrashOp> {
   const rng = new Rng(seed);
+  const poolKey = (): Uint8Array => POOL[rng.below(POOL.length)];
+  // Batches may list a key twice: each call applies its keys in order.
+  const batch = (): Uint8Array[] => Array.from({ length: 1 + rng.below(32) }, poolKey);
   for (let i = 0; i < ops; i++) {
     if (rng.chance(1 / 3000)) {
       yield { kind: 'compact', load: 0.5 + rng.below(41) / 100 };
       continue;
     }
-    const key = POOL[rng.below(POOL.length)];
-    const r = rng.below(10);
-    if (r < 2) {
-      yield { kind: 'delete', key };
-      continue;
-    }
-    const list = Array.from({ length: rng.below(5) }, () => rng.bytes(16));
-    const refCount = rng.chance(0.6) ? 1 : rng.below(4);
-    yield { kind: r < 8 ? 'insert' : 'update', key, list, refCount };
+    const r = rng.below(100);
+    const packed = rng.chance(0.5);
+    if (r < 14) yield { kind: 'delete', key: poolKey() };
+    else if (r < 56) yield { kind: 'insert', ...entry(rng, poolKey()) };
+    else if (r < 70) yield { kind: 'update', ...entry(rng, poolKey()) };
+    else if (r < 78) yield { kind: 'addref', key: poolKey() };
+    else if (r < 84) yield { kind: 'unref', key: poolKey() };
+    else if (r < 90) yield { kind: 'insertMany', entries: batch().map((key) => entry(rng, key)), packed };
+    else if (r < 93) yield { kind: 'deleteMany', keys: batch(), packed };
+    else if (r < 97) yield { kind: 'addrefMany', keys: batch(), packed };
+    else yield { kind: 'unrefMany', keys: batch(), packed };
   }
+}
+
+/** Keys back to back in one buffer, the packed form the batched calls take. */
+export function packKeys(keys: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(keys.length * 32);
+  keys.forEach((k, i) => out.set(k, i * 32));
+  return out;
+}
+
+function withRefCount(value: string, delta: number): string | null {
+  const [list, refCount] = JSON.parse(value) as [string[], number];
+  // unref at 0 throws BUCKET_MAP_REFCOUNT_UNDERFLOW and changes nothing.
+  return refCount + delta < 0 ? null : JSON.stringify([list, refCount + delta]);
+}
+
+/**
+ * Applies `op` to `model` (hex key → entryValue) as the map applies it, and returns each key it
+ * changed with the value it left, in order. The worker's unref calls throw at refCount 0 and it
+ * carries on; a batched unref stops at that key, with the keys before it changed.
+ */
+export function applyCrashOp(model: Map<string, string>, op: CrashOp): Array<[string, string | undefined]> {
+  const changes: Array<[string, string | undefined]> = [];
+  const put = (k: string, v: string | undefined): void => {
+    if (v === undefined) model.delete(k);
+    else model.set(k, v);
+    changes.push([k, v]);
+  };
+  const adjust = (key: Uint8Array, delta: number): boolean => {
+    const k = hex(key);
+    const v = model.get(k);
+    if (v === undefined) return true;
+    const next = withRefCount(v, delta);
+    if (next === null) return false;
+    put(k, next);
+    return true;
+  };
+  switch (op.kind) {
+    case 'insert': case 'update': put(hex(op.key), entryValue(op.list, op.refCount)); break;
+    case 'delete': if (model.has(hex(op.key))) put(hex(op.key), undefined); break;
+    case 'addref': adjust(op.key, 1); break;
+    case 'unref': adjust(op.key, -1); break;
+    case 'insertMany': for (const e of op.entries) put(hex(e.key), entryValue(e.list, e.refCount)); break;
+    case 'deleteMany': for (const key of op.keys) if (model.has(hex(key))) put(hex(key), undefined); break;
+    case 'addrefMany': for (const key of op.keys) adjust(key, 1); break;
+    case 'unrefMany': for (const key of op.keys) if (!adjust(key, -1)) break; break;
+    case 'compact': break;
+  }
+  return changes;
 }

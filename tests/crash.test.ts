@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
-import { crashWorkload } from './crash-workload.js';
+import { applyCrashOp, crashWorkload } from './crash-workload.js';
 import { ENGINES, Rng, hex, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
 
 const POINTS = Number(process.env.CRASH_POINTS ?? 200);
@@ -30,12 +30,12 @@ interface Tally {
   afterFinish: number;
   keysChecked: number;
   opsAfterFlush: number;
+  /** insertMany, deleteMany, addrefMany and unrefMany calls the worker reported done. */
+  batchedCalls: number;
   repairs: number;
   /** Kill points whose worker opened the map on a close record (some bucket left to first use). */
   onCloseRecord: number;
 }
-
-const value = (list: Uint8Array[], rc: number): string => JSON.stringify([list.map(hex), rc]);
 
 function runChild(config: BucketMapConfig, seed: number, logFile: string, delayMs: number): Promise<{ lastAt: number; finished: boolean; deferred: number }> {
   return new Promise((resolve, reject) => {
@@ -90,19 +90,22 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       const ops = [...crashWorkload(runSeed, Math.min(OPS, lastFlush + FLUSH_EVERY))];
 
       // The state at the last flush, every value each key was given after it, and the state after
-      // the last operation the worker reported done.
+      // the last operation the worker reported done, replayed from the state the worker started on.
+      const model = new Map(base);
       const atFlush = new Map(base);
       const atReport = new Map(base);
       const lastTouch = new Map<string, number>();
       const later = new Map<string, Set<string | undefined>>();
+      const history = new Map<string, string[]>();
       ops.forEach((op, i) => {
-        if (op.kind === 'compact') return;
-        const k = hex(op.key);
-        const v = op.kind === 'delete' ? undefined : value(op.list, op.refCount);
-        if (i < lastFlush) v === undefined ? atFlush.delete(k) : atFlush.set(k, v);
-        if (i < lastAt) v === undefined ? atReport.delete(k) : atReport.set(k, v);
-        if (i >= lastFlush) (later.get(k) ?? later.set(k, new Set()).get(k)!).add(v);
-        lastTouch.set(k, i);
+        if (i < lastAt && op.kind.endsWith('Many')) tally.batchedCalls++;
+        for (const [k, v] of applyCrashOp(model, op)) {
+          if (i < lastFlush) v === undefined ? atFlush.delete(k) : atFlush.set(k, v);
+          if (i < lastAt) v === undefined ? atReport.delete(k) : atReport.set(k, v);
+          if (i >= lastFlush) (later.get(k) ?? later.set(k, new Set()).get(k)!).add(v);
+          lastTouch.set(k, i);
+          (history.get(k) ?? history.set(k, []).get(k)!).push(`${i}:${op.kind} ${v?.slice(0, 12) ?? 'gone'}`);
+        }
       });
 
       const map = new BucketMap(config);
@@ -119,11 +122,8 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
         const g = got.get(k);
         const allowed = g === atFlush.get(k) || (later.get(k)?.has(g) ?? false);
         if (!allowed) {
-          const history = ops.map((op, i) => [i, op] as const).filter(([, op]) => op.kind !== 'compact' && hex(op.key) === k)
-            .map(([i, op]) => `${i}:${op.kind}${op.kind === 'delete' || op.kind === 'compact' ? '' : `(${op.list.length},rc ${op.refCount}) ${value(op.list, op.refCount).slice(0, 12)}`}`);
-          const olderBase = base.get(k);
-          console.log(`DEBUG point ${point} lastFlush ${lastFlush} lastAt ${lastAt} finished ${finished} flushes ${flushed.join(',')}`);
-          console.log(`DEBUG got ${g?.slice(0, 60)}\n atFlush ${atFlush.get(k)?.slice(0, 60)}\n base ${olderBase?.slice(0, 60)}\n history ${history.join(' | ')}`);
+          console.log(`point ${point} lastFlush ${lastFlush} lastAt ${lastAt} finished ${finished} flushes ${flushed.join(',')}`);
+          console.log(`got ${g?.slice(0, 60)}\n atFlush ${atFlush.get(k)?.slice(0, 60)}\n base ${base.get(k)?.slice(0, 60)}\n history ${history.get(k)?.join(' | ')}`);
         }
         assert.ok(allowed, `kill point ${point} (${engine}, seed ${runSeed}): key ${k.slice(0, 8)} reads ${g?.slice(0, 30)}, a value it never had since the flush at op ${lastFlush}`);
         // Nothing completed is lost to a kill: a key last changed before the last reported op
@@ -144,7 +144,7 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
 
 test(`${POINTS} kill -9 points across both engines keep the flush promise`, async () => {
   const seed = testSeed();
-  const tally: Tally = { points: 0, duringFlush: 0, duringGrowth: 0, duringCompact: 0, compactions: 0, duringWork: 0, afterFinish: 0, keysChecked: 0, opsAfterFlush: 0, repairs: 0, onCloseRecord: 0 };
+  const tally: Tally = { points: 0, duringFlush: 0, duringGrowth: 0, duringCompact: 0, compactions: 0, duringWork: 0, afterFinish: 0, keysChecked: 0, opsAfterFlush: 0, batchedCalls: 0, repairs: 0, onCloseRecord: 0 };
   try {
     await Promise.all(ENGINES.map((engine, i) => chain(engine, seed + i, Math.ceil(POINTS / ENGINES.length), tally)));
   } catch (err) {
@@ -153,10 +153,11 @@ test(`${POINTS} kill -9 points across both engines keep the flush promise`, asyn
   }
   console.log(`    crash: ${tally.points} kill points (seed ${seed}), ${tally.duringWork} mid-workload (${tally.duringFlush} during a flush, ` +
     `${tally.duringGrowth} during a growth, ${tally.duringCompact} inside compact() of ${tally.compactions} started), ${tally.afterFinish} after it; ${tally.onCloseRecord} opened on a close record; ` +
-    `${tally.repairs} bucket repairs; ${tally.keysChecked} key checks passed; ${tally.opsAfterFlush} completed unflushed operations all kept`);
+    `${tally.repairs} bucket repairs; ${tally.batchedCalls} batched calls done; ${tally.keysChecked} key checks passed; ${tally.opsAfterFlush} completed unflushed operations all kept`);
   assert.ok(tally.points >= POINTS);
   // Every kill point but a fresh map's first starts from a map this test closed cleanly.
   assert.ok(tally.onCloseRecord > 0, 'some workers opened on a close record');
+  assert.ok(tally.batchedCalls > 0, 'the workers got as far as batched calls');
 });
 
 test.run();

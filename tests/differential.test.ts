@@ -8,7 +8,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BucketMap, BucketMapError, NoSpace, codes, type EngineKind } from '../host/index.js';
-import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir, testSeed, withSeed } from './helpers.js';
+import { ENGINES, entryValue, Rng, hex, persistentConfig, removeDir, snapshot, tempDir, testSeed, withSeed } from './helpers.js';
 
 const STEPS = Number(process.env.DIFF_STEPS ?? 10000);
 
@@ -27,7 +27,6 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
     let map = new BucketMap(config);
     const model = new Map<string, string>();
     const keys: Uint8Array[] = [];
-    const value = (list: Uint8Array[], rc: number): string => JSON.stringify([list.map(hex), rc]);
     const pickKey = (): Uint8Array => {
       if (keys.length === 0 || rng.chance(0.4)) {
         const k = rng.key();
@@ -89,13 +88,13 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
         const action = rng.below(10);
         if (action <= 1) {
           map.insert(key, list, rc);
-          model.set(k, value(list, rc));
+          model.set(k, entryValue(list, rc));
         } else if (action === 2) {
           map.update(key, (current) => {
-            assert.is(current === undefined ? undefined : value(current[0], current[1]), model.get(k));
+            assert.is(current === undefined ? undefined : entryValue(current[0], current[1]), model.get(k));
             return [list, rc];
           });
-          model.set(k, value(list, rc));
+          model.set(k, entryValue(list, rc));
         } else if (action === 3) {
           assert.is(map.deleteKey(key), model.delete(k));
         } else if (action === 4 || action === 5) {
@@ -112,27 +111,27 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
         } else if (action === 6) {
           let noSpace: NoSpace | undefined;
           for (let attempt = 0; attempt < 100 && (noSpace = map.tryInsert(key, list, rc)) !== undefined; attempt++) {
-            assert.is(map.readValue(key) === undefined ? undefined : value(...map.readValue(key)!), model.get(k) ?? undefined, 'a failed tryInsert wrote nothing');
+            assert.is(map.readValue(key) === undefined ? undefined : entryValue(...map.readValue(key)!), model.get(k) ?? undefined, 'a failed tryInsert wrote nothing');
             map.grow(noSpace);
           }
           assert.is(noSpace, undefined);
-          model.set(k, value(list, rc));
+          model.set(k, entryValue(list, rc));
         } else if (action === 7) {
           const got = map.readValue(key);
-          assert.is(got === undefined ? undefined : value(got[0], got[1]), model.get(k));
+          assert.is(got === undefined ? undefined : entryValue(got[0], got[1]), model.get(k));
         } else if (action === 8) {
           // A batch: getMany, or insertMany (duplicates in a batch keep the last), or deleteMany,
           // or addrefMany/unrefMany (duplicates adjusted once per listing).
           const batch = Array.from({ length: 1 + rng.below(40) }, () => pickKey());
           const kind = rng.below(5);
           if (kind === 0) {
-            const got = map.getMany(batch).map((e) => (e === undefined ? undefined : value(e[0], e[1])));
+            const got = map.getMany(batch).map((e) => (e === undefined ? undefined : entryValue(e[0], e[1])));
             assert.equal(got, batch.map((b) => model.get(hex(b))), `getMany at step ${step}`);
           } else if (kind === 1) {
             const lists = batch.map(() => Array.from({ length: rng.below(5) }, () => rng.bytes(16)));
             const rcs = batch.map(() => refCount(rng));
             map.insertMany(batch, lists, rcs);
-            batch.forEach((b, i) => model.set(hex(b), value(lists[i], rcs[i])));
+            batch.forEach((b, i) => model.set(hex(b), entryValue(lists[i], rcs[i])));
           } else if (kind >= 3) {
             adjustMany(batch, kind === 3 ? 1 : -1, step);
           } else {

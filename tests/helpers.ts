@@ -94,10 +94,13 @@ export function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
-/** The map's whole content as a Map of hex key → JSON of [slot list in hex, refCount]. */
+/** An entry as the tests compare it: JSON of [slot list in hex, refCount]. */
+export const entryValue = (list: readonly Uint8Array[], refCount: number): string => JSON.stringify([list.map(hex), refCount]);
+
+/** The map's whole content as a Map of hex key → entryValue. */
 export function snapshot(map: BucketMap): Map<string, string> {
   const out = new Map<string, string>();
-  for (const [key, [list, rc]] of map.entries()) out.set(hex(key), JSON.stringify([list.map(hex), rc]));
+  for (const [key, [list, rc]] of map.entries()) out.set(hex(key), entryValue(list, rc));
   return out;
 }
 
