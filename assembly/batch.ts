@@ -4,7 +4,7 @@
  *
  * getMany hashes every key first and queues each home page with prefetch(), so all the pages the
  * batch is missing come in with one host call (fetchPending); only then does it probe; adjustMany
- * does the same before its in-place refCount changes. putMany
+ * and removeMany do the same before they change entries. putMany
  * stops at the first entry that needs a file to grow, so the host can grow it and resume there.
  *
  *   keys      32 B × BATCH          buckets   u32 × BATCH (0xffffffff: bucket has no files)
@@ -16,7 +16,7 @@
 import { hashHi, hashKey } from './hash';
 import {
   OUT_FULL_CLASS, OUT_KIND, OUT_RC_HI, OUT_RC_LO, OUT_SLOTS, adjustFound, bindCurrent, cur, elementBytesOf, locFid, locPage, locate,
-  outPtr, probeHashed, putAt, readCellTo, removeAt, seedHi, seedLo,
+  outPtr, probeHashed, putAt, readCellTo, removeFound, seedHi, seedLo,
 } from './bucket';
 import { FOUND_CORRUPT, MAX_LIST_BYTES, PUT_NEW, PUT_UPDATED } from './layout';
 import { drainLog, fetchPending, prefetch } from './page_cache';
@@ -144,12 +144,14 @@ export function putMany(start: u32, n: u32): u32 {
  * returns its index + 1). Returns how many keys were done.
  */
 export function removeMany(n: u32): u32 {
+  // A delete moves keys within their bucket and never reseeds it, so the hashes stay good.
+  hashAndFetch(0, n);
   for (let i: u32 = 0; i < n; i++) {
     const ix = load<u32>(at32(bBuckets, i));
     let status: u32 = 0;
     if (ix != NO_BUCKET) {
       bindCurrent(ix);
-      status = removeAt(bKeys + <usize>i * 32);
+      status = removeFound(probeHashed(cur, bKeys + <usize>i * 32, load<u32>(at32(bLo, i)), load<u32>(at32(bTag, i))));
     }
     store<u32>(at32(bStatus, i), status);
     if (status == FOUND_CORRUPT) {

@@ -446,7 +446,11 @@ export function remove(ix: u32): u32 {
 
 /** remove() of the key at `key` from the bound bucket (no log drain). */
 export function removeAt(key: usize): u32 {
-  const c = probe(cur, key);
+  return removeFound(probe(cur, key));
+}
+
+/** removeAt() of cell `c` of the bound bucket, which a probe returned (NONE: absent); no log drain. */
+export function removeFound(c: u32): u32 {
   if (c == NONE) return 0;
   const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
   let oldData = NONE;
