@@ -403,6 +403,29 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     return this.bucketAt(ix);
   }
 
+  /**
+   * Expects `total` entries in all: sizes every bucket's index for its share of them, so that a bulk
+   * load of that many keys grows no file on the way. Keys are taken to spread over the buckets as
+   * public keys do (evenly at random), and each share has room for three standard deviations of
+   * that spread. Buckets with files grow now; the others create their first file that large. Refused
+   * before anything changes if a share is past the largest index (BUCKET_MAP_CAPACITY) or the index
+   * files, every bucket at its share, would pass maxBytes (BUCKET_MAP_SIZE_LIMIT).
+   */
+  setAnticipatedCount(total: number): void {
+    this.enter();
+    if (typeof total !== 'number') throw new TypeError(`total must be a number, got ${typeof total}`);
+    if (!Number.isSafeInteger(total) || total < 0) throw new RangeError(`total must be a non-negative integer, got ${total}`);
+    const share = total / this.ctx.maxBuckets;
+    const perBucket = total === 0 ? 0 : Math.ceil(share + 3 * Math.sqrt(share));
+    let bytes = 0;
+    for (const storage of this.storages) bytes += storage.bytesToAnticipate(perBucket);
+    const { usage } = this.ctx;
+    if (usage.bytes + bytes > usage.maxBytes) {
+      throw new BucketMapError(codes.SIZE_LIMIT, `sizing every bucket for ${perBucket} entries would take the bucket files to ${usage.bytes + bytes} bytes, past maxBytes (${usage.maxBytes})`);
+    }
+    for (let ix = 0; ix < this.storages.length; ix++) if (this.storages[ix].anticipate(perBucket)) this.ctx.versions[ix]++;
+  }
+
   // ── entries ────────────────────────────────────────────────────────────────────────────────────
 
   readValue(key: Key): Entry<T> | undefined {

@@ -368,6 +368,31 @@ export class BucketStorage {
     this.bindEngine(0, new Array<number>(SIZE_CLASSES).fill(0));
   }
 
+  /**
+   * Index bytes this bucket would add if sized for `count` entries now (0 if it is that big
+   * already), for a caller checking maxBytes before it sizes many buckets.
+   */
+  bytesToAnticipate(count: number): number {
+    const pages = this.checkedPages(pagesFor(count));
+    if (this.index !== null && pages <= this.index.spec.totalRecords) return 0;
+    const want = fileBytesFor(indexSpec(this.ctx, this.ix, this.record ?? emptyRecord(), 1, Math.max(pages, INITIAL_INDEX_PAGES)), this.ctx.segmentBytes);
+    return want - (this.index === null ? 0 : this.index.bytes);
+  }
+
+  /**
+   * Expects `count` entries: a bucket with files grows to hold them now, one without creates its
+   * first file that large. Returns whether it grew. A count past the largest index is refused
+   * (BUCKET_MAP_CAPACITY) before anything changes.
+   */
+  anticipate(count: number): boolean {
+    const pages = this.checkedPages(pagesFor(count));
+    this.anticipated = count;
+    // Checked on the file's size first, so a bucket opened lazily is not mapped for nothing.
+    if (this.index === null || pages <= this.index.spec.totalRecords || !this.allocated) return false;
+    this.growIndex(this.capacity, 'anticipated');
+    return true;
+  }
+
   private checkedPages(pages: number): number {
     if (pages > MAX_INDEX_PAGES) {
       throw new BucketMapError(codes.CAPACITY, `bucket ${this.ix}: the index cannot grow past ${MAX_INDEX_PAGES * CELLS_PER_PAGE} cells`);

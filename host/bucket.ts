@@ -7,9 +7,8 @@ import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BucketMapError, codes } from './errors.js';
 import { toKeyBytes, type Key } from './keys.js';
-import { CELLS_PER_PAGE, MAX_REFCOUNT, SIZE_CLASSES, maxSlotsFor } from './layout.js';
+import { MAX_REFCOUNT, SIZE_CLASSES, maxSlotsFor } from './layout.js';
 import { DATA_FULL, INDEX_FULL, PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
-import { pagesFor } from './bucket-storage.js';
 
 /** A value: the slot list and its reference count. */
 export type Entry<T> = [slotList: T[], refCount: number];
@@ -182,11 +181,7 @@ export class Bucket<T> {
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
       throw new RangeError(`count must be a non-negative integer, got ${String(count)}`);
     }
-    this.storage.anticipated = count;
-    if (this.storage.allocated && this.storage.capacity < pagesFor(count) * CELLS_PER_PAGE) {
-      this.storage.growIndex(this.storage.capacity, 'anticipated');
-      this.ctx.versions[this.index]++;
-    }
+    if (this.storage.anticipate(count)) this.ctx.versions[this.index]++;
   }
 
   /**

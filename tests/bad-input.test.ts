@@ -24,7 +24,8 @@ const badLists: unknown[] = [
 ];
 const badRefCounts: unknown[] = [-1, -0.5, 1.5, NaN, Infinity, -Infinity, 2 ** 53, 2 ** 60, '1', null, {}, 1n];
 const badIndexes: unknown[] = [-1, 4, 4.5, 1.5, NaN, Infinity, '0', null, undefined, {}];
-const badCounts: unknown[] = [-1, 1.5, NaN, Infinity, '5', null, 2 ** 53];
+// 2^40 entries is past the largest index (BUCKET_MAP_CAPACITY).
+const badCounts: unknown[] = [-1, 1.5, NaN, Infinity, '5', null, 2 ** 53, 2 ** 40];
 const badUpdates: unknown[] = [null, 5, 'fn', {}];
 const badResults: unknown[] = [null, 5, 'x', [], [[]], [[], 1, 2], [[element], -1], [[element], 1.5], [[new Uint8Array(3)], 1], [5, 1], { 0: [], 1: 1 }];
 
@@ -93,7 +94,9 @@ function calls(): Call[] {
     );
   }
   for (const i of badIndexes) out.push(['getBucketFromIndex', (m) => m.getBucketFromIndex(i as never)]);
-  for (const c of badCounts) out.push(['setAnticipatedCount', (_, b) => b.setAnticipatedCount(c as never)]);
+  for (const c of badCounts) {
+    out.push(['setAnticipatedCount', (m) => m.setAnticipatedCount(c as never)], ['bucket.setAnticipatedCount', (_, b) => b.setAnticipatedCount(c as never)]);
+  }
   for (const f of badUpdates) out.push(['update fn', (m) => m.update(goodKey, f as never)]);
   for (const r of badResults) out.push(['update result', (m) => m.update(goodKey, () => r as never)]);
   for (const g of [undefined, null, {}, { kind: 'index', bucket: 0, capacity: 80, sizeClass: 0 }]) {

@@ -3,9 +3,9 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { BucketMap } from '../host/index.js';
+import { BucketMap, BucketMapError, codes } from '../host/index.js';
 import { CELLS_PER_PAGE } from '../host/layout.js';
-import { ENGINES, Rng, listFiles, persistentConfig, removeDir, tempDir } from './helpers.js';
+import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, tempDir } from './helpers.js';
 
 for (const engine of ENGINES) {
   const test = suite(`growth [${engine}]`);
@@ -68,6 +68,57 @@ for (const engine of ENGINES) {
     assert.throws(() => b2.setAnticipatedCount(-1), RangeError);
     map.close();
     grown.close();
+  });
+
+  test('the map-level setAnticipatedCount sizes every bucket for its share, so a bulk load grows nothing', () => {
+    const dir = tempDir();
+    // About 78 keys per bucket: the spread between buckets (±9 keys) is wider than the headroom
+    // between the anticipated load and the growth trigger, so the share needs its margin.
+    const config = persistentConfig(dir, engine, { maxBuckets: 256 });
+    const map = new BucketMap(config);
+    map.setAnticipatedCount(20000);
+    const model = new Map<string, Uint8Array>();
+    for (let i = 0; i < 20000; i++) {
+      const key = rng.key();
+      const element = rng.bytes(16);
+      map.insert(key, [element]);
+      model.set(hex(key), element);
+    }
+    assert.is(map.stats().index.resizes, 0, 'every first file was large enough for its bucket');
+    assert.ok(map.stats().index.load > 0.5, `the share is not grossly oversized: load ${map.stats().index.load}`);
+    map.close();
+    const again = new BucketMap(config);
+    assert.is(again.size, model.size);
+    for (const [k, element] of model) assert.equal(again.readValue(Buffer.from(k, 'hex'))?.[0][0], element);
+    // Buckets with files grow at once, each in one step, and keep every entry.
+    const before = again.stats().index;
+    again.setAnticipatedCount(80000);
+    const after = again.stats().index;
+    assert.is(after.resizes, before.resizes + 256);
+    assert.ok(after.capacity >= 80000 / 0.8, `capacity ${after.capacity}`);
+    for (const [k, element] of model) assert.equal(again.readValue(Buffer.from(k, 'hex'))?.[0][0], element);
+    // A smaller count shrinks nothing.
+    again.setAnticipatedCount(10);
+    assert.is(again.stats().index.capacity, after.capacity);
+    again.close();
+    removeDir(dir);
+  });
+
+  test('setAnticipatedCount past maxBytes or the largest index is refused before anything changes', () => {
+    const map = new BucketMap({ maxBuckets: 8, engine, maxBytes: 4 << 20 });
+    for (let i = 0; i < 500; i++) map.insert(rng.key(), [rng.bytes(16)]);
+    const before = map.stats().index;
+    const err = (() => { try { map.setAnticipatedCount(200000); } catch (e) { return e as BucketMapError; } return null; })();
+    assert.instance(err, BucketMapError);
+    assert.is(err?.code, codes.SIZE_LIMIT);
+    const capacity = (() => { try { map.setAnticipatedCount(2 ** 45); } catch (e) { return e as BucketMapError; } return null; })();
+    assert.is(capacity?.code, codes.CAPACITY);
+    assert.equal(map.stats().index, before, 'no bucket grew');
+    // Nothing was left anticipated: inserts go on growing by the usual steps.
+    for (let i = 0; i < 500; i++) map.insert(rng.key(), [rng.bytes(16)]);
+    assert.is(map.size, 1000);
+    assert.ok(map.stats().index.bytes < 4 << 20);
+    map.close();
   });
 
   test('data files grow by doubling while entries stay valid', () => {
