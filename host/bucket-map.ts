@@ -409,7 +409,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
    * public keys do (evenly at random), and each share has room for three standard deviations of
    * that spread. Buckets with files grow now; the others create their first file that large. Refused
    * before anything changes if a share is past the largest index (BUCKET_MAP_CAPACITY) or the index
-   * files, every bucket at its share, would pass maxBytes (BUCKET_MAP_SIZE_LIMIT).
+   * files, every bucket at its share, would pass maxBytes (BUCKET_MAP_SIZE_LIMIT). A growth that
+   * fails (a full disk) stops the call; buckets grown before it keep their larger files.
    */
   setAnticipatedCount(total: number): void {
     this.enter();

@@ -386,11 +386,18 @@ export class BucketStorage {
    */
   anticipate(count: number): boolean {
     const pages = this.checkedPages(pagesFor(count));
+    const before = this.anticipated;
     this.anticipated = count;
-    // Checked on the file's size first, so a bucket opened lazily is not mapped for nothing.
-    if (this.index === null || pages <= this.index.spec.totalRecords || !this.allocated) return false;
-    this.growIndex(this.capacity, 'anticipated');
-    return true;
+    try {
+      // Checked on the file's size first, so a bucket opened lazily is not mapped for nothing.
+      if (this.index === null || pages <= this.index.spec.totalRecords || !this.allocated) return false;
+      this.growIndex(this.capacity, 'anticipated');
+      return true;
+    } catch (err) {
+      // A growth that failed (a full disk) must not leave every later growth aiming at this size.
+      this.anticipated = before;
+      throw err;
+    }
   }
 
   private checkedPages(pages: number): number {

@@ -91,6 +91,36 @@ for (const engine of ENGINES) {
     stillUsable(map, model, config);
   });
 
+  test('setAnticipatedCount on a full disk fails with IO, changes nothing and leaves no size behind', () => {
+    // One bucket, so the growth checked below is the bucket whose presize failed.
+    const config = persistentConfig(dir, engine, { maxBuckets: 1 });
+    const map = new BucketMap(config);
+    const rng = new Rng(33);
+    const model = new Map<string, string>();
+    for (let i = 0; i < 200; i++) {
+      const key = rng.key();
+      const list = [rng.bytes(16)];
+      map.insert(key, list);
+      model.set(hex(key), JSON.stringify([list.map(hex), 1]));
+    }
+    const before = map.stats().index;
+    faults.beforeCreate = () => {
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    const err = (() => { try { map.setAnticipatedCount(1000000); } catch (e) { return e as BucketMapError; } return null; })();
+    faults.beforeCreate = null;
+    assert.is(err?.code, codes.IO);
+    assert.equal(map.stats().index, before);
+    // The next growth takes its usual step, not the size the failed call asked for.
+    while (map.stats().index.resizes === before.resizes) {
+      const key = rng.key();
+      map.insert(key, [rng.bytes(16)]);
+      model.set(hex(key), JSON.stringify([[hex(map.readValue(key)![0][0])], 1]));
+    }
+    assert.ok(map.stats().index.capacity < 100000, `capacity ${map.stats().index.capacity} after one growth`);
+    stillUsable(map, model, config);
+  });
+
   test('a filesystem that really fills up: no SIGBUS, an IO error with ENOSPC, and the map stays usable', () => {
     const mount = path.join(dir, 'small');
     const mounted = spawnSync('sh', ['-c', `mkdir -p ${mount} && mount -t tmpfs -o size=1m tmpfs ${mount}`]).status === 0;
