@@ -9,42 +9,23 @@
  * argv: configJson seed ops flushEvery logFile
  */
 import * as fs from 'node:fs';
-import { BucketMap, BucketMapError, codes } from '../host/index.js';
-import { crashWorkload, packKeys } from './crash-workload.js';
+import { BucketMap } from '../host/index.js';
+import { crashWorkload, runCrashOp } from './crash-workload.js';
 
 const [configJson, seedArg, opsArg, flushEveryArg, logFile] = process.argv.slice(2);
 const map = new BucketMap(JSON.parse(configJson));
 const flushEvery = Number(flushEveryArg);
 // How many buckets the open left to first use on the close record's word (0 after a crash).
 process.stdout.write(`ready deferred ${map.stats().open.deferredBuckets}\n`);
-/** unref at refCount 0 is refused, changing nothing (a batch keeps the keys before it changed). */
-function refusingUnderflow(call: () => unknown): void {
-  try {
-    call();
-  } catch (err) {
-    if (!(err instanceof BucketMapError && err.code === codes.REFCOUNT_UNDERFLOW)) throw err;
-  }
-}
-const keysOf = (keys: Uint8Array[], packed: boolean): Uint8Array | Uint8Array[] => (packed ? packKeys(keys) : keys);
 let done = 0;
 let flushes = 0;
 for (const op of crashWorkload(Number(seedArg), Number(opsArg))) {
-  switch (op.kind) {
-    case 'insert': map.insert(op.key, op.list, op.refCount); break;
-    case 'update': map.update(op.key, () => [op.list, op.refCount]); break;
-    case 'delete': map.deleteKey(op.key); break;
-    case 'addref': map.addref(op.key); break;
-    case 'unref': refusingUnderflow(() => map.unref(op.key)); break;
-    case 'insertMany':
-      map.insertMany(keysOf(op.entries.map((e) => e.key), op.packed), op.entries.map((e) => e.list), op.entries.map((e) => e.refCount));
-      break;
-    case 'deleteMany': map.deleteMany(keysOf(op.keys, op.packed)); break;
-    case 'addrefMany': map.addrefMany(keysOf(op.keys, op.packed)); break;
-    case 'unrefMany': refusingUnderflow(() => map.unrefMany(keysOf(op.keys, op.packed))); break;
-    case 'compact':
-      fs.appendFileSync(logFile, `C ${done}\n`);
-      map.compact({ load: op.load });
-      fs.appendFileSync(logFile, `c ${done}\n`);
+  if (op.kind === 'compact') {
+    fs.appendFileSync(logFile, `C ${done}\n`);
+    runCrashOp(map, op);
+    fs.appendFileSync(logFile, `c ${done}\n`);
+  } else {
+    runCrashOp(map, op);
   }
   done++;
   if (done % flushEvery === 0) {

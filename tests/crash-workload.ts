@@ -1,8 +1,9 @@
 /**
  * The seeded operation sequence shared by the crash worker and the test that checks it, and the
  * model of what each operation does to the map, replayed by the test from the state the worker
- * started from.
+ * started from. The fuzz worker runs it too, on the keys of each damaged map it opens.
  */
+import { BucketMap, BucketMapError, codes } from '../host/index.js';
 import { Rng, entryValue, hex } from './helpers.js';
 
 export interface CrashEntry { key: Uint8Array; list: Uint8Array[]; refCount: number }
@@ -30,9 +31,10 @@ function entry(rng: Rng, key: Uint8Array): CrashEntry {
   return { key, list, refCount };
 }
 
-export function* crashWorkload(seed: number, ops: number): Generator<CrashOp> {
+/** `ops` operations drawn from `seed`, on keys from `pool` (by default a fixed pool of 6,000). */
+export function* crashWorkload(seed: number, ops: number, pool: readonly Uint8Array[] = POOL): Generator<CrashOp> {
   const rng = new Rng(seed);
-  const poolKey = (): Uint8Array => POOL[rng.below(POOL.length)];
+  const poolKey = (): Uint8Array => pool[rng.below(pool.length)];
   // Batches may list a key twice: each call applies its keys in order.
   const batch = (): Uint8Array[] => Array.from({ length: 1 + rng.below(32) }, poolKey);
   for (let i = 0; i < ops; i++) {
@@ -51,6 +53,34 @@ export function* crashWorkload(seed: number, ops: number): Generator<CrashOp> {
     else if (r < 93) yield { kind: 'deleteMany', keys: batch(), packed };
     else if (r < 97) yield { kind: 'addrefMany', keys: batch(), packed };
     else yield { kind: 'unrefMany', keys: batch(), packed };
+  }
+}
+
+/** unref at refCount 0 is refused, changing nothing (a batch keeps the keys before it changed). */
+function refusingUnderflow(call: () => unknown): void {
+  try {
+    call();
+  } catch (err) {
+    if (!(err instanceof BucketMapError && err.code === codes.REFCOUNT_UNDERFLOW)) throw err;
+  }
+}
+
+/** Runs `op` on `map` through the public API, as applyCrashOp models it. */
+export function runCrashOp(map: BucketMap, op: CrashOp): void {
+  const keysOf = (keys: Uint8Array[], packed: boolean): Uint8Array | Uint8Array[] => (packed ? packKeys(keys) : keys);
+  switch (op.kind) {
+    case 'insert': map.insert(op.key, op.list, op.refCount); break;
+    case 'update': map.update(op.key, () => [op.list, op.refCount]); break;
+    case 'delete': map.deleteKey(op.key); break;
+    case 'addref': map.addref(op.key); break;
+    case 'unref': refusingUnderflow(() => map.unref(op.key)); break;
+    case 'insertMany':
+      map.insertMany(keysOf(op.entries.map((e) => e.key), op.packed), op.entries.map((e) => e.list), op.entries.map((e) => e.refCount));
+      break;
+    case 'deleteMany': map.deleteMany(keysOf(op.keys, op.packed)); break;
+    case 'addrefMany': map.addrefMany(keysOf(op.keys, op.packed)); break;
+    case 'unrefMany': refusingUnderflow(() => map.unrefMany(keysOf(op.keys, op.packed))); break;
+    case 'compact': map.compact({ load: op.load });
   }
 }
 

@@ -6,14 +6,19 @@
  * restart file or the close record; truncation; extension; deletion; a symbolic link in place of a
  * file), then opens it. The case passes if opening fails with a BucketMapError, or if the map opens and either
  * verify() reports the damage or the whole map is consistent (iteration, lookups and size agree).
- * Anything else (another exception, an inconsistency verify() missed) is a failure.
+ * Then every kind of write, per key and batched, a compaction and batched reads run on it: on a
+ * map with reported damage each call returns or throws a BucketMapError; on a consistent one they
+ * change it as the crash test's model says and it reopens so, unless a call reports damage that
+ * verify() had not seen ("detected in use"). Anything else (another exception, an inconsistency
+ * verify() missed) is a failure.
  *
  * argv: pristineDir workDir firstCase cases seed
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, type BucketMapConfig, type EngineKind } from '../host/index.js';
-import { Rng, hex } from './helpers.js';
+import { applyCrashOp, crashWorkload, packKeys, runCrashOp, type CrashOp } from './crash-workload.js';
+import { Rng, entryValue, hex, snapshot } from './helpers.js';
 
 const [pristine, work, firstArg, countArg, seedArg] = process.argv.slice(2);
 const first = Number(firstArg);
@@ -81,8 +86,62 @@ function damage(dir: string, rng: Rng): string {
   return `${name}: symlink to a copy outside the drives`;
 }
 
+/** Operations each opened map runs after the reads: the crash test's mix, then a compaction. */
+const WRITES = 40;
+
+/**
+ * Runs every kind of write (per key and batched), a compaction and batched reads on the map, on up
+ * to 48 of its keys and 16 fresh ones. Each call must return or throw a BucketMapError. Given the
+ * map's content as `model`, the calls must change it as the model says, and the map must reopen so.
+ */
+function exercise(map: BucketMap, keys: Uint8Array[], rng: Rng, model: Map<string, string> | null, reopen: () => BucketMap): { detected: boolean; failure: string | null } {
+  const pool = [...keys.slice(0, 48), ...Array.from({ length: 16 }, () => rng.key())];
+  let detected = false;
+  const ops: CrashOp[] = [...crashWorkload(rng.u32(), WRITES, pool), { kind: 'compact', load: 0.85 }];
+  for (const op of ops) {
+    try {
+      runCrashOp(map, op);
+      if (model !== null) applyCrashOp(model, op);
+    } catch (err) {
+      if (!(err instanceof BucketMapError)) return { detected, failure: `${op.kind} threw ${(err as Error)?.stack ?? err}` };
+      detected = true;
+    }
+  }
+  let got: Array<string | undefined>;
+  let present: boolean[];
+  try {
+    got = map.getMany(pool).map((e) => (e === undefined ? undefined : entryValue(e[0], e[1])));
+    present = map.hasMany(packKeys(pool));
+  } catch (err) {
+    if (!(err instanceof BucketMapError)) return { detected, failure: `a batched read threw ${(err as Error)?.stack ?? err}` };
+    return { detected: true, failure: null };
+  }
+  // After a call that reported damage the model no longer says what the map holds.
+  if (model === null || detected) return { detected, failure: null };
+  for (let i = 0; i < pool.length; i++) {
+    const want = model.get(hex(pool[i]));
+    if (got[i] !== want || present[i] !== (want !== undefined)) return { detected, failure: `after the writes key ${hex(pool[i]).slice(0, 8)} reads ${got[i]?.slice(0, 40)}, the model ${want?.slice(0, 40)}` };
+  }
+  const after = snapshot(map);
+  if (!sameMap(after, model)) return { detected, failure: `after the writes the map holds ${after.size} entries unlike the model's ${model.size}` };
+  map.close();
+  const again = reopen();
+  try {
+    if (!sameMap(snapshot(again), model)) return { detected, failure: 'after the writes the map reopened with other entries' };
+  } finally {
+    again.close();
+  }
+  return { detected, failure: null };
+}
+
+function sameMap(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
 /** Returns null if the case passes, or what went wrong. */
-function runCase(dir: string, engine: EngineKind): { outcome: string; failure: string | null } {
+function runCase(dir: string, engine: EngineKind, rng: Rng): { outcome: string; failure: string | null } {
   let map: BucketMap;
   try {
     map = new BucketMap(config(dir, engine));
@@ -93,23 +152,30 @@ function runCase(dir: string, engine: EngineKind): { outcome: string; failure: s
   try {
     const report = map.verify();
     if (!report.ok) {
-      // Detected. Reads must still be safe: values, or BucketMapErrors.
+      // Detected. Reads and writes must still be safe: results, or BucketMapErrors.
+      const keys: Uint8Array[] = [];
       try {
-        for (const [key] of map.entries()) map.readValue(key);
+        for (const [key] of map.entries()) {
+          map.readValue(key);
+          keys.push(key);
+        }
       } catch (err) {
         if (!(err instanceof BucketMapError)) return { outcome: 'crashed', failure: `read after detection threw ${(err as Error).stack}` };
       }
-      return { outcome: 'detected', failure: null };
+      const { failure } = exercise(map, keys, rng, null, () => map);
+      return { outcome: failure === null ? 'detected' : 'crashed', failure };
     }
-    const seen = new Map<string, string>();
-    for (const [key, [list, rc]] of map.entries()) seen.set(hex(key), JSON.stringify([list.map(hex), rc]));
+    const seen = snapshot(map);
     if (seen.size !== map.size) return { outcome: 'inconsistent', failure: `size ${map.size} but ${seen.size} entries iterated` };
     for (const [k, v] of seen) {
       const got = map.readValue(Buffer.from(k, 'hex'));
-      const g = got === undefined ? 'absent' : JSON.stringify([got[0].map(hex), got[1]]);
+      const g = got === undefined ? 'absent' : entryValue(got[0], got[1]);
       if (g !== v) return { outcome: 'inconsistent', failure: `entry ${k.slice(0, 8)} iterates as ${v.slice(0, 40)} but reads as ${g.slice(0, 40)}` };
     }
-    return { outcome: 'consistent', failure: null };
+    const keys = [...seen.keys()].map((k) => Buffer.from(k, 'hex'));
+    const { detected, failure } = exercise(map, keys, rng, seen, () => new BucketMap(config(dir, engine)));
+    if (failure !== null) return { outcome: 'inconsistent', failure };
+    return { outcome: detected ? 'detected in use' : 'consistent', failure: null };
   } catch (err) {
     if (err instanceof BucketMapError) return { outcome: 'detected', failure: null };
     return { outcome: 'crashed', failure: `${(err as Error)?.stack ?? err}` };
@@ -131,7 +197,7 @@ for (let i = first; i < first + count; i++) {
   const what = damage(dir, rng);
   const engine: EngineKind = i % 2 === 0 ? 'wasm' : 'host';
   process.stdout.write(`case ${i} ${engine} ${what}\n`);
-  const { outcome, failure } = runCase(dir, engine);
+  const { outcome, failure } = runCase(dir, engine, rng);
   outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
   if (failure !== null) failures.push(`case ${i} (${engine}, ${what}): ${failure}`);
   fs.rmSync(dir, { recursive: true, force: true });
