@@ -373,10 +373,12 @@ export class BucketStorage {
    * already), for a caller checking maxBytes before it sizes many buckets.
    */
   bytesToAnticipate(count: number): number {
-    const pages = this.checkedPages(pagesFor(count));
-    if (this.index !== null && pages <= this.index.spec.totalRecords) return 0;
-    const want = fileBytesFor(indexSpec(this.ctx, this.ix, this.record ?? emptyRecord(), 1, Math.max(pages, INITIAL_INDEX_PAGES)), this.ctx.segmentBytes);
-    return want - (this.index === null ? 0 : this.index.bytes);
+    const wanted = this.checkedPages(pagesFor(count));
+    if (this.index === null) return fileBytesFor(indexSpec(this.ctx, this.ix, emptyRecord(), 1, Math.max(INITIAL_INDEX_PAGES, wanted)), this.ctx.segmentBytes);
+    if (wanted <= this.index.spec.totalRecords) return 0;
+    // The growth takes at least its usual step, as anticipate() will.
+    const pages = this.targetPages(count, this.entryCount());
+    return fileBytesFor(indexSpec(this.ctx, this.ix, this.record as BucketRecord, 1, pages), this.ctx.segmentBytes) - this.index.bytes;
   }
 
   /**
@@ -407,12 +409,11 @@ export class BucketStorage {
     return pages;
   }
 
-  /** The size the next index growth aims for. */
-  private targetPages(): number {
+  /** The size the next index growth aims for, with `count` entries in the bucket. */
+  private targetPages(anticipated = this.anticipated, count = this.ctx.engine.count(this.ix)): number {
     const current = (this.index as MappedFile).spec.totalRecords;
-    const count = this.ctx.engine.count(this.ix);
     const forLoad = Math.ceil(((count + 1) * LOAD_MAX_D) / LOAD_MAX_N / CELLS_PER_PAGE) + 1;
-    return this.checkedPages(Math.max(nextIndexPages(current), pagesFor(this.anticipated), forLoad));
+    return this.checkedPages(Math.max(nextIndexPages(current), pagesFor(anticipated), forLoad));
   }
 
   /**

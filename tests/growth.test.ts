@@ -3,9 +3,18 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { BucketMap, BucketMapError, codes } from '../host/index.js';
-import { CELLS_PER_PAGE } from '../host/layout.js';
+import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
+import { nextIndexPages, pagesFor } from '../host/bucket-storage.js';
+import { CELLS_PER_PAGE, PAGE_BYTES } from '../host/layout.js';
 import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, tempDir } from './helpers.js';
+
+/** The bytes of a closed map's bucket files, as the map counts them against maxBytes. */
+function bucketFileBytes(config: BucketMapConfig): number {
+  const map = new BucketMap(config);
+  const s = map.stats();
+  map.close();
+  return s.index.bytes + s.data.bytes;
+}
 
 for (const engine of ENGINES) {
   const test = suite(`growth [${engine}]`);
@@ -119,6 +128,27 @@ for (const engine of ENGINES) {
     assert.is(map.size, 1000);
     assert.ok(map.stats().index.bytes < 4 << 20);
     map.close();
+  });
+
+  test('the maxBytes check of setAnticipatedCount counts the step each growth will really take', () => {
+    const dir = tempDir();
+    const config = persistentConfig(dir, engine, { maxBuckets: 2 });
+    const map = new BucketMap(config);
+    map.setAnticipatedCount(20000);
+    for (let i = 0; i < 100; i++) map.insert(rng.key(), [rng.bytes(16)]);
+    const pages = map.stats().index.capacity / 2 / CELLS_PER_PAGE;
+    assert.is(pages, pagesFor(Math.ceil(10000 + 3 * Math.sqrt(10000))), 'both first files sized for the share');
+    map.close();
+    // Room for one bucket's usual growth step but not for two: asking for a couple of pages more
+    // per bucket still grows each by a whole step, so the call must be refused before either grows.
+    const step = (nextIndexPages(pages) - pages) * PAGE_BYTES;
+    const again = new BucketMap({ ...config, maxBytes: bucketFileBytes(config) + Math.floor(step * 1.5) });
+    const before = again.stats().index;
+    const err = (() => { try { again.setAnticipatedCount(20040); } catch (e) { return e as BucketMapError; } return null; })();
+    assert.is(err?.code, codes.SIZE_LIMIT);
+    assert.equal(again.stats().index, before, 'no bucket grew');
+    again.close();
+    removeDir(dir);
   });
 
   test('data files grow by doubling while entries stay valid', () => {
