@@ -15,7 +15,9 @@ export type CrashOp =
   | { kind: 'insertMany'; entries: CrashEntry[]; packed: boolean }
   | { kind: 'deleteMany' | 'addrefMany' | 'unrefMany'; keys: Uint8Array[]; packed: boolean }
   /** compact() at `load`: changes no entry, only which files hold them. */
-  | { kind: 'compact'; load: number };
+  | { kind: 'compact'; load: number }
+  /** setAnticipatedCount(total): grows files now, changes no entry. */
+  | { kind: 'anticipate'; total: number };
 
 /** Keys come from a fixed pool so that runs update and delete what earlier runs wrote. */
 const POOL = (() => {
@@ -40,6 +42,10 @@ export function* crashWorkload(seed: number, ops: number, pool: readonly Uint8Ar
   for (let i = 0; i < ops; i++) {
     if (rng.chance(1 / 3000)) {
       yield { kind: 'compact', load: 0.5 + rng.below(41) / 100 };
+      continue;
+    }
+    if (rng.chance(1 / 3000)) {
+      yield { kind: 'anticipate', total: 1000 + rng.below(20000) };
       continue;
     }
     const r = rng.below(100);
@@ -80,7 +86,8 @@ export function runCrashOp(map: BucketMap, op: CrashOp): void {
     case 'deleteMany': map.deleteMany(keysOf(op.keys, op.packed)); break;
     case 'addrefMany': map.addrefMany(keysOf(op.keys, op.packed)); break;
     case 'unrefMany': refusingUnderflow(() => map.unrefMany(keysOf(op.keys, op.packed))); break;
-    case 'compact': map.compact({ load: op.load });
+    case 'compact': map.compact({ load: op.load }); break;
+    case 'anticipate': map.setAnticipatedCount(op.total);
   }
 }
 
@@ -127,7 +134,7 @@ export function applyCrashOp(model: Map<string, string>, op: CrashOp): Array<[st
     case 'deleteMany': for (const key of op.keys) if (model.has(hex(key))) put(hex(key), undefined); break;
     case 'addrefMany': for (const key of op.keys) adjust(key, 1); break;
     case 'unrefMany': for (const key of op.keys) if (!adjust(key, -1)) break; break;
-    case 'compact': break;
+    case 'compact': case 'anticipate': break;
   }
   return changes;
 }

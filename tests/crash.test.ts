@@ -32,6 +32,8 @@ interface Tally {
   opsAfterFlush: number;
   /** insertMany, deleteMany, addrefMany and unrefMany calls the worker reported done. */
   batchedCalls: number;
+  /** setAnticipatedCount calls the worker reported done. */
+  presizes: number;
   repairs: number;
   /** Kill points whose worker opened the map on a close record (some bucket left to first use). */
   onCloseRecord: number;
@@ -99,6 +101,7 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       const history = new Map<string, string[]>();
       ops.forEach((op, i) => {
         if (i < lastAt && op.kind.endsWith('Many')) tally.batchedCalls++;
+        if (i < lastAt && op.kind === 'anticipate') tally.presizes++;
         for (const [k, v] of applyCrashOp(model, op)) {
           if (i < lastFlush) v === undefined ? atFlush.delete(k) : atFlush.set(k, v);
           if (i < lastAt) v === undefined ? atReport.delete(k) : atReport.set(k, v);
@@ -144,7 +147,7 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
 
 test(`${POINTS} kill -9 points across both engines keep the flush promise`, async () => {
   const seed = testSeed();
-  const tally: Tally = { points: 0, duringFlush: 0, duringGrowth: 0, duringCompact: 0, compactions: 0, duringWork: 0, afterFinish: 0, keysChecked: 0, opsAfterFlush: 0, batchedCalls: 0, repairs: 0, onCloseRecord: 0 };
+  const tally: Tally = { points: 0, duringFlush: 0, duringGrowth: 0, duringCompact: 0, compactions: 0, duringWork: 0, afterFinish: 0, keysChecked: 0, opsAfterFlush: 0, batchedCalls: 0, presizes: 0, repairs: 0, onCloseRecord: 0 };
   try {
     await Promise.all(ENGINES.map((engine, i) => chain(engine, seed + i, Math.ceil(POINTS / ENGINES.length), tally)));
   } catch (err) {
@@ -153,7 +156,7 @@ test(`${POINTS} kill -9 points across both engines keep the flush promise`, asyn
   }
   console.log(`    crash: ${tally.points} kill points (seed ${seed}), ${tally.duringWork} mid-workload (${tally.duringFlush} during a flush, ` +
     `${tally.duringGrowth} during a growth, ${tally.duringCompact} inside compact() of ${tally.compactions} started), ${tally.afterFinish} after it; ${tally.onCloseRecord} opened on a close record; ` +
-    `${tally.repairs} bucket repairs; ${tally.batchedCalls} batched calls done; ${tally.keysChecked} key checks passed; ${tally.opsAfterFlush} completed unflushed operations all kept`);
+    `${tally.repairs} bucket repairs; ${tally.batchedCalls} batched calls and ${tally.presizes} presizes done; ${tally.keysChecked} key checks passed; ${tally.opsAfterFlush} completed unflushed operations all kept`);
   assert.ok(tally.points >= POINTS);
   // Every kill point but a fresh map's first starts from a map this test closed cleanly.
   assert.ok(tally.onCloseRecord > 0, 'some workers opened on a close record');
