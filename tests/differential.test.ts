@@ -2,7 +2,8 @@
  * Differential test against a plain Map, in the spirit of Agave's hashmap_compare: thousands of
  * seeded random steps (insert, insert via update, update, delete, addref, unref, tryInsert + grow,
  * readValue, has, getMany, insertMany, deleteMany, addrefMany, unrefMany), slot lists of 0–4 elements, refCounts 0, 1, 2
- * and large; every 250 steps, at random, a compact() at a random load; every 1,000 steps the size
+ * and large; every 250 steps, at random, a compact() at a random load, and between them now and
+ * then a setAnticipatedCount() for up to twice the keys seen so far; every 1,000 steps the size
  * and the full contents are compared, and halfway the map is closed and reopened. TEST_SEED=n reproduces a run.
  */
 import { suite } from 'uvu';
@@ -144,6 +145,8 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
           assert.is(map.has(key), model.has(k), `has at step ${step}`);
         }
         if (step % 250 === 0 && rng.chance(0.5)) map.compact({ load: 0.5 + rng.below(41) / 100 });
+        // A presize for up to twice the keys seen so far: grows files now, changes no entry.
+        if (step % 250 === 125 && rng.chance(0.3)) map.setAnticipatedCount(rng.below(2 * keys.length + 1));
         if (step % 1000 === 0) compare(step);
         if (step === Math.floor(STEPS / 2)) {
           map.close();
