@@ -6,7 +6,7 @@ import * as vm from 'node:vm';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { nextIndexPages, pagesFor } from '../host/bucket-storage.js';
 import { CELLS_PER_PAGE, PAGE_BYTES } from '../host/layout.js';
-import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, tempDir } from './helpers.js';
+import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, tempDir, thrownBy } from './helpers.js';
 
 /** The bytes of a closed map's bucket files, as the map counts them against maxBytes. */
 function bucketFileBytes(config: BucketMapConfig): number {
@@ -117,10 +117,10 @@ for (const engine of ENGINES) {
     const map = new BucketMap({ maxBuckets: 8, engine, maxBytes: 4 << 20 });
     for (let i = 0; i < 500; i++) map.insert(rng.key(), [rng.bytes(16)]);
     const before = map.stats().index;
-    const err = (() => { try { map.setAnticipatedCount(200000); } catch (e) { return e as BucketMapError; } return null; })();
+    const err = thrownBy(() => map.setAnticipatedCount(200000));
     assert.instance(err, BucketMapError);
     assert.is(err?.code, codes.SIZE_LIMIT);
-    const capacity = (() => { try { map.setAnticipatedCount(2 ** 45); } catch (e) { return e as BucketMapError; } return null; })();
+    const capacity = thrownBy(() => map.setAnticipatedCount(2 ** 45));
     assert.is(capacity?.code, codes.CAPACITY);
     assert.equal(map.stats().index, before, 'no bucket grew');
     // Nothing was left anticipated: inserts go on growing by the usual steps.
@@ -144,7 +144,7 @@ for (const engine of ENGINES) {
     const step = (nextIndexPages(pages) - pages) * PAGE_BYTES;
     const again = new BucketMap({ ...config, maxBytes: bucketFileBytes(config) + Math.floor(step * 1.5) });
     const before = again.stats().index;
-    const err = (() => { try { again.setAnticipatedCount(20040); } catch (e) { return e as BucketMapError; } return null; })();
+    const err = thrownBy(() => again.setAnticipatedCount(20040));
     assert.is(err?.code, codes.SIZE_LIMIT);
     assert.equal(again.stats().index, before, 'no bucket grew');
     again.close();

@@ -94,6 +94,16 @@ export function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
+/** The error `fn` throws, or null if it returns. */
+export function thrownBy(fn: () => unknown): (Error & { code?: string }) | null {
+  try {
+    fn();
+  } catch (err) {
+    return err as Error & { code?: string };
+  }
+  return null;
+}
+
 /** An entry as the tests compare it: JSON of [slot list in hex, refCount]. */
 export const entryValue = (list: readonly Uint8Array[], refCount: number): string => JSON.stringify([list.map(hex), refCount]);
 

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { faults } from '../host/storage.js';
-import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir } from './helpers.js';
+import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
 
 /** Inserts until growth fails; returns the error and the model of what was written. */
 function fillUntilError(map: BucketMap, rng: Rng, limit = 200000): [BucketMapError, Map<string, string>] {
@@ -107,7 +107,7 @@ for (const engine of ENGINES) {
     faults.beforeCreate = () => {
       throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
     };
-    const err = (() => { try { map.setAnticipatedCount(1000000); } catch (e) { return e as BucketMapError; } return null; })();
+    const err = thrownBy(() => map.setAnticipatedCount(1000000));
     faults.beforeCreate = null;
     assert.is(err?.code, codes.IO);
     assert.equal(map.stats().index, before);
