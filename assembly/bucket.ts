@@ -439,17 +439,12 @@ export function adjustFound(c: u32, delta: i32): i32 {
 /** Deletes the key at keyPtr from bucket `ix`; returns 1 if it was there. */
 export function remove(ix: u32): u32 {
   bindCurrent(ix);
-  const removed = removeAt(keyPtr);
+  const removed = removeFound(probe(cur, keyPtr));
   drainLogAfterWrite();
   return removed;
 }
 
-/** remove() of the key at `key` from the bound bucket (no log drain). */
-export function removeAt(key: usize): u32 {
-  return removeFound(probe(cur, key));
-}
-
-/** removeAt() of cell `c` of the bound bucket, which a probe returned (NONE: absent); no log drain. */
+/** Deletes cell `c` of the bound bucket, which a probe returned (NONE: absent); no log drain. */
 export function removeFound(c: u32): u32 {
   if (c == NONE) return 0;
   const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;

@@ -352,7 +352,7 @@ export class BucketStorage {
     [record.seedLo, record.seedHi] = testHooks.fixedSeed ?? randomSeed();
     record.drive = Math.floor(Math.random() * this.ctx.drives.length);
     record.indexGen = 1;
-    record.indexPages = this.checkedPages(Math.max(INITIAL_INDEX_PAGES, pagesFor(this.anticipated)));
+    record.indexPages = this.firstIndexPages(this.anticipated);
     this.record = record;
     const file = this.createFile(null, 1, this.indexSpec(1, record.indexPages), null);
     try {
@@ -368,17 +368,32 @@ export class BucketStorage {
     this.bindEngine(0, new Array<number>(SIZE_CLASSES).fill(0));
   }
 
+  /** The size of a bucket's first index file, given the entries it expects. */
+  private firstIndexPages(anticipated: number): number {
+    return this.checkedPages(Math.max(INITIAL_INDEX_PAGES, pagesFor(anticipated)));
+  }
+
+  /**
+   * The index pages this bucket has after anticipate(count): its first file's size if it has none
+   * yet, the growth's target if its index is too small, null if its index is large enough. A count
+   * past the largest index throws BUCKET_MAP_CAPACITY.
+   */
+  private pagesToAnticipate(count: number): number | null {
+    if (this.index === null) return this.firstIndexPages(count);
+    if (this.checkedPages(pagesFor(count)) <= this.index.spec.totalRecords) return null;
+    // The growth takes at least its usual step.
+    return this.targetPages(count, this.entryCount());
+  }
+
   /**
    * Index bytes this bucket would add if sized for `count` entries now (0 if it is that big
    * already), for a caller checking maxBytes before it sizes many buckets.
    */
   bytesToAnticipate(count: number): number {
-    const wanted = this.checkedPages(pagesFor(count));
-    if (this.index === null) return fileBytesFor(indexSpec(this.ctx, this.ix, emptyRecord(), 1, Math.max(INITIAL_INDEX_PAGES, wanted)), this.ctx.segmentBytes);
-    if (wanted <= this.index.spec.totalRecords) return 0;
-    // The growth takes at least its usual step, as anticipate() will.
-    const pages = this.targetPages(count, this.entryCount());
-    return fileBytesFor(indexSpec(this.ctx, this.ix, this.record as BucketRecord, 1, pages), this.ctx.segmentBytes) - this.index.bytes;
+    const pages = this.pagesToAnticipate(count);
+    if (pages === null) return 0;
+    const spec = indexSpec(this.ctx, this.ix, this.record ?? emptyRecord(), 1, pages);
+    return fileBytesFor(spec, this.ctx.segmentBytes) - (this.index === null ? 0 : this.index.bytes);
   }
 
   /**
@@ -387,12 +402,12 @@ export class BucketStorage {
    * (BUCKET_MAP_CAPACITY) before anything changes.
    */
   anticipate(count: number): boolean {
-    const pages = this.checkedPages(pagesFor(count));
+    const pages = this.pagesToAnticipate(count);
     const before = this.anticipated;
     this.anticipated = count;
     try {
-      // Checked on the file's size first, so a bucket opened lazily is not mapped for nothing.
-      if (this.index === null || pages <= this.index.spec.totalRecords || !this.allocated) return false;
+      // Decided on the file's size first, so a bucket opened lazily is not mapped for nothing.
+      if (this.index === null || pages === null || !this.allocated) return false;
       this.growIndex(this.capacity, 'anticipated');
       return true;
     } catch (err) {
