@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
-import { applyCrashOp, crashWorkload } from './crash-workload.js';
+import { applyCrashOp, crashWorkload, type CrashOp } from './crash-workload.js';
 import { ENGINES, Rng, hex, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
 
 const POINTS = Number(process.env.CRASH_POINTS ?? 200);
@@ -37,6 +37,16 @@ interface Tally {
   repairs: number;
   /** Kill points whose worker opened the map on a close record (some bucket left to first use). */
   onCloseRecord: number;
+}
+
+/** What each operation did to key `k`, replayed from `base`, to show with a failure. */
+function historyOf(k: string, base: Map<string, string>, ops: CrashOp[]): string[] {
+  const model = new Map(base);
+  const out: string[] = [];
+  ops.forEach((op, i) => {
+    for (const [key, v] of applyCrashOp(model, op)) if (key === k) out.push(`${i}:${op.kind} ${v?.slice(0, 12) ?? 'gone'}`);
+  });
+  return out;
 }
 
 function runChild(config: BucketMapConfig, seed: number, logFile: string, delayMs: number): Promise<{ lastAt: number; finished: boolean; deferred: number }> {
@@ -98,7 +108,6 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       const atReport = new Map(base);
       const lastTouch = new Map<string, number>();
       const later = new Map<string, Set<string | undefined>>();
-      const history = new Map<string, string[]>();
       ops.forEach((op, i) => {
         if (i < lastAt && op.kind.endsWith('Many')) tally.batchedCalls++;
         if (i < lastAt && op.kind === 'anticipate') tally.presizes++;
@@ -107,7 +116,6 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
           if (i < lastAt) v === undefined ? atReport.delete(k) : atReport.set(k, v);
           if (i >= lastFlush) (later.get(k) ?? later.set(k, new Set()).get(k)!).add(v);
           lastTouch.set(k, i);
-          (history.get(k) ?? history.set(k, []).get(k)!).push(`${i}:${op.kind} ${v?.slice(0, 12) ?? 'gone'}`);
         }
       });
 
@@ -126,7 +134,7 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
         const allowed = g === atFlush.get(k) || (later.get(k)?.has(g) ?? false);
         if (!allowed) {
           console.log(`point ${point} lastFlush ${lastFlush} lastAt ${lastAt} finished ${finished} flushes ${flushed.join(',')}`);
-          console.log(`got ${g?.slice(0, 60)}\n atFlush ${atFlush.get(k)?.slice(0, 60)}\n base ${base.get(k)?.slice(0, 60)}\n history ${history.get(k)?.join(' | ')}`);
+          console.log(`got ${g?.slice(0, 60)}\n atFlush ${atFlush.get(k)?.slice(0, 60)}\n base ${base.get(k)?.slice(0, 60)}\n history ${historyOf(k, base, ops).join(' | ')}`);
         }
         assert.ok(allowed, `kill point ${point} (${engine}, seed ${runSeed}): key ${k.slice(0, 8)} reads ${g?.slice(0, 30)}, a value it never had since the flush at op ${lastFlush}`);
         // Nothing completed is lost to a kill: a key last changed before the last reported op

@@ -16,6 +16,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { BucketMap, BucketMapError, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { applyCrashOp, crashWorkload, packKeys, runCrashOp, type CrashOp } from './crash-workload.js';
 import { Rng, entryValue, hex, snapshot } from './helpers.js';
@@ -123,21 +124,15 @@ function exercise(map: BucketMap, keys: Uint8Array[], rng: Rng, model: Map<strin
     if (got[i] !== want || present[i] !== (want !== undefined)) return { detected, failure: `after the writes key ${hex(pool[i]).slice(0, 8)} reads ${got[i]?.slice(0, 40)}, the model ${want?.slice(0, 40)}` };
   }
   const after = snapshot(map);
-  if (!sameMap(after, model)) return { detected, failure: `after the writes the map holds ${after.size} entries unlike the model's ${model.size}` };
+  if (!isDeepStrictEqual(after, model)) return { detected, failure: `after the writes the map holds ${after.size} entries unlike the model's ${model.size}` };
   map.close();
   const again = reopen();
   try {
-    if (!sameMap(snapshot(again), model)) return { detected, failure: 'after the writes the map reopened with other entries' };
+    if (!isDeepStrictEqual(snapshot(again), model)) return { detected, failure: 'after the writes the map reopened with other entries' };
   } finally {
     again.close();
   }
   return { detected, failure: null };
-}
-
-function sameMap(a: Map<string, string>, b: Map<string, string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
 }
 
 /** Returns null if the case passes, or what went wrong. */

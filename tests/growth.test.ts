@@ -3,18 +3,10 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
+import { BucketMap, BucketMapError, codes } from '../host/index.js';
 import { nextIndexPages, pagesFor } from '../host/bucket-storage.js';
 import { CELLS_PER_PAGE, PAGE_BYTES } from '../host/layout.js';
 import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, tempDir, thrownBy } from './helpers.js';
-
-/** The bytes of a closed map's bucket files, as the map counts them against maxBytes. */
-function bucketFileBytes(config: BucketMapConfig): number {
-  const map = new BucketMap(config);
-  const s = map.stats();
-  map.close();
-  return s.index.bytes + s.data.bytes;
-}
 
 for (const engine of ENGINES) {
   const test = suite(`growth [${engine}]`);
@@ -136,13 +128,14 @@ for (const engine of ENGINES) {
     const map = new BucketMap(config);
     map.setAnticipatedCount(20000);
     for (let i = 0; i < 100; i++) map.insert(rng.key(), [rng.bytes(16)]);
-    const pages = map.stats().index.capacity / 2 / CELLS_PER_PAGE;
+    const { index, data } = map.stats();
+    const pages = index.capacity / 2 / CELLS_PER_PAGE;
     assert.is(pages, pagesFor(Math.ceil(10000 + 3 * Math.sqrt(10000))), 'both first files sized for the share');
     map.close();
     // Room for one bucket's usual growth step but not for two: asking for a couple of pages more
     // per bucket still grows each by a whole step, so the call must be refused before either grows.
     const step = (nextIndexPages(pages) - pages) * PAGE_BYTES;
-    const again = new BucketMap({ ...config, maxBytes: bucketFileBytes(config) + Math.floor(step * 1.5) });
+    const again = new BucketMap({ ...config, maxBytes: index.bytes + data.bytes + Math.floor(step * 1.5) });
     const before = again.stats().index;
     const err = thrownBy(() => again.setAnticipatedCount(20040));
     assert.is(err?.code, codes.SIZE_LIMIT);
