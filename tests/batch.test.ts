@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BucketMap, BucketMapError, codecs, codes } from '../host/index.js';
-import { ENGINES, Rng, hex, snapshot } from './helpers.js';
+import { ENGINES, Rng, hex, packKeys, snapshot } from './helpers.js';
 
 const value = (e: [Uint8Array[], number] | undefined): string | undefined => (e === undefined ? undefined : JSON.stringify([e[0].map(hex), e[1]]));
 
@@ -29,8 +29,7 @@ for (const engine of ENGINES) {
     }
     const expected = asked.map((k) => value(map.readValue(k)));
     assert.equal(map.getMany(asked).map(value), expected);
-    const packed = new Uint8Array(asked.length * 32);
-    asked.forEach((k, i) => packed.set(k, i * 32));
+    const packed = packKeys(asked);
     assert.equal(map.getMany(packed).map(value), expected);
     assert.equal(map.hasMany(packed), expected.map((v) => v !== undefined));
     assert.equal(map.getMany([]), []);
@@ -78,8 +77,7 @@ for (const engine of ENGINES) {
     }
     assert.equal(got, expected.map(value));
     // Packed keys, an offset, and no refCounts.
-    const packed = new Uint8Array(32 * 3);
-    [keys[3], rng.key(), keys[8]].forEach((k, i) => packed.set(k, i * 32));
+    const packed = packKeys([keys[3], rng.key(), keys[8]]);
     const small = new Uint8Array(4 + 32 * 16);
     assert.is(map.readManyInto(packed, small, slots, null, 4), 3);
     assert.equal([...slots.subarray(0, 3)], [3, -1, 3]);
@@ -107,9 +105,8 @@ for (const engine of ENGINES) {
     assert.is(value(map.readValue(keys[0])), JSON.stringify([[hex(again), hex(again)], 3]));
     assert.is(value(map.readValue(keys[1])), JSON.stringify([[], 5]));
     assert.is(map.size, 5000);
-    const packed = new Uint8Array(32 * 3);
     const fresh = [rng.key(), rng.key(), rng.key()];
-    fresh.forEach((k, i) => packed.set(k, i * 32));
+    const packed = packKeys(fresh);
     map.insertMany(packed, [[again], [again], [again]]);
     assert.is(map.size, 5003);
     assert.ok(map.verify().ok);
@@ -162,8 +159,7 @@ for (const engine of ENGINES) {
     const absent = Array.from({ length: 200 }, () => rng.key());
     // Every key twice (so the second listing sees the first's change), absent keys mixed in.
     const asked = [...keys, ...absent, ...keys];
-    const packed = new Uint8Array(asked.length * 32);
-    asked.forEach((k, i) => packed.set(k, i * 32));
+    const packed = packKeys(asked);
     const refCounts = new Float64Array(asked.length);
     assert.is(map.addrefMany(packed, refCounts), 2 * keys.length);
     assert.equal([...refCounts.subarray(0, keys.length)], start.map((rc) => rc + 1));
@@ -249,8 +245,7 @@ for (const engine of ENGINES) {
         assert.equal(Array.from(target.subarray(offset, offset + lists[i].length * size)), flat(lists[i]));
         assert.is(map.lastRefCount, 1 + (i % 3));
       });
-      const packed = new Uint8Array(keys.length * 32);
-      keys.forEach((k, i) => packed.set(k, i * 32));
+      const packed = packKeys(keys);
       const many = Buffer.alloc(keys.length * 3 * size + 8).subarray(1);
       const slots = new Int32Array(keys.length);
       assert.is(map.readManyInto(packed, many, slots, null, 3), keys.length);

@@ -1,10 +1,11 @@
 /**
  * The process tests/crash.test.ts kills. It opens a persistent map and runs a seeded mixed workload
  * (inserts and updates with slot lists of 0–4 elements, deletes, addrefs and unrefs, the batched
- * forms of each, enough keys to grow index and data files, now and then a presize by setAnticipatedCount), flushing every `flushEvery` operations (every fourth flush durable). After each
- * flush it appends "S <ops done>" to the log, and "F <ops done>" once the flush returns; every 25
- * operations it writes "at <ops done>" to stdout. Around a compaction it appends "C <ops done>" and
- * "c <ops done>" to the log. The parent kills it with SIGKILL at random.
+ * forms of each, enough keys to grow index and data files, now and then a presize by
+ * setAnticipatedCount), flushing every `flushEvery` operations (every fourth flush durable).
+ * After each flush it appends "S <ops done>" to the log, and "F <ops done>" once the flush returns;
+ * every 25 operations it writes "at <ops done>" to stdout. Around a compaction it appends
+ * "C <ops done>" and "c <ops done>" to the log. The parent kills it with SIGKILL at random.
  *
  * argv: configJson seed ops flushEvery logFile
  */
@@ -20,13 +21,9 @@ process.stdout.write(`ready deferred ${map.stats().open.deferredBuckets}\n`);
 let done = 0;
 let flushes = 0;
 for (const op of crashWorkload(Number(seedArg), Number(opsArg))) {
-  if (op.kind === 'compact') {
-    fs.appendFileSync(logFile, `C ${done}\n`);
-    runCrashOp(map, op);
-    fs.appendFileSync(logFile, `c ${done}\n`);
-  } else {
-    runCrashOp(map, op);
-  }
+  if (op.kind === 'compact') fs.appendFileSync(logFile, `C ${done}\n`);
+  runCrashOp(map, op);
+  if (op.kind === 'compact') fs.appendFileSync(logFile, `c ${done}\n`);
   done++;
   if (done % flushEvery === 0) {
     fs.appendFileSync(logFile, `S ${done}\n`);

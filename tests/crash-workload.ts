@@ -4,7 +4,7 @@
  * started from. The fuzz worker runs it too, on the keys of each damaged map it opens.
  */
 import { BucketMap, BucketMapError, codes } from '../host/index.js';
-import { Rng, entryValue, hex } from './helpers.js';
+import { Rng, entryValue, hex, packKeys } from './helpers.js';
 
 export interface CrashEntry { key: Uint8Array; list: Uint8Array[]; refCount: number }
 
@@ -89,13 +89,6 @@ export function runCrashOp(map: BucketMap, op: CrashOp): void {
     case 'compact': map.compact({ load: op.load }); break;
     case 'anticipate': map.setAnticipatedCount(op.total);
   }
-}
-
-/** Keys back to back in one buffer, the packed form the batched calls take. */
-export function packKeys(keys: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(keys.length * 32);
-  keys.forEach((k, i) => out.set(k, i * 32));
-  return out;
 }
 
 function withRefCount(value: string, delta: number): string | null {

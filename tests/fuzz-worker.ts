@@ -18,8 +18,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { BucketMap, BucketMapError, type BucketMapConfig, type EngineKind } from '../host/index.js';
-import { applyCrashOp, crashWorkload, packKeys, runCrashOp, type CrashOp } from './crash-workload.js';
-import { Rng, entryValue, hex, snapshot } from './helpers.js';
+import { applyCrashOp, crashWorkload, runCrashOp, type CrashOp } from './crash-workload.js';
+import { Rng, entryValue, hex, packKeys, snapshot } from './helpers.js';
 
 const [pristine, work, firstArg, countArg, seedArg] = process.argv.slice(2);
 const first = Number(firstArg);

@@ -94,6 +94,13 @@ export function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
+/** Keys back to back in one buffer, the packed form the batched calls take. */
+export function packKeys(keys: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(keys.length * 32);
+  keys.forEach((k, i) => out.set(k, i * 32));
+  return out;
+}
+
 /** The error `fn` throws, or null if it returns. */
 export function thrownBy(fn: () => unknown): (Error & { code?: string }) | null {
   try {
