@@ -179,3 +179,23 @@ export function sameValue(s: Stream, j: number, actual: Uint8Array, offset = 0):
   for (let k = 0; k < VALUE_BYTES; k++) if (actual[offset + k] !== v[o + k]) return false;
   return true;
 }
+
+/**
+ * Keys first … first + count − 1 of a key set too large to hold (bench/scale.ts), written back to
+ * back into `target`: computed from their numbers, so a run of hundreds of millions of keys can
+ * regenerate any chunk of them for each phase. Word 0 of key i is `mix32(i ^ seed)`, a bijection
+ * of i (xor with a constant and murmur3's finaliser both are), so keys 0 … 2^32 − 1 are distinct
+ * by construction, not by chance; the other seven words mix i with the word's position, so the
+ * key's bytes look random.
+ */
+export function countedKeys(first: number, count: number, seed: number, target: Uint8Array): void {
+  if (target.length < count * KEY_BYTES) throw new RangeError(`countedKeys: ${count} keys need ${count * KEY_BYTES} bytes, got ${target.length}`);
+  const words = new DataView(target.buffer, target.byteOffset, count * KEY_BYTES);
+  const seed2 = Math.imul(seed, 0x9e3779b9);
+  for (let j = 0; j < count; j++) {
+    const i = first + j;
+    const at = j * KEY_BYTES;
+    words.setUint32(at, mix32((i ^ seed) >>> 0), true);
+    for (let w = 1; w < KEY_BYTES / 4; w++) words.setUint32(at + w * 4, mix32((Math.imul(i, 8) + w) ^ seed2), true);
+  }
+}

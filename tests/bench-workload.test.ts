@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { buildWorkload, KEY_BYTES, sameValue, VALUE_BYTES, valueOf, type Stream } from '../bench/workload.js';
+import { buildWorkload, countedKeys, KEY_BYTES, sameValue, VALUE_BYTES, valueOf, type Stream } from '../bench/workload.js';
 import { hex } from './helpers.js';
 
 // The benchmark's figures are only as good as its workload: every phase must visit the keys it
@@ -77,6 +77,33 @@ test('bench sameValue rejects a value that differs in any one byte', () => {
     got[k] ^= 1;
   }
   assert.ok(sameValue(w.get, 7, Buffer.concat([Buffer.alloc(3), got]), 3), 'at an offset');
+});
+
+test('bench:scale keys: a chunk holds the keys made one at a time, all distinct, reproducible from the seed', () => {
+  // The scale run regenerates each chunk of keys for every phase, and takes numbers n and beyond as
+  // absent keys: wrong keys there would read as misses, or absent keys as hits.
+  const count = 20_000;
+  const chunk = Buffer.alloc(count * KEY_BYTES);
+  countedKeys(1_000, count, SEED, chunk);
+  const one = Buffer.alloc(KEY_BYTES);
+  const seen = new Set<string>();
+  for (let j = 0; j < count; j++) {
+    countedKeys(1_000 + j, 1, SEED, one);
+    assert.is(hex(one), keyHex(chunk, j), `key ${1_000 + j} alone and in its chunk`);
+    seen.add(hex(one));
+  }
+  assert.is(seen.size, count, 'distinct keys');
+  // Word 0 is a bijection of the number: keys far apart, and near the 32-bit end, differ there too.
+  const words0 = new Set<number>();
+  for (const i of [0, 1, 2 ** 31, 2 ** 32 - 2, 2 ** 32 - 1, 123_456_789]) {
+    countedKeys(i, 1, SEED, one);
+    words0.add(one.readUInt32LE(0));
+  }
+  assert.is(words0.size, 6);
+  const other = Buffer.alloc(count * KEY_BYTES);
+  countedKeys(1_000, count, SEED + 1, other);
+  for (let j = 0; j < count; j++) assert.not.ok(seen.has(keyHex(other, j)), `another seed gives other keys (key ${j})`);
+  assert.throws(() => countedKeys(0, count + 1, SEED, chunk), (e: unknown) => e instanceof RangeError);
 });
 
 test.run();
