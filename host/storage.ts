@@ -165,26 +165,26 @@ export const faults = {
   beforeCreate: null as ((file: string, bytes: number) => void) | null,
 };
 
-/** How much the zero-fill writes per write(): the folio size the page cache gives the file (see reserveBlocks). */
-const FILL_BYTES = 16384;
-const ZEROS = new Uint8Array(FILL_BYTES);
+/** The kernel's page, the unit of the zero-fill (see reserveBlocks). */
+const OS_PAGE_BYTES = 4096;
+const ZEROS = new Uint8Array(OS_PAGE_BYTES);
 
 /**
- * Writes zeros over [from, to) so every block exists before the file is mapped, in aligned 16 KiB
- * writes. The page cache sizes each folio by the write that creates it, and on Linux 6.16+ ext4
+ * Writes zeros over [from, to) so every block exists before the file is mapped, one 4 KiB page per
+ * write(). The page cache sizes each folio by the write that creates it, and on Linux 6.16+ ext4
  * keeps large folios: written 1 MiB at a time, a file was cached in folios of up to 1 MiB, and the
  * first store to a clean one dirtied the whole folio, which the kernel then wrote back whole.
  * Measured on this VM (scratch script, a 256 MiB file, 3,000 stores to random pages after `sync`):
  * with 1 MiB writes 224 MiB became dirty for 11.7 MiB of pages touched and each store took
- * 12–15 µs; with 4 KiB writes 11.7 MiB and 3.0–3.9 µs; with 16 KiB, 43 MiB and 4.1 µs. A 100M-key
- * map, whose index passes the kernel's background dirty limit, fell to 29,000 inserts/s the old
- * way, the disk writing 1.4 GB/s. 16 KiB rather than 4 KiB because the fill's system calls cost:
- * 0.57 ms per MiB against 1.55 (1 MiB writes: 0.35), and page-sized writes slowed 10M inserts,
- * which fill ~2 GB of new files as they grow (bench/RESULTS.md, (i)).
+ * 12–15 µs; with 16 KiB writes 43 MiB and 4.1 µs; with 4 KiB, 11.7 MiB and 3.0–3.9 µs. Loading
+ * 100M keys, whose index passes the kernel's background dirty limit, the fifth tenth of the keys
+ * went in at 29,000/s with 1 MiB writes, 59,000/s with 16 KiB and 100,000/s with 4 KiB. Page-sized
+ * writes cost system calls (1.55 ms per MiB filled against 0.35), which 10M inserts, filling
+ * ~2 GB of new files as they grow, pay for (bench/RESULTS.md, (i)).
  */
 export function reserveBlocks(fd: number, from: number, to: number): void {
   for (let at = from; at < to; ) {
-    const n = Math.min(FILL_BYTES - (at % FILL_BYTES), to - at);
+    const n = Math.min(OS_PAGE_BYTES - (at % OS_PAGE_BYTES), to - at);
     at += fs.writeSync(fd, ZEROS, 0, n, at);
   }
 }
