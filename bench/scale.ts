@@ -238,8 +238,26 @@ const RATE_LABELS: Record<RatePhase, string> = {
 };
 const TIME_LABELS: Record<TimePhase, string> = {
   close: 'close after the inserts', reopen: 'reopen, ready to serve', reopenAfterChanges: 'reopen after the changes',
-  sampleRead: `read every ${SAMPLE_STRIDE}st key after it`, verify: '`BucketMap.verify` of the files',
+  sampleRead: `read every ${SAMPLE_STRIDE}st key after it (each bucket mapped at its first read)`, verify: '`BucketMap.verify` of the files',
 };
+
+/** The kernel's writeback settings, which bound writes once the index passes the background dirty limit (RESULTS.md, (i)). */
+const WRITEBACK_DEFAULTS = { dirty_background_ratio: 10, dirty_background_bytes: 0, dirty_ratio: 20, dirty_bytes: 0, dirty_expire_centisecs: 3000 };
+
+function writebackSettings(): { text: string; tuned: boolean } {
+  const read = (name: string): number => {
+    try {
+      return Number(fs.readFileSync(`/proc/sys/vm/${name}`, 'utf8').trim());
+    } catch {
+      return NaN;
+    }
+  };
+  const values = Object.entries(WRITEBACK_DEFAULTS).map(([name, fallback]) => ({ name, value: read(name), fallback }));
+  return {
+    text: values.map((v) => `vm.${v.name} ${Number.isNaN(v.value) ? 'unknown' : v.value}`).join(', '),
+    tuned: values.some((v) => !Number.isNaN(v.value) && v.value !== v.fallback),
+  };
+}
 
 function parent(argv: string[]): void {
   const n = parseCount(flagValue(argv, 'n', '100M'));
@@ -258,6 +276,7 @@ function parent(argv: string[]): void {
   const version = bucketMapVersion(root, snapshot.fingerprint);
   const tmp = fs.mkdtempSync(path.join(flagValue(argv, 'tmp', os.tmpdir()), 'bucket-map-scale-'));
   const machine = describeMachine(tmp);
+  const writeback = writebackSettings();
   const started = new Date();
   const results = new Map<string, ScaleRun[]>(engines.map((e) => [e, []]));
   try {
@@ -297,17 +316,19 @@ function parent(argv: string[]): void {
   ];
   const flags = [`--n ${sizeLabel(n)}`, ...(runs !== 1 ? [`--runs ${runs}`] : []), ...(engines.join(',') !== 'host' ? [`--engines ${engines.join(',')}`] : []),
     ...(buckets !== 1024 ? [`--buckets ${buckets}`] : []), ...(presize ? ['--presize'] : [])];
-  const label = `${sizeLabel(n)} scale${buckets !== 1024 ? `, ${buckets} buckets` : ''}${presize ? ', presized' : ''}`;
-  const section = `## bucket-map at scale, ${n.toLocaleString('en-US')} keys${buckets !== 1024 ? ` in ${buckets} buckets` : ''}${presize ? ', presized' : ''}: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
+  const variant = `${buckets !== 1024 ? `, ${buckets} buckets` : ''}${presize ? ', presized' : ''}${writeback.tuned ? ', writeback tuned' : ''}`;
+  const label = `${sizeLabel(n)} scale${variant}`;
+  const section = `## bucket-map at scale, ${n.toLocaleString('en-US')} keys${variant}: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
 
 ${runs} run${runs === 1 ? '' : 's'} per engine, each in a fresh process${runs === 1 ? '' : '; median (min–max)'}. Seed 0x${seed.toString(16)}. Written by \`npm run bench:scale -- ${flags.join(' ')}\`.
 
 - Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB.toFixed(1)} GiB RAM, ${machine.kernel}, Node ${machine.node}; files on ${machine.fs}
 - bucket-map ${version}, maxBuckets ${buckets}, default codec bytes(16), one persistent map (restart file) per run
+- Kernel writeback: ${writeback.text}${writeback.tuned ? ' (not the defaults)' : ' (the defaults)'}
 
 ${table(['', ...engines.map((e) => `bucket-map-${e}`)], rows)}
 
-Keys are computed from their numbers 65,536 at a time, untimed, before each chunk's calls (word 0 is a bijection of the number, so the keys are distinct by construction); the process holds no key set, so RssAnon is the map's own. The inserts go through \`insertMany\`, 1,024 keys per call, ${presize ? 'into a map presized by `setAnticipatedCount(N)` (timed with them)' : 'into a map that grows as it goes'}; the first and last tenth show how the rate changes as the map grows. Every get and getMany read is compared with its value and refCount; every absent key must miss. addrefMany (the first tenth of the keys, each must reach refCount 2) and deleteMany (the last tenth, each must be found) each start from files written back by an untimed \`flush({ durable: true })\`. After a second close and reopen, every ${SAMPLE_STRIDE}st key is read back (deleted keys must miss), and after the last close \`BucketMap.verify\` reads every file and must report no problem and ${live.toLocaleString('en-US')} entries. Disk is the files' allocated blocks. Figures are truncated, not rounded.`;
+Keys are computed from their numbers 65,536 at a time, untimed, before each chunk's calls (word 0 is a bijection of the number, so the keys are distinct by construction); the process holds no key set, so RssAnon is the map's own. The inserts go through \`insertMany\`, 1,024 keys per call, ${presize ? 'into a map presized by `setAnticipatedCount(N)` (timed with them)' : 'into a map that grows as it goes'}; the first and last tenth show how the rate changes as the map grows. Every get and getMany read is compared with its value and refCount; every absent key must miss. addrefMany (the first tenth of the keys, each must reach refCount 2) and deleteMany (the last tenth, each must be found) each start from files written back by an untimed \`flush({ durable: true })\`. After a second close and reopen, every ${SAMPLE_STRIDE}st key is read back (deleted keys must miss), and after the last close \`BucketMap.verify\` reads every file and must report no problem and ${live.toLocaleString('en-US')} entries. Disk is the files' allocated blocks. RssFile counts a file's resident pages once per mapping of it, and the mappings of a closed map go only when the collector frees their Buffers (mmap-io cannot unmap), so after a reopen the same pages can be counted twice. Figures are truncated, not rounded.`;
   writeMarkdown(path.join(root, 'bench', 'RESULTS.md'), label, section);
   process.stdout.write(`${section}\n`);
 }
