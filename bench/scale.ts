@@ -316,7 +316,7 @@ function parent(argv: string[]): void {
   ];
   const flags = [`--n ${sizeLabel(n)}`, ...(runs !== 1 ? [`--runs ${runs}`] : []), ...(engines.join(',') !== 'host' ? [`--engines ${engines.join(',')}`] : []),
     ...(buckets !== 1024 ? [`--buckets ${buckets}`] : []), ...(presize ? ['--presize'] : [])];
-  const variant = `${buckets !== 1024 ? `, ${buckets} buckets` : ''}${presize ? ', presized' : ''}${writeback.tuned ? ', writeback tuned' : ''}`;
+  const variant = `${buckets !== 1024 ? `, ${buckets} bucket${buckets === 1 ? "" : "s"}` : ''}${presize ? ', presized' : ''}${writeback.tuned ? ', writeback tuned' : ''}`;
   const label = `${sizeLabel(n)} scale${variant}`;
   const section = `## bucket-map at scale, ${n.toLocaleString('en-US')} keys${variant}: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
 

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
 import { openBucketFiles, tableOverFiles } from '../host/bucket-storage.js';
 import { Manifest } from '../host/manifest.js';
+import { CELL_BYTES, CELLS_PER_PAGE, PAGE_EXTRA_OFFSET, PAGE_HEADER_BYTES } from '../host/layout.js';
 import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir } from './helpers.js';
 
 const CLI = new URL('../host/cli.js', import.meta.url).pathname;
@@ -143,6 +144,26 @@ for (const engine of ENGINES) {
     patch(spot.dataFile!, spot.dataAt + 7, [0]);
     const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
     assert.match(problems(report), /free cell|data count/);
+  });
+
+  test('a key held twice (copied into the free cell after it) is found', () => {
+    // What a crash in the middle of a move leaves, if reopening did not repair it: the same key in
+    // two neighbouring cells of its home's run.
+    for (const key of keys.filter((_, i) => i % 3 === 1 && i % 5 !== 0)) {
+      const spot = locate(config, key);
+      const slot = (spot.cellAt - spot.ctrlAt - PAGE_HEADER_BYTES) / (CELL_BYTES - 2);
+      if (slot === CELLS_PER_PAGE - 1 || read(spot.file, spot.ctrlAt + 2, 2).some((b) => b !== 0)) continue;
+      const pageAt = spot.ctrlAt - 2 * slot;
+      const [lo, hi] = read(spot.file, spot.ctrlAt, 2);
+      patch(spot.file, spot.cellAt + CELL_BYTES, read(spot.file, spot.cellAt, CELL_BYTES));
+      patch(spot.file, pageAt + PAGE_EXTRA_OFFSET + slot + 1, read(spot.file, pageAt + PAGE_EXTRA_OFFSET + slot, 1));
+      patch(spot.file, spot.ctrlAt + 2, [lo + 1, hi]);
+      const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+      assert.match(problems(report), /also in an earlier cell/);
+      assert.not.match(problems(report), /home is cell|Robin Hood order/, 'the copy sits where its hash says');
+      return;
+    }
+    assert.unreachable('no one-element entry with a free cell after it in its page');
   });
 
   test('a bucket left dirty by a killed process is noted, not reported, and reopening repairs it', () => {
