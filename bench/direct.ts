@@ -12,16 +12,12 @@
  * Options: --n N (default 10M), --runs R (default 3), --engines host,wasm, --seed S.
  * Results go to the `<N> direct` section of bench/RESULTS.md.
  */
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { buildWorkload, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, sameValue } from './workload.js';
 import { flagValue, parseCount } from './options.js';
-import { describeMachine, bucketMapVersion } from './machine.js';
+import { parseEngines, parseRuns, runEngines, scriptMain } from './engine-runs.js';
 import { cell, int, sizeLabel, table, writeMarkdown } from './report.js';
-import { snapshotBuild } from './snapshot.js';
 import { stat } from './summary.js';
 
 const PHASES = ['insert', 'insertMany', 'get', 'getMany', 'miss', 'hasManyMiss', 'addref', 'addrefMany', 'delete', 'deleteMany', 'insertPresized', 'insertManyPresized'] as const;
@@ -153,36 +149,11 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
 
 function parent(argv: string[]): void {
   const n = parseCount(flagValue(argv, 'n', '10M'));
-  const runs = Number(flagValue(argv, 'runs', '3'));
-  const engines = flagValue(argv, 'engines', 'host,wasm').split(',');
+  const runs = parseRuns(flagValue(argv, 'runs', '3'));
+  const engines = parseEngines(flagValue(argv, 'engines', 'host,wasm'));
   const seed = Number(flagValue(argv, 'seed', String(DEFAULT_SEED)));
-  if (!Number.isSafeInteger(runs) || runs < 1) throw new RangeError('--runs must be a positive integer');
-  for (const e of engines) if (e !== 'host' && e !== 'wasm') throw new RangeError(`--engines: unknown engine ${e}`);
-  const here = fileURLToPath(import.meta.url);
-  const root = path.resolve(path.dirname(here), '..', '..');
-  // The children run a private copy of the build, so a rebuild meanwhile cannot change what is measured.
-  const snapshot = snapshotBuild(path.dirname(path.dirname(here)), path.join(root, 'bench', 'out'));
-  const script = path.join(snapshot.dir, 'bench', 'direct.js');
-  const version = bucketMapVersion(root, snapshot.fingerprint);
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bucket-map-direct-'));
-  const machine = describeMachine(tmp);
-  const started = new Date();
-  const results = new Map<string, Array<Record<DirectPhase, number>>>(engines.map((e) => [e, []]));
-  try {
-    for (let run = 1; run <= runs; run++) {
-      for (const engine of engines) {
-        const dir = path.join(tmp, `${engine}-${run}`);
-        fs.mkdirSync(dir);
-        process.stderr.write(`direct: run ${run}/${runs}, ${engine}\n`);
-        const stdout = execFileSync(process.execPath, [script, JSON.stringify({ engine, n, seed, dir })], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
-        results.get(engine)!.push(JSON.parse(stdout) as Record<DirectPhase, number>);
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
-    }
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    fs.rmSync(snapshot.dir, { recursive: true, force: true });
-  }
+  const { results, root, version, machine, started } = runEngines<Record<DirectPhase, number>>(import.meta.url, 'direct', runs, engines, os.tmpdir(),
+    (engine, dir) => ({ engine, n, seed, dir }), (run, engine) => `direct: run ${run}/${runs}, ${engine}`);
   const rows = engines.map((e) => [`bucket-map-${e}`, ...PHASES.map((p) => cell(stat(results.get(e)!.map((r) => r[p])), int, runs))]);
   const label = `${sizeLabel(n)} direct`;
   const section = `## bucket-map alone, keys in hand: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
@@ -199,16 +170,4 @@ Keys are read in the order they sit in one buffer (insert order); the table posi
   process.stdout.write(`${section}\n`);
 }
 
-async function main(argv: string[]): Promise<void> {
-  if (argv.length === 1 && argv[0].startsWith('{')) {
-    const r = await child(JSON.parse(argv[0]) as ChildArgs);
-    process.stdout.write(JSON.stringify(r) + '\n');
-  } else {
-    parent(argv);
-  }
-}
-
-main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`bench:direct: ${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-});
+scriptMain('bench:direct', child, parent);

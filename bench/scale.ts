@@ -20,14 +20,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { countedKeys, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, valueOf } from './workload.js';
 import { flagValue, parseCount } from './options.js';
-import { describeMachine, bucketMapVersion } from './machine.js';
+import { parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
 import { cpuSince, diskUse, RssSampler } from './measure.js';
 import { cell, int, sizeLabel, table, writeMarkdown } from './report.js';
-import { snapshotBuild } from './snapshot.js';
 import { stat } from './summary.js';
 
 const CHUNK = 65_536;
@@ -39,7 +36,7 @@ const TIMES = ['close', 'reopen', 'reopenAfterChanges', 'sampleRead', 'verify'] 
 type RatePhase = (typeof RATES)[number];
 type TimePhase = (typeof TIMES)[number];
 
-interface ScaleArgs { engine: 'host' | 'wasm'; n: number; buckets: number; seed: number; presize: boolean; dir: string }
+interface ScaleArgs { engine: Engine; n: number; buckets: number; seed: number; presize: boolean; dir: string }
 
 interface ScaleRun {
   rate: Record<RatePhase, number>;
@@ -261,40 +258,15 @@ function writebackSettings(): { text: string; tuned: boolean } {
 
 function parent(argv: string[]): void {
   const n = parseCount(flagValue(argv, 'n', '100M'));
-  const runs = Number(flagValue(argv, 'runs', '1'));
-  const engines = flagValue(argv, 'engines', 'host').split(',');
+  const runs = parseRuns(flagValue(argv, 'runs', '1'));
+  const engines = parseEngines(flagValue(argv, 'engines', 'host'));
   const buckets = Number(flagValue(argv, 'buckets', '1024'));
   const seed = Number(flagValue(argv, 'seed', String(DEFAULT_SEED)));
   const presize = argv.includes('--presize');
-  if (!Number.isSafeInteger(runs) || runs < 1) throw new RangeError('--runs must be a positive integer');
   if (n * 1.1 > 2 ** 32) throw new RangeError('--n: keys are numbered in 32 bits, so at most 3.9 billion');
-  for (const e of engines) if (e !== 'host' && e !== 'wasm') throw new RangeError(`--engines: unknown engine ${e}`);
-  const here = fileURLToPath(import.meta.url);
-  const root = path.resolve(path.dirname(here), '..', '..');
-  const snapshot = snapshotBuild(path.dirname(path.dirname(here)), path.join(root, 'bench', 'out'));
-  const script = path.join(snapshot.dir, 'bench', 'scale.js');
-  const version = bucketMapVersion(root, snapshot.fingerprint);
-  const tmp = fs.mkdtempSync(path.join(flagValue(argv, 'tmp', os.tmpdir()), 'bucket-map-scale-'));
-  const machine = describeMachine(tmp);
   const writeback = writebackSettings();
-  const started = new Date();
-  const results = new Map<string, ScaleRun[]>(engines.map((e) => [e, []]));
-  try {
-    for (let run = 1; run <= runs; run++) {
-      for (const engine of engines) {
-        const dir = path.join(tmp, `${engine}-${run}`);
-        fs.mkdirSync(dir);
-        process.stderr.write(`scale: run ${run}/${runs}, ${engine}, N = ${n.toLocaleString('en-US')}\n`);
-        const args: ScaleArgs = { engine: engine as 'host' | 'wasm', n, buckets, seed, presize, dir };
-        const stdout = execFileSync(process.execPath, [script, JSON.stringify(args)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
-        results.get(engine)!.push(JSON.parse(stdout) as ScaleRun);
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
-    }
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    fs.rmSync(snapshot.dir, { recursive: true, force: true });
-  }
+  const { results, root, version, machine, started } = runEngines<ScaleRun>(import.meta.url, 'scale', runs, engines, flagValue(argv, 'tmp', os.tmpdir()),
+    (engine, dir): ScaleArgs => ({ engine, n, buckets, seed, presize, dir }), (run, engine) => `scale: run ${run}/${runs}, ${engine}, N = ${n.toLocaleString('en-US')}`);
   const live = n - Math.floor(n / 10);
   const dec1 = (x: number): string => (Math.floor(x * 10) / 10).toFixed(1);
   const figure = (pick: (r: ScaleRun) => number, fmt: (x: number) => string) =>
@@ -333,16 +305,4 @@ Keys are computed from their numbers 65,536 at a time, untimed, before each chun
   process.stdout.write(`${section}\n`);
 }
 
-async function main(argv: string[]): Promise<void> {
-  if (argv.length === 1 && argv[0].startsWith('{')) {
-    const r = await child(JSON.parse(argv[0]) as ScaleArgs);
-    process.stdout.write(JSON.stringify(r) + '\n');
-  } else {
-    parent(argv);
-  }
-}
-
-main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`bench:scale: ${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-});
+scriptMain('bench:scale', child, parent);
