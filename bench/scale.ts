@@ -98,9 +98,7 @@ async function child(a: ScaleArgs): Promise<ScaleRun> {
     return r;
   };
 
-  rss.sample();
-  const anonBaseKiB = rss.peakAnonKiB;
-  rss.peakAnonKiB = 0;
+  const anonBaseKiB = rss.sample().anonKiB;
   const restartFile = path.join(a.dir, 'restart');
   const config = { maxBuckets: a.buckets, engine: a.engine, restartFile } as const;
   let map = new BucketMap(config);
