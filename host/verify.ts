@@ -5,7 +5,7 @@
  * values, every data reference, that each occupied data cell is referenced exactly once, and the
  * saved counts and journal of a cleanly closed bucket.
  */
-import { hashHi, hashKey } from './hash.js';
+import { hashHi, hashKeyWords } from './hash.js';
 import {
   CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_OCCUPIED, KIND_DATA, KIND_INLINE, KIND_ZERO, SIZE_CLASSES,
 } from './layout.js';
@@ -37,6 +37,8 @@ export interface VerifyReport {
 }
 
 const MAX_REPORTED = 1000;
+/** The key being checked, as the words the lookup compares. */
+const KEY_WORDS = new Int32Array(8);
 
 export function emptyReport(): VerifyReport {
   return { ok: true, buckets: 0, entries: 0, dataCells: 0, problems: [], problemCount: 0, notes: [] };
@@ -57,27 +59,6 @@ export interface BucketToVerify {
   live: { count: number; dataCounts: ArrayLike<number> } | null;
   /** Whether the journal's commit word is set. */
   journalCommitted: boolean;
-}
-
-/**
- * Whether a cell before `c` with the same home holds `key`. Two copies of a key share a home, and
- * where the Robin Hood order holds (checked for every cell) the cells of one home are contiguous,
- * so only the `dist` cells before `c` can hold one, and the walk stops at the first of another
- * home. A set of every key seen would find the same copies but cannot hold a large bucket: a JS
- * Set stops at 2^24 entries (a 30M-key bucket failed `verify` that way) and costs ~100 bytes each.
- */
-function sameKeyBefore(table: Table, c: number, dist: number, key: Uint8Array): boolean {
-  const capacity = table.capacity;
-  for (let back = 1; back <= dist; back++) {
-    const p = (c - back + capacity) % capacity;
-    if ((table.ctrl(p) & 0xff) - 1 !== dist - back) return false;
-    const bytes = table.cellSegment(p);
-    const off = table.cellOffset(p);
-    let same = true;
-    for (let i = 0; i < 32 && same; i++) same = bytes[off + i] === key[i];
-    if (same) return true;
-  }
-  return false;
 }
 
 export function verifyBucket(b: BucketToVerify, report: VerifyReport): void {
@@ -109,11 +90,15 @@ export function verifyBucket(b: BucketToVerify, report: VerifyReport): void {
     const off = table.cellOffset(c);
     const bytes = table.u8[table.seg];
     const key = bytes.slice(off, off + 32);
-    const lo = hashKey(key, 0, table.seedLo, table.seedHi);
+    const lo = hashKeyWords(key, 0, table.seedLo, table.seedHi, KEY_WORDS);
+    const tag = hashHi >>> 26;
     const home = (lo >>> 0) % capacity;
     if ((c - home + capacity) % capacity !== dist) problem(c, `holds a key whose home is cell ${home}, not ${(c - dist + capacity) % capacity}`);
-    if (((ctl >>> 8) & 63) !== hashHi >>> 26) problem(c, 'has a tag that does not match its key');
-    if (sameKeyBefore(table, c, dist, key)) problem(c, 'holds a key that is also in an earlier cell');
+    if (((ctl >>> 8) & 63) !== tag) problem(c, 'has a tag that does not match its key');
+    // The lookup finds a key's first copy from its home, so finding another cell means this one
+    // is a second copy. (A Set of every key seen stopped at 2^24 keys, and a bucket can hold more.)
+    const found = table.probeHashed(lo, tag, KEY_WORDS, 0);
+    if (found >= 0 && found !== c) problem(c, 'holds a key that is also in an earlier cell');
     const value = off + 32;
     const extraAt = table.extraOffset(c);
     const extra = table.u8[table.seg][extraAt];
