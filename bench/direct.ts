@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildWorkload, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, sameValue } from './workload.js';
 import { flagValue, parseCount } from './options.js';
-import { parseEngines, parseRuns, runEngines, scriptMain } from './engine-runs.js';
+import { parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
 import { cell, int, sizeLabel, table, writeMarkdown } from './report.js';
 import { stat } from './summary.js';
 
@@ -29,7 +29,7 @@ const LABELS: Record<DirectPhase, string> = {
 };
 const BATCH = 1024;
 
-interface ChildArgs { engine: string; n: number; seed: number; dir: string }
+interface ChildArgs { engine: Engine; n: number; seed: number; dir: string }
 
 /** One run: every phase on one engine. Arguments come as one JSON string (see worker.ts for why). */
 async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
@@ -56,7 +56,7 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
   };
 
   // Per-key calls index a packed() view of the key buffer, as a caller holding packed keys would.
-  const batched = new BucketMap({ maxBuckets: 1024, engine: a.engine as 'host' | 'wasm', drives: [path.join(a.dir, 'many')] });
+  const batched = new BucketMap({ maxBuckets: 1024, engine: a.engine, drives: [path.join(a.dir, 'many')] });
   time('insertMany', n, () => {
     for (let i = 0; i < n; i += BATCH) {
       const end = Math.min(n, i + BATCH);
@@ -65,7 +65,7 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
   });
   batched.close();
 
-  const map = new BucketMap({ maxBuckets: 1024, engine: a.engine as 'host' | 'wasm', drives: [path.join(a.dir, 'one')] });
+  const map = new BucketMap({ maxBuckets: 1024, engine: a.engine, drives: [path.join(a.dir, 'one')] });
   const view = map.packed(keys);
   time('insert', n, () => { for (let i = 0; i < n; i++) view.insert(i, [value(i)]); });
   const target = new Uint8Array(VALUE_BYTES);
@@ -123,7 +123,7 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
   // A caller that knows how many keys it loads says so first (setAnticipatedCount, timed with the
   // inserts, into a fresh map). Run last, so the phases above stay comparable with older runs.
   const presized = (phase: DirectPhase, fill: (m: InstanceType<typeof BucketMap>) => void): void => {
-    const m = new BucketMap({ maxBuckets: 1024, engine: a.engine as 'host' | 'wasm', drives: [path.join(a.dir, phase)] });
+    const m = new BucketMap({ maxBuckets: 1024, engine: a.engine, drives: [path.join(a.dir, phase)] });
     time(phase, n, () => {
       m.setAnticipatedCount(n);
       fill(m);

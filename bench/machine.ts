@@ -68,3 +68,15 @@ export function bucketMapVersion(root: string, buildFingerprint: string): string
     return `${pkg.version} (build ${buildFingerprint})`;
   }
 }
+
+/** The kernel's writeback settings, which bound writes once a map's index passes the background dirty limit (RESULTS.md, (i)). */
+const WRITEBACK_DEFAULTS = { dirty_background_ratio: 10, dirty_background_bytes: 0, dirty_ratio: 20, dirty_bytes: 0, dirty_expire_centisecs: 3000 };
+
+export function writebackSettings(): { text: string; tuned: boolean } {
+  const read = (name: string): number => Number(readOr(`/proc/sys/vm/${name}`, 'NaN').trim());
+  const values = Object.entries(WRITEBACK_DEFAULTS).map(([name, fallback]) => ({ name, value: read(name), fallback }));
+  return {
+    text: values.map((v) => `vm.${v.name} ${Number.isNaN(v.value) ? 'unknown' : v.value}`).join(', '),
+    tuned: values.some((v) => !Number.isNaN(v.value) && v.value !== v.fallback),
+  };
+}

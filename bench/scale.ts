@@ -17,12 +17,12 @@
  * --buckets B (default 1024), --presize, --seed S, --tmp DIR.
  * Results go to the `<N> scale` section of bench/RESULTS.md.
  */
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { countedKeys, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, valueOf } from './workload.js';
 import { flagValue, parseCount } from './options.js';
 import { parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
+import { writebackSettings } from './machine.js';
 import { cpuSince, diskUse, RssSampler } from './measure.js';
 import { cell, int, sizeLabel, table, writeMarkdown } from './report.js';
 import { stat } from './summary.js';
@@ -235,24 +235,6 @@ const TIME_LABELS: Record<TimePhase, string> = {
   close: 'close after the inserts', reopen: 'reopen, ready to serve', reopenAfterChanges: 'reopen after the changes',
   sampleRead: `read every ${SAMPLE_STRIDE}st key after it (each bucket mapped at its first read)`, verify: '`BucketMap.verify` of the files',
 };
-
-/** The kernel's writeback settings, which bound writes once the index passes the background dirty limit (RESULTS.md, (i)). */
-const WRITEBACK_DEFAULTS = { dirty_background_ratio: 10, dirty_background_bytes: 0, dirty_ratio: 20, dirty_bytes: 0, dirty_expire_centisecs: 3000 };
-
-function writebackSettings(): { text: string; tuned: boolean } {
-  const read = (name: string): number => {
-    try {
-      return Number(fs.readFileSync(`/proc/sys/vm/${name}`, 'utf8').trim());
-    } catch {
-      return NaN;
-    }
-  };
-  const values = Object.entries(WRITEBACK_DEFAULTS).map(([name, fallback]) => ({ name, value: read(name), fallback }));
-  return {
-    text: values.map((v) => `vm.${v.name} ${Number.isNaN(v.value) ? 'unknown' : v.value}`).join(', '),
-    tuned: values.some((v) => !Number.isNaN(v.value) && v.value !== v.fallback),
-  };
-}
 
 function parent(argv: string[]): void {
   const n = parseCount(flagValue(argv, 'n', '100M'));
