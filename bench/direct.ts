@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { buildWorkload, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, sameValue } from './workload.js';
 import { flagValue, parseCount } from './options.js';
 import { parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
-import { cell, int, sizeLabel, table, writeMarkdown } from './report.js';
+import { cell, int, machineLine, runStamp, sizeLabel, table, writeMarkdown } from './report.js';
 import { stat } from './summary.js';
 
 const PHASES = ['insert', 'insertMany', 'get', 'getMany', 'miss', 'hasManyMiss', 'addref', 'addrefMany', 'delete', 'deleteMany', 'insertPresized', 'insertManyPresized'] as const;
@@ -156,11 +156,11 @@ function parent(argv: string[]): void {
     (engine, dir) => ({ engine, n, seed, dir }), (run, engine) => `direct: run ${run}/${runs}, ${engine}`);
   const rows = engines.map((e) => [`bucket-map-${e}`, ...PHASES.map((p) => cell(stat(results.get(e)!.map((r) => r[p])), int, runs))]);
   const label = `${sizeLabel(n)} direct`;
-  const section = `## bucket-map alone, keys in hand: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
+  const section = `## bucket-map alone, keys in hand: run of ${runStamp(started)}
 
 N = ${n.toLocaleString('en-US')} keys, ${runs} runs per engine, each in a fresh process; operations per second, median (min–max). Seed 0x${seed.toString(16)}. Written by \`npm run bench:direct -- --n ${sizeLabel(n)} --runs ${runs}${engines.join(',') === 'host,wasm' ? '' : ` --engines ${engines.join(',')}`}\`.
 
-- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB.toFixed(1)} GiB RAM, ${machine.kernel}, Node ${machine.node}; files on ${machine.fs}
+${machineLine(machine)}
 - bucket-map ${version}, maxBuckets 1024, default codec bytes(16), temporary maps (no restart file)
 
 ${table(['engine', ...PHASES.map((p) => LABELS[p])], rows)}

@@ -52,7 +52,12 @@ export interface Report {
 
 export const int = (x: number): string => Math.floor(x).toLocaleString('en-US');
 /** One decimal, truncated: toFixed alone would round, and could round a figure up. */
-const dec1 = (x: number): string => (Math.floor(x * 10) / 10).toFixed(1);
+export const dec1 = (x: number): string => (Math.floor(x * 10) / 10).toFixed(1);
+/** A run's start as it heads its section: `2026-11-27 11:05:19 UTC`. */
+export const runStamp = (d: Date): string => `${d.toISOString().replace('T', ' ').slice(0, 19)} UTC`;
+/** The machine line of a bucket-map-only section (bench:direct, bench:scale). */
+export const machineLine = (m: Machine): string =>
+  `- Machine: ${m.cpu}, ${m.cores} cores, ${dec1(m.ramGiB)} GiB RAM, ${m.kernel}, Node ${m.node}; files on ${m.fs}`;
 const mib = (kib: number): string => dec1(kib / 1024);
 
 export function cell(s: Stat | null | undefined, fmt: (x: number) => string, runs: number): string {

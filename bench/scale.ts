@@ -24,7 +24,7 @@ import { flagValue, parseCount } from './options.js';
 import { parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
 import { writebackSettings } from './machine.js';
 import { cpuSince, diskUse, RssSampler } from './measure.js';
-import { cell, int, sizeLabel, table, writeMarkdown } from './report.js';
+import { cell, dec1, int, machineLine, runStamp, sizeLabel, table, writeMarkdown } from './report.js';
 import { stat } from './summary.js';
 
 const CHUNK = 65_536;
@@ -248,7 +248,6 @@ function parent(argv: string[]): void {
   const { results, root, version, machine, started } = runEngines<ScaleRun>(import.meta.url, 'scale', runs, engines, flagValue(argv, 'tmp', os.tmpdir()),
     (engine, dir): ScaleArgs => ({ engine, n, buckets, seed, presize, dir }), (run, engine) => `scale: run ${run}/${runs}, ${engine}, N = ${n.toLocaleString('en-US')}`);
   const live = n - Math.floor(n / 10);
-  const dec1 = (x: number): string => (Math.floor(x * 10) / 10).toFixed(1);
   const figure = (pick: (r: ScaleRun) => number, fmt: (x: number) => string) =>
     engines.map((e) => cell(stat(results.get(e)!.map(pick)), fmt, runs));
   const rows: string[][] = [
@@ -270,11 +269,11 @@ function parent(argv: string[]): void {
     ...(buckets !== 1024 ? [`--buckets ${buckets}`] : []), ...(presize ? ['--presize'] : [])];
   const variant = `${buckets !== 1024 ? `, ${buckets} bucket${buckets === 1 ? "" : "s"}` : ''}${presize ? ', presized' : ''}${writeback.tuned ? ', writeback tuned' : ''}`;
   const label = `${sizeLabel(n)} scale${variant}`;
-  const section = `## bucket-map at scale, ${n.toLocaleString('en-US')} keys${variant}: run of ${started.toISOString().replace('T', ' ').slice(0, 19)} UTC
+  const section = `## bucket-map at scale, ${n.toLocaleString('en-US')} keys${variant}: run of ${runStamp(started)}
 
 ${runs} run${runs === 1 ? '' : 's'} per engine, each in a fresh process${runs === 1 ? '' : '; median (min–max)'}. Seed 0x${seed.toString(16)}. Written by \`npm run bench:scale -- ${flags.join(' ')}\`.
 
-- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB.toFixed(1)} GiB RAM, ${machine.kernel}, Node ${machine.node}; files on ${machine.fs}
+${machineLine(machine)}
 - bucket-map ${version}, maxBuckets ${buckets}, default codec bytes(16), one persistent map (restart file) per run
 - Kernel writeback: ${writeback.text}${writeback.tuned ? ' (not the defaults)' : ' (the defaults)'}
 
