@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
 import { openBucketFiles, tableOverFiles } from '../host/bucket-storage.js';
 import { Manifest } from '../host/manifest.js';
-import { CELL_BYTES, CELLS_PER_PAGE, PAGE_EXTRA_OFFSET, PAGE_HEADER_BYTES } from '../host/layout.js';
+import { CELL_BYTES, CELLS_PER_PAGE, extraByte, PAGE_HEADER_BYTES } from '../host/layout.js';
 import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir } from './helpers.js';
 
 const CLI = new URL('../host/cli.js', import.meta.url).pathname;
@@ -156,7 +156,7 @@ for (const engine of ENGINES) {
       const pageAt = spot.ctrlAt - 2 * slot;
       const [lo, hi] = read(spot.file, spot.ctrlAt, 2);
       patch(spot.file, spot.cellAt + CELL_BYTES, read(spot.file, spot.cellAt, CELL_BYTES));
-      patch(spot.file, pageAt + PAGE_EXTRA_OFFSET + slot + 1, read(spot.file, pageAt + PAGE_EXTRA_OFFSET + slot, 1));
+      patch(spot.file, extraByte(pageAt, slot + 1), read(spot.file, extraByte(pageAt, slot), 1));
       patch(spot.file, spot.ctrlAt + 2, [lo + 1, hi]);
       const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
       assert.match(problems(report), /also in an earlier cell/);
