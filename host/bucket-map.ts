@@ -20,7 +20,7 @@ import { Manifest } from './manifest.js';
 import { CloseRecord } from './close-record.js';
 import { Counters, type BucketMapStats } from './stats.js';
 import { PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
-import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath } from './storage.js';
+import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath, mappings } from './storage.js';
 import { MapLock } from './lock.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
 import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
@@ -900,6 +900,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       cache: { hits: e.cacheHits, misses: e.cacheMisses, pagesIn: e.pagesIn, pagesOut: e.pagesOut, writeRecords: e.writeRecords },
       flush: { count: c.flushes, totalMs: c.flushMs, lastMs: c.lastFlushMs },
       open: { ms: c.openMs, repairedBuckets: c.repairedBuckets, deferredBuckets: c.deferredBuckets, removedFiles: c.removedFiles, repairMs: c.repairMs, freedDataCells: c.freedDataCells },
+      mappings: { live: mappings.live, budget: mappings.budget },
     };
   }
 }

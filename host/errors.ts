@@ -25,6 +25,11 @@ export const codes = Object.freeze({
   REFCOUNT_UNDERFLOW: 'BUCKET_MAP_REFCOUNT_UNDERFLOW',
   /** A map method was called from inside an update() callback. */
   REENTRANT: 'BUCKET_MAP_REENTRANT',
+  /**
+   * The process holds as many file mappings as bucket-map takes under the kernel's cap
+   * (vm.max_map_count): replaced files stay mapped until the event loop turns. Transient.
+   */
+  MAPPING_LIMIT: 'BUCKET_MAP_MAPPING_LIMIT',
   /** The machine is big-endian: the files are little-endian and both engines read them as such. */
   UNSUPPORTED_PLATFORM: 'BUCKET_MAP_UNSUPPORTED_PLATFORM',
 } as const);

@@ -55,4 +55,10 @@ export interface BucketMapStats {
    * vouches for every bucket does not look for them (none can exist).
    */
   open: { ms: number; repairedBuckets: number; deferredBuckets: number; removedFiles: number; repairMs: number; freedDataCells: number };
+  /**
+   * Bucket file mappings held by this process, all maps together, counting those of replaced files
+   * not yet released (see BUCKET_MAP_MAPPING_LIMIT), and the most it may hold (Infinity where the
+   * kernel sets no cap).
+   */
+  mappings: { live: number; budget: number };
 }

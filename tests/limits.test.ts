@@ -1,14 +1,17 @@
 /**
- * Resource limits: a configured ceiling on file bytes, and a disk that really fills up. Growth
- * past either fails with a BucketMapError; the map stays usable and consistent, and reopens.
+ * Resource limits: a configured ceiling on file bytes, a disk that really fills up, and the
+ * kernel's cap on mappings. Growth past any of them fails with a BucketMapError; the map stays
+ * usable and consistent, and reopens.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
-import { faults } from '../host/storage.js';
+import { faults, mappings } from '../host/storage.js';
 import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
 
 /** Inserts until growth fails; returns the error and the model of what was written. */
@@ -50,6 +53,18 @@ function stillUsable(map: BucketMap, model: Map<string, string>, config: BucketM
   again.close();
 }
 
+/** Collects garbage and lets the event loop turn until fewer than `below` mappings are held (at most 20 rounds). */
+async function releaseMappings(below: number): Promise<void> {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  for (let round = 0; round < 20 && mappings.live >= below; round++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+const kernelBudget = mappings.budget;
+
 for (const engine of ENGINES) {
   const test = suite(`resource limits [${engine}]`);
   let dir = '';
@@ -58,7 +73,57 @@ for (const engine of ENGINES) {
   });
   test.after.each(() => {
     faults.beforeCreate = null;
+    mappings.budget = kernelBudget;
     removeDir(dir);
+  });
+
+  test('every file mapping is counted, and uncounted once collected', async () => {
+    const config = persistentConfig(dir, engine, { maxBuckets: 4 });
+    const before = mappings.live;
+    const map = new BucketMap(config);
+    const rng = new Rng(35);
+    while (map.stats().buckets.allocated < 4) map.insert(rng.key(), [rng.bytes(16)]);
+    const s = map.stats();
+    assert.is(s.index.resizes, 0);
+    assert.is(mappings.live - before, s.index.files + s.data.files, 'one mapping per file made');
+    assert.equal(s.mappings, { live: mappings.live, budget: kernelBudget });
+    map.close();
+    await releaseMappings(before);
+    assert.ok(mappings.live <= before, `${mappings.live} mappings held after close, ${before} before the map opened`);
+  });
+
+  test('past the mapping budget, growth and compaction fail with MAPPING_LIMIT and lose nothing; once the event loop turns they go on', async () => {
+    const config = persistentConfig(dir, engine, { maxBuckets: 2 });
+    const map = new BucketMap(config);
+    // Room for the map's own files and a few dozen replaced ones: a synchronous run of inserts
+    // keeps every replaced file mapped, as it would until the kernel's cap.
+    mappings.budget = mappings.live + 40;
+    const rng = new Rng(36);
+    const [err, model] = fillUntilError(map, rng);
+    assert.is(err.code, codes.MAPPING_LIMIT);
+    assert.match(err.message, /vm\.max_map_count/);
+    assert.ok(err.file !== undefined && err.file.startsWith(dir), `file ${err.file}`);
+    assert.ok(map.stats().index.resizes > 10, `${map.stats().index.resizes} growths before the limit`);
+    // A compaction needs new files too: refused before anything changes.
+    const deleted = [...model.keys()].slice(0, Math.floor(model.size * 0.9));
+    for (const h of deleted) {
+      assert.is(map.deleteKey(Buffer.from(h, 'hex')), true);
+      model.delete(h);
+    }
+    assert.is(thrownBy(() => map.compact())?.code, codes.MAPPING_LIMIT);
+    assert.equal(snapshot(map), model);
+    assert.is(map.verify().ok, true);
+    await releaseMappings(mappings.budget - 10);
+    assert.ok(mappings.live < mappings.budget - 10, `${mappings.live} mappings still held, budget ${mappings.budget}`);
+    assert.ok(map.compact().bytesFreed > 0, 'the compaction goes through');
+    const resizes = map.stats().index.resizes;
+    while (map.stats().index.resizes === resizes) {
+      const key = rng.key();
+      const list = [rng.bytes(16)];
+      map.insert(key, list);
+      model.set(hex(key), JSON.stringify([list.map(hex), 1]));
+    }
+    stillUsable(map, model, config);
   });
 
   test('maxBytes stops growth with SIZE_LIMIT; files stay under it and the map stays usable', () => {
