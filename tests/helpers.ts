@@ -69,11 +69,16 @@ export function testSeed(): number {
 /** Runs `fn` with a seeded Rng; on failure the error message gains the seed. */
 export function withSeed<R>(fn: (rng: Rng) => R, seed = testSeed()): R {
   const rng = new Rng(seed);
-  try {
-    return fn(rng);
-  } catch (err) {
+  const annotate = (err: unknown): never => {
     if (err instanceof Error) err.message = `${err.message}\n(reproduce with TEST_SEED=${seed})`;
     throw err;
+  };
+  try {
+    const result = fn(rng);
+    // An async test fails later, by rejection: it names its seed too.
+    return (result instanceof Promise ? result.catch(annotate) : result) as R;
+  } catch (err) {
+    return annotate(err);
   }
 }
 
