@@ -216,8 +216,13 @@ function kernelMappingCap(): number {
  */
 export const mappings = {
   live: 0,
-  budget: ((cap) => (cap === Infinity ? Infinity : Math.max(0, cap - Math.max(8192, Math.floor(cap / 4)))))(kernelMappingCap()),
+  budget: budgetUnder(kernelMappingCap()),
 };
+
+/** The cap less what is left to the rest of the process: a quarter of it, at least 8,192. */
+function budgetUnder(cap: number): number {
+  return cap === Infinity ? Infinity : Math.max(0, cap - Math.max(8192, Math.floor(cap / 4)));
+}
 const collected = new FinalizationRegistry<number>(() => {
   mappings.live--;
 });

@@ -4,7 +4,8 @@
  * readValue, has, getMany, insertMany, deleteMany, addrefMany, unrefMany), slot lists of 0–4 elements, refCounts 0, 1, 2
  * and large; every 250 steps, at random, a compact() at a random load, and between them now and
  * then a setAnticipatedCount() for up to twice the keys seen so far; every 1,000 steps the size
- * and the full contents are compared, and halfway the map is closed and reopened; the event loop turns every 1,000 steps. TEST_SEED=n reproduces a run.
+ * and the full contents are compared and the event loop turns, and halfway the map is closed and
+ * reopened. TEST_SEED=n reproduces a run.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

@@ -1,12 +1,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
-import * as v8 from 'node:v8';
-import * as vm from 'node:vm';
 import { BucketMap, BucketMapError, codes } from '../host/index.js';
 import { nextIndexPages, pagesFor } from '../host/bucket-storage.js';
 import { CELLS_PER_PAGE, PAGE_BYTES } from '../host/layout.js';
-import { ENGINES, Rng, hex, listFiles, persistentConfig, removeDir, tempDir, thrownBy } from './helpers.js';
+import { ENGINES, Rng, collectGarbage, hex, listFiles, persistentConfig, removeDir, tempDir, thrownBy } from './helpers.js';
 
 for (const engine of ENGINES) {
   const test = suite(`growth [${engine}]`);
@@ -161,15 +159,13 @@ for (const engine of ENGINES) {
 
   test('files replaced by growth are let go: after a collection none of them stays mapped', async () => {
     if (!fs.existsSync('/proc/self/maps')) return;
-    v8.setFlagsFromString('--expose-gc');
-    const gc = vm.runInNewContext('gc') as () => void;
     const map = new BucketMap({ maxBuckets: 16, engine });
     for (let i = 0; i < 30000; i++) map.insert(rng.key(), i % 3 === 0 ? [rng.bytes(16), rng.bytes(16)] : [rng.bytes(16)]);
     assert.ok(map.stats().index.resizes > 30);
     const stale = (): number => fs.readFileSync('/proc/self/maps', 'utf8').split('\n')
       .filter((l) => l.includes(map.drives[0]) && l.includes('(deleted)')).length;
     for (let i = 0; i < 3 && stale() > 0; i++) {
-      gc();
+      collectGarbage();
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.is(stale(), 0, 'mappings of deleted files remain');

@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { Manifest } from '../host/manifest.js';
 import { bucketFileName } from '../host/storage.js';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 
 export const ENGINES: readonly EngineKind[] = ['wasm', 'host'];
 
@@ -162,4 +164,13 @@ export function fingerprint(dir: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const file of listFiles(dir)) out.set(file, fs.readFileSync(file).toString('base64'));
   return out;
+}
+
+/**
+ * A full garbage collection. Node exposes `gc` only under --expose-gc, which uvu's process does not
+ * have: the flag is set at run time and the function taken from a fresh context.
+ */
+export function collectGarbage(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
 }

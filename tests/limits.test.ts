@@ -8,11 +8,9 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as v8 from 'node:v8';
-import * as vm from 'node:vm';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { faults, mappings } from '../host/storage.js';
-import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
+import { ENGINES, Rng, collectGarbage, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
 
 /** Inserts until growth fails; returns the error and the model of what was written. */
 function fillUntilError(map: BucketMap, rng: Rng, limit = 200000): [BucketMapError, Map<string, string>] {
@@ -55,10 +53,8 @@ function stillUsable(map: BucketMap, model: Map<string, string>, config: BucketM
 
 /** Collects garbage and lets the event loop turn until fewer than `below` mappings are held (at most 20 rounds). */
 async function releaseMappings(below: number): Promise<void> {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
   for (let round = 0; round < 20 && mappings.live >= below; round++) {
-    gc();
+    collectGarbage();
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
