@@ -17,6 +17,7 @@
  * --buckets B (default 1024), --presize, --seed S, --tmp DIR.
  * Results go to the `<N> scale` section of bench/RESULTS.md.
  */
+import { setImmediate } from 'node:timers/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { countedKeys, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, valueOf } from './workload.js';
@@ -78,7 +79,7 @@ async function child(a: ScaleArgs): Promise<ScaleRun> {
   const overChunks = async (first: number, end: number, timed: (count: number, from: number) => void, withValues = false): Promise<number> => {
     let ms = 0;
     for (let from = first; from < end; from += CHUNK) {
-      await new Promise((resolve) => setImmediate(resolve));
+      await setImmediate();
       const count = Math.min(CHUNK, end - from);
       countedKeys(from, count, seed, keys);
       if (withValues) for (let j = 0; j < count; j++) valueOf(from + j, values, j * VALUE_BYTES);

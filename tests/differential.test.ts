@@ -7,6 +7,7 @@
  * and the full contents are compared and the event loop turns, and halfway the map is closed and
  * reopened. TEST_SEED=n reproduces a run.
  */
+import { setImmediate } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BucketMap, BucketMapError, NoSpace, codes, type EngineKind } from '../host/index.js';
@@ -153,7 +154,7 @@ function run(engine: EngineKind, buckets: number, maxSearch: number, seed: numbe
           // As a long-running application must: files replaced by growth and compaction are
           // unmapped only when the event loop turns (a 100,000-step run that never let it turn kept
           // them all mapped until V8 could not map its own heap and aborted).
-          await new Promise((resolve) => setImmediate(resolve));
+          await setImmediate();
         }
         if (step === Math.floor(STEPS / 2)) {
           map.close();

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { BucketMap, BucketMapError, codes } from '../host/index.js';
 import { nextIndexPages, pagesFor } from '../host/bucket-storage.js';
 import { CELLS_PER_PAGE, PAGE_BYTES } from '../host/layout.js';
-import { ENGINES, Rng, collectGarbage, hex, listFiles, persistentConfig, removeDir, tempDir, thrownBy } from './helpers.js';
+import { ENGINES, Rng, collectUntil, hex, listFiles, persistentConfig, removeDir, tempDir, thrownBy } from './helpers.js';
 
 for (const engine of ENGINES) {
   const test = suite(`growth [${engine}]`);
@@ -164,10 +164,7 @@ for (const engine of ENGINES) {
     assert.ok(map.stats().index.resizes > 30);
     const stale = (): number => fs.readFileSync('/proc/self/maps', 'utf8').split('\n')
       .filter((l) => l.includes(map.drives[0]) && l.includes('(deleted)')).length;
-    for (let i = 0; i < 3 && stale() > 0; i++) {
-      collectGarbage();
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await collectUntil(() => stale() === 0, 3);
     assert.is(stale(), 0, 'mappings of deleted files remain');
     map.close();
   });

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { Manifest } from '../host/manifest.js';
 import { bucketFileName } from '../host/storage.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 
@@ -170,7 +171,18 @@ export function fingerprint(dir: string): Map<string, string> {
  * A full garbage collection. Node exposes `gc` only under --expose-gc, which uvu's process does not
  * have: the flag is set at run time and the function taken from a fresh context.
  */
-export function collectGarbage(): void {
+function collectGarbage(): void {
   v8.setFlagsFromString('--expose-gc');
   (vm.runInNewContext('gc') as () => void)();
+}
+
+/**
+ * Collects garbage and lets the event loop turn, at most `rounds` times, until `done()`: mmap-io
+ * unmaps a collected mapping only when the loop turns.
+ */
+export async function collectUntil(done: () => boolean, rounds: number): Promise<void> {
+  for (let round = 0; round < rounds && !done(); round++) {
+    collectGarbage();
+    await sleep(20);
+  }
 }

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { faults, mappings } from '../host/storage.js';
-import { ENGINES, Rng, collectGarbage, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
+import { ENGINES, Rng, collectUntil, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
 
 /** Inserts until growth fails; returns the error and the model of what was written. */
 function fillUntilError(map: BucketMap, rng: Rng, limit = 200000): [BucketMapError, Map<string, string>] {
@@ -51,14 +51,6 @@ function stillUsable(map: BucketMap, model: Map<string, string>, config: BucketM
   again.close();
 }
 
-/** Collects garbage and lets the event loop turn until fewer than `below` mappings are held (at most 20 rounds). */
-async function releaseMappings(below: number): Promise<void> {
-  for (let round = 0; round < 20 && mappings.live >= below; round++) {
-    collectGarbage();
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
-
 const kernelBudget = mappings.budget;
 
 for (const engine of ENGINES) {
@@ -84,7 +76,7 @@ for (const engine of ENGINES) {
     assert.is(mappings.live - before, s.index.files + s.data.files, 'one mapping per file made');
     assert.equal(s.mappings, { live: mappings.live, budget: kernelBudget });
     map.close();
-    await releaseMappings(before);
+    await collectUntil(() => mappings.live <= before, 20);
     assert.ok(mappings.live <= before, `${mappings.live} mappings held after close, ${before} before the map opened`);
   });
 
@@ -109,7 +101,7 @@ for (const engine of ENGINES) {
     assert.is(thrownBy(() => map.compact())?.code, codes.MAPPING_LIMIT);
     assert.equal(snapshot(map), model);
     assert.is(map.verify().ok, true);
-    await releaseMappings(mappings.budget - 10);
+    await collectUntil(() => mappings.live < mappings.budget - 10, 20);
     assert.ok(mappings.live < mappings.budget - 10, `${mappings.live} mappings still held, budget ${mappings.budget}`);
     assert.ok(map.compact().bytesFreed > 0, 'the compaction goes through');
     const resizes = map.stats().index.resizes;
