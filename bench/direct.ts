@@ -9,8 +9,9 @@
  * either way (keys are hashed), so the map gets no help from the order of the keys. Every read is
  * checked; each run is a fresh process.
  *
- * Options: --n N (default 10M), --runs R (default 3), --engines host,wasm, --seed S.
- * Results go to the `<N> direct` section of bench/RESULTS.md.
+ * Options: --n N (default 10M), --runs R (default 3), --engines host,wasm, --seed S, --buckets B
+ * (maxBuckets, default 1024), --huge-pages (the `hugePages` option). Results go to the
+ * `<N> direct` section of bench/RESULTS.md (a section of its own for other buckets or huge pages).
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -29,7 +30,7 @@ const LABELS: Record<DirectPhase, string> = {
 };
 const BATCH = 1024;
 
-interface ChildArgs { engine: Engine; n: number; seed: number; dir: string }
+interface ChildArgs { engine: Engine; n: number; seed: number; dir: string; buckets: number; hugePages: boolean }
 
 /** One run: every phase on one engine. Arguments come as one JSON string (see worker.ts for why). */
 async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
@@ -47,6 +48,7 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
     process.stderr.write(`[direct ${a.engine}] ${phase}: ${Math.round(rate[phase]!).toLocaleString('en-US')}/s\n`);
   };
   const fail = (what: string, i: number): never => { throw new Error(`${what} wrong for key ${i}`); };
+  const config = (folder: string) => ({ maxBuckets: a.buckets, engine: a.engine, drives: [path.join(a.dir, folder)], hugePages: a.hugePages });
   // Slot lists are made per call or per batch, as a caller would: holding N of them would give the
   // collector tens of millions of objects to trace and slow every phase.
   const listsFrom = (i: number, end: number): Uint8Array[][] => {
@@ -56,7 +58,7 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
   };
 
   // Per-key calls index a packed() view of the key buffer, as a caller holding packed keys would.
-  const batched = new BucketMap({ maxBuckets: 1024, engine: a.engine, drives: [path.join(a.dir, 'many')] });
+  const batched = new BucketMap(config('many'));
   time('insertMany', n, () => {
     for (let i = 0; i < n; i += BATCH) {
       const end = Math.min(n, i + BATCH);
@@ -65,7 +67,7 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
   });
   batched.close();
 
-  const map = new BucketMap({ maxBuckets: 1024, engine: a.engine, drives: [path.join(a.dir, 'one')] });
+  const map = new BucketMap(config('one'));
   const view = map.packed(keys);
   time('insert', n, () => { for (let i = 0; i < n; i++) view.insert(i, [value(i)]); });
   const target = new Uint8Array(VALUE_BYTES);
@@ -123,7 +125,7 @@ async function child(a: ChildArgs): Promise<Record<DirectPhase, number>> {
   // A caller that knows how many keys it loads says so first (setAnticipatedCount, timed with the
   // inserts, into a fresh map). Run last, so the phases above stay comparable with older runs.
   const presized = (phase: DirectPhase, fill: (m: InstanceType<typeof BucketMap>) => void): void => {
-    const m = new BucketMap({ maxBuckets: 1024, engine: a.engine, drives: [path.join(a.dir, phase)] });
+    const m = new BucketMap(config(phase));
     time(phase, n, () => {
       m.setAnticipatedCount(n);
       fill(m);
@@ -152,16 +154,20 @@ function parent(argv: string[]): void {
   const runs = parseRuns(flagValue(argv, 'runs', '3'));
   const engines = parseEngines(flagValue(argv, 'engines', 'host,wasm'));
   const seed = Number(flagValue(argv, 'seed', String(DEFAULT_SEED)));
+  const buckets = Number(flagValue(argv, 'buckets', '1024'));
+  if (!Number.isInteger(buckets) || buckets < 1 || buckets > 65536 || (buckets & (buckets - 1)) !== 0) throw new Error(`--buckets must be a power of two from 1 to 65536`);
+  const hugePages = argv.includes('--huge-pages');
+  const variant = `${buckets === 1024 ? '' : ` --buckets ${buckets}`}${hugePages ? ' --huge-pages' : ''}`;
   const { results, root, version, machine, started } = runEngines<Record<DirectPhase, number>>(import.meta.url, 'direct', runs, engines, os.tmpdir(),
-    (engine, dir) => ({ engine, n, seed, dir }), (run, engine) => `direct: run ${run}/${runs}, ${engine}`);
+    (engine, dir) => ({ engine, n, seed, dir, buckets, hugePages }), (run, engine) => `direct: run ${run}/${runs}, ${engine}${variant}`);
   const rows = engines.map((e) => [`bucket-map-${e}`, ...PHASES.map((p) => cell(stat(results.get(e)!.map((r) => r[p])), int, runs))]);
-  const label = `${sizeLabel(n)} direct`;
-  const section = `## bucket-map alone, keys in hand: run of ${runStamp(started)}
+  const label = `${sizeLabel(n)} direct${buckets === 1024 ? '' : `, ${buckets} buckets`}${hugePages ? ', hugePages' : ''}`;
+  const section = `## bucket-map alone, keys in hand${variant === '' ? '' : ` (${variant.trim()})`}: run of ${runStamp(started)}
 
-N = ${n.toLocaleString('en-US')} keys, ${runs} runs per engine, each in a fresh process; operations per second, median (min–max). Seed 0x${seed.toString(16)}. Written by \`npm run bench:direct -- --n ${sizeLabel(n)} --runs ${runs}${engines.join(',') === 'host,wasm' ? '' : ` --engines ${engines.join(',')}`}\`.
+N = ${n.toLocaleString('en-US')} keys, ${runs} runs per engine, each in a fresh process; operations per second, median (min–max). Seed 0x${seed.toString(16)}. Written by \`npm run bench:direct -- --n ${sizeLabel(n)} --runs ${runs}${engines.join(',') === 'host,wasm' ? '' : ` --engines ${engines.join(',')}`}${variant}\`.
 
 ${machineLine(machine)}
-- bucket-map ${version}, maxBuckets 1024, default codec bytes(16), temporary maps (no restart file)
+- bucket-map ${version}, maxBuckets ${buckets}${hugePages ? ', hugePages' : ''}, default codec bytes(16), temporary maps (no restart file)
 
 ${table(['engine', ...PHASES.map((p) => LABELS[p])], rows)}
 

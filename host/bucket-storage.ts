@@ -29,6 +29,8 @@ export interface FileLayout {
   readonly segmentBytes: number;
   readonly mapId: number;
   readonly drives: readonly string[];
+  /** Cache and map the files in 2 MiB pages (the config option; not part of the format). */
+  readonly hugePages?: boolean;
 }
 
 export function indexSpec(layout: FileLayout, ix: number, record: BucketRecord, generation: number, pages: number): FileSpec {
@@ -55,12 +57,12 @@ export function openBucketFiles(layout: FileLayout, ix: number, record: BucketRe
   const dir = layout.drives[record.drive];
   const opened: MappedFile[] = [];
   try {
-    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly, mode);
+    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly, mode, layout.hugePages === true);
     opened.push(index);
     const data = new Array<MappedFile | null>(SIZE_CLASSES).fill(null);
     for (let c = 0; c < SIZE_CLASSES; c++) {
       if (record.dataGen[c] === 0) continue;
-      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly, mode);
+      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly, mode, layout.hugePages === true);
       opened.push(data[c] as MappedFile);
     }
     return { index, data };
@@ -247,11 +249,11 @@ export class BucketStorage {
     }
     let file: MappedFile;
     try {
-      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares);
+      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages === true);
     } catch (err) {
       if ((err as { cause?: { code?: string } }).cause?.code !== 'EEXIST') throw err;
       for (let s = 0; fs.existsSync(segmentPath(this.dir(), name, s)); s++) fs.rmSync(segmentPath(this.dir(), name, s));
-      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares);
+      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages === true);
     }
     usage.bytes += file.bytes;
     this.ctx.counters.filesCreated++;

@@ -7,10 +7,11 @@
  * Every segment starts with its own header so that each can be checked on its own.
  *
  * Files are sized with ftruncate and then have their blocks reserved by writing zeros before they
- * are mapped (MAP_SHARED, MADV_RANDOM; the descriptor is closed once mapped). A purely sparse file
- * would defer block allocation to the first store into the mapping, and on a full disk that store
- * kills the process with SIGBUS (measured on a full tmpfs); reserving turns a full disk into an
- * ENOSPC from write(), reported as a BucketMapError while the map stays usable.
+ * are mapped (MAP_SHARED, MADV_RANDOM, and MADV_HUGEPAGE for `hugePages` maps; the descriptor is
+ * closed once mapped). A purely sparse file would defer block allocation to the first store into
+ * the mapping, and on a full disk that store kills the process with SIGBUS (measured on a full
+ * tmpfs); reserving turns a full disk into an ENOSPC from write(), reported as a BucketMapError
+ * while the map stays usable.
  * mmap-io cannot unmap: a mapping goes when its Buffer is collected, so `unlink` removes the files
  * at once and `release` drops our references. How many mappings may wait for that is bounded
  * (see `mappings`).
@@ -24,6 +25,7 @@ import { HEADER_BYTES } from './layout.js';
 
 interface MmapBinding {
   map(size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number): Buffer;
+  advise(buffer: Buffer, advise: number): void;
   sync_lib_private__(buffer: Buffer, offset: number, size: number, blocking: boolean, invalidate: boolean): void;
   readonly PROT_READ: number;
   readonly PROT_WRITE: number;
@@ -168,25 +170,32 @@ export const faults = {
 
 /** The kernel's page, the unit of the zero-fill (see reserveBlocks). */
 const OS_PAGE_BYTES = 4096;
-const ZEROS = new Uint8Array(OS_PAGE_BYTES);
+/** x86-64's and arm64's (4 KiB granule) PMD size: the unit of the fill for `hugePages` maps. */
+export const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
+/** Linux's madvise advice; mmap-io exports only the five portable ones. */
+const MADV_HUGEPAGE = 14;
+const zeroBlocks = new Map<number, Uint8Array>();
 
 /**
- * Writes zeros over [from, to) so every block exists before the file is mapped, one 4 KiB page per
- * write(). The page cache sizes each folio by the write that creates it, and on Linux 6.16+ ext4
- * keeps large folios: written 1 MiB at a time, a file was cached in folios of up to 1 MiB, and the
- * first store to a clean one dirtied the whole folio, which the kernel then wrote back whole.
- * Measured on this VM (scratch script, a 256 MiB file, 3,000 stores to random pages after `sync`):
- * with 1 MiB writes 224 MiB became dirty for 11.7 MiB of pages touched and each store took
- * 12–15 µs; with 16 KiB writes 43 MiB and 4.1 µs; with 4 KiB, 11.7 MiB and 3.0–3.9 µs. Loading
- * 100M keys, whose index passes the kernel's background dirty limit, the fifth tenth of the keys
- * went in at 29,000/s with 1 MiB writes, 59,000/s with 16 KiB and 100,000/s with 4 KiB. Page-sized
- * writes cost system calls (1.55 ms per MiB filled against 0.35), which 10M inserts, filling
- * ~2 GB of new files as they grow, pay for (bench/RESULTS.md, (i)).
+ * Writes zeros over [from, to) so every block exists before the file is mapped, one `unit` per
+ * write(), aligned to the unit. The page cache sizes each folio by the write that creates it, and
+ * on Linux 6.16+ ext4 keeps large folios: written 1 MiB at a time, a file was cached in folios of up
+ * to 1 MiB, and the first store to a clean one dirtied the whole folio, which the kernel then wrote
+ * back whole. Measured on this VM (scratch script, a 256 MiB file, 3,000 stores to random pages
+ * after `sync`): with 1 MiB writes 224 MiB became dirty for 11.7 MiB of pages touched and each
+ * store took 12–15 µs; with 16 KiB writes 43 MiB and 4.1 µs; with 4 KiB, 11.7 MiB and 3.0–3.9 µs.
+ * Loading 100M keys, whose index passes the kernel's background dirty limit, the fifth tenth of the
+ * keys went in at 29,000/s with 1 MiB writes, 59,000/s with 16 KiB and 100,000/s with 4 KiB.
+ * Page-sized writes cost system calls (1.55 ms per MiB filled against 0.35), which 10M inserts,
+ * filling ~2 GB of new files as they grow, pay for (bench/RESULTS.md, (i)). The default unit is
+ * therefore the page; `hugePages` maps fill by HUGE_PAGE_BYTES instead (see MappedFile.create).
  */
-export function reserveBlocks(fd: number, from: number, to: number): void {
+export function reserveBlocks(fd: number, from: number, to: number, unit = OS_PAGE_BYTES): void {
+  let zeros = zeroBlocks.get(unit);
+  if (zeros === undefined) zeroBlocks.set(unit, (zeros = new Uint8Array(unit)));
   for (let at = from; at < to; ) {
-    const n = Math.min(OS_PAGE_BYTES - (at % OS_PAGE_BYTES), to - at);
-    at += fs.writeSync(fd, ZEROS, 0, n, at);
+    const n = Math.min(unit - (at % unit), to - at);
+    at += fs.writeSync(fd, zeros, 0, n, at);
   }
 }
 
@@ -227,7 +236,7 @@ const collected = new FinalizationRegistry<number>(() => {
   mappings.live--;
 });
 
-function mapFd(fd: number, bytes: number, file: string, readOnly = false): Buffer {
+function mapFd(fd: number, bytes: number, file: string, readOnly: boolean, hugePages: boolean): Buffer {
   if (bytes > MAX_MAPPING_BYTES) throw new BucketMapError(codes.CAPACITY, `${file}: ${bytes} bytes exceed the mapping limit`, { file });
   if (mappings.live >= mappings.budget) {
     throw new BucketMapError(codes.MAPPING_LIMIT, `cannot map ${file}: this process holds ${mappings.live} bucket file mappings, `
@@ -241,6 +250,15 @@ function mapFd(fd: number, bytes: number, file: string, readOnly = false): Buffe
     mapped = mmap.map(bytes, protection, mmap.MAP_SHARED, fd, 0, mmap.MADV_RANDOM);
   } catch (err) {
     throw ioError(`cannot map ${file}`, err, file);
+  }
+  if (hugePages && bytes >= HUGE_PAGE_BYTES && process.platform === 'linux') {
+    // A hint: a kernel without transparent huge pages refuses it, and the map works as without.
+    // Not on a smaller file, whose reads from disk would then come in large folios no PMD maps.
+    try {
+      mmap.advise(mapped, MADV_HUGEPAGE);
+    } catch {
+      /* the mapping stays as it is */
+    }
   }
   // The ArrayBuffer, not the Buffer: views of it (the tables') keep the mapping alive after the
   // Buffer itself is gone.
@@ -307,9 +325,10 @@ export class MappedFile {
    */
   private headers: Uint8Array[] | null;
   private readonly readOnly: boolean;
+  private readonly hugePages: boolean;
 
   /** Neither `mapped` nor `headers`: opened `deferred`, nothing about the file checked yet. */
-  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, sizes: number[], mapped: Buffer[] | null, headers: Uint8Array[] | null, readOnly: boolean) {
+  private constructor(dir: string, name: string, spec: FileSpec, recordsPerSegment: number, sizes: number[], mapped: Buffer[] | null, headers: Uint8Array[] | null, readOnly: boolean, hugePages: boolean) {
     this.dir = dir;
     this.name = name;
     this.spec = spec;
@@ -318,6 +337,7 @@ export class MappedFile {
     this.mapped = mapped;
     this.headers = headers;
     this.readOnly = readOnly;
+    this.hugePages = hugePages;
   }
 
   /** One Buffer per segment file, each mapping the whole file (header included); maps it on first use. */
@@ -348,7 +368,7 @@ export class MappedFile {
       return withCheckedSegment(file, bytes, this.readOnly, (fd, header) => {
         const before = headers[i];
         for (let k = 0; k < HEADER_BYTES; k++) if (header[k] !== before[k]) throw corrupt(file, 'header changed since the map was opened');
-        return mapFd(fd, bytes, file, this.readOnly);
+        return mapFd(fd, bytes, file, this.readOnly, this.hugePages);
       });
     });
     this.headers = null;
@@ -361,13 +381,23 @@ export class MappedFile {
       const file = segmentPath(this.dir, this.name, place.segment);
       return withCheckedSegment(file, this.segmentSizes[i], this.readOnly, (fd, header) => {
         checkFileHeader(header, this.spec, place, file);
-        return mapFd(fd, this.segmentSizes[i], file, this.readOnly);
+        return mapFd(fd, this.segmentSizes[i], file, this.readOnly, this.hugePages);
       });
     });
   }
 
-  /** Creates every segment (sparse, zero-filled, header written) and maps it. */
-  static create(dir: string, name: string, spec: FileSpec, segmentBytes: number, spares: SparePool | null = null): MappedFile {
+  /**
+   * Creates every segment (sparse, zero-filled, header written) and maps it.
+   *
+   * With `hugePages` the zeros go in 2 MiB writes aligned to 2 MiB of the file, header included
+   * (the tail past the last whole 2 MiB page by page), so ext4 (Linux 6.16+) caches the file in
+   * PMD-sized folios, and the mapping (advised MADV_HUGEPAGE too, so that a read from disk brings in
+   * such folios) maps each with one page table entry: one TLB entry then covers 2 MiB of the index
+   * instead of 4 KiB. Per-key gets of a 10M map in 16 buckets took 427–514 ns instead of 579–713
+   * ns on this VM (scratch script; bench/RESULTS.md, (j)). The cost is the one the page-sized fill
+   * avoids: the first store to a written-back folio dirties all 2 MiB of it.
+   */
+  static create(dir: string, name: string, spec: FileSpec, segmentBytes: number, spares: SparePool | null = null, hugePages = false): MappedFile {
     const places = placements(spec, segmentBytes);
     const segments: Buffer[] = [];
     const created: string[] = [];
@@ -389,9 +419,14 @@ export class MappedFile {
           faults.beforeCreate?.(file, bytes);
           fs.ftruncateSync(fd, 0);
           fs.ftruncateSync(fd, bytes);
+          // Zeros first, so the header's small write does not make the first folio a small one. A
+          // part too short for a whole 2 MiB page goes page by page: a large folio that no PMD can
+          // map would cost the writeback without saving a TLB miss.
+          const hugeEnd = hugePages ? bytes - (bytes % HUGE_PAGE_BYTES) : 0;
+          reserveBlocks(fd, 0, hugeEnd, HUGE_PAGE_BYTES);
+          reserveBlocks(fd, hugeEnd, bytes, OS_PAGE_BYTES);
           fs.writeSync(fd, encodeFileHeader(spec, place), 0, HEADER_BYTES, 0);
-          reserveBlocks(fd, HEADER_BYTES, bytes);
-          segments.push(mapFd(fd, bytes, file));
+          segments.push(mapFd(fd, bytes, file, false, hugePages));
         } catch (err) {
           throw err instanceof BucketMapError ? err : ioError(`cannot allocate ${bytes} bytes for ${file}`, err, file);
         } finally {
@@ -402,7 +437,7 @@ export class MappedFile {
       for (const file of created) fs.rmSync(file, { force: true });
       throw err;
     }
-    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, segments.map((b) => b.length), segments, null, false);
+    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, segments.map((b) => b.length), segments, null, false, hugePages);
   }
 
   /**
@@ -413,12 +448,12 @@ export class MappedFile {
    * bucket of a large map at open would cost more than the checks do. With `deferred` the checks
    * wait too (see OpenMode).
    */
-  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, mode: OpenMode = 'eager'): MappedFile {
+  static open(dir: string, name: string, spec: FileSpec, segmentBytes: number, readOnly = false, mode: OpenMode = 'eager', hugePages = false): MappedFile {
     const places = placements(spec, segmentBytes);
     const sizes = places.map((place) => segmentFileBytes(spec, place));
     if (mode !== 'lazy') {
       // Deferred: checked and mapped on first use. Eager: the same, now.
-      const file = new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, null, readOnly);
+      const file = new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, null, readOnly, hugePages);
       if (mode === 'eager') void file.segments;
       return file;
     }
@@ -430,7 +465,7 @@ export class MappedFile {
         return header;
       });
     });
-    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, headers, readOnly);
+    return new MappedFile(dir, name, spec, places[0].recordsPerSegment, sizes, null, headers, readOnly, hugePages);
   }
 
   /** Total bytes of all segment files. */
