@@ -54,12 +54,12 @@ export interface BucketMapConfig<T = Uint8Array> {
   checkFilesAtOpen?: boolean;
   /**
    * Linux: have the kernel cache and map the bucket files in 2 MiB pages where it can (ext4 and
-   * others with large folios, transparent huge pages not `never`), so random reads of a large index
-   * miss the TLB far less: per-key gets about 1.4× faster once a bucket's index passes 2 MiB, and a
-   * map read back from disk loads 2 MiB per fault. The price: the first store to a 2 MiB page the
-   * kernel has written back dirties all of it, so random writes to an index larger than the kernel's
-   * dirty limits slow down (README, Performance). Not part of the format: a map opens with either
-   * setting. Default false.
+   * others with large folios, transparent huge pages not `never`), so random accesses to a large
+   * index miss the TLB far less: per-key gets 1.32× as fast at 10M keys in 16 buckets
+   * (bench/RESULTS.md, (j)), and a map read back from disk loads 2 MiB per fault. It needs index
+   * files of 2 MiB or more. The price: the first store to a 2 MiB page the kernel has written back
+   * dirties all of it, so random writes to an index larger than the kernel's dirty limits slow down
+   * (README, Performance). Not part of the format: a map opens with either setting. Default false.
    */
   hugePages?: boolean;
 }

@@ -393,9 +393,9 @@ export class MappedFile {
    * (the tail past the last whole 2 MiB page by page), so ext4 (Linux 6.16+) caches the file in
    * PMD-sized folios, and the mapping (advised MADV_HUGEPAGE too, so that a read from disk brings in
    * such folios) maps each with one page table entry: one TLB entry then covers 2 MiB of the index
-   * instead of 4 KiB. Per-key gets of a 10M map in 16 buckets took 427–514 ns instead of 579–713
-   * ns on this VM (scratch script; bench/RESULTS.md, (j)). The cost is the one the page-sized fill
-   * avoids: the first store to a written-back folio dirties all 2 MiB of it.
+   * instead of 4 KiB. Per-key gets of a 10M map in 16 buckets ran 1.32× as fast on this VM
+   * (bench/RESULTS.md, (j)). The cost is the one the page-sized fill avoids: the first store to a
+   * written-back folio dirties all 2 MiB of it.
    */
   static create(dir: string, name: string, spec: FileSpec, segmentBytes: number, spares: SparePool | null = null, hugePages = false): MappedFile {
     const places = placements(spec, segmentBytes);
