@@ -845,7 +845,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (drives.length !== manifest.config.drives) {
       throw new BucketMapError(codes.CONFIG_MISMATCH, `${restartFile}: the map uses ${manifest.config.drives} drives, ${drives.length} were given`, { file: restartFile });
     }
-    const layout: FileLayout = { ...manifest.config, drives };
+    // The static verifier takes no map configuration, so it maps the files plainly.
+    const layout: FileLayout = { ...manifest.config, drives, hugePages: false };
     const report = emptyReport();
     for (const [ix, record] of manifest.allocated()) {
       let files: ReturnType<typeof openBucketFiles>;

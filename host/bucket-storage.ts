@@ -30,7 +30,7 @@ export interface FileLayout {
   readonly mapId: number;
   readonly drives: readonly string[];
   /** Cache and map the files in 2 MiB pages (the config option; not part of the format). */
-  readonly hugePages?: boolean;
+  readonly hugePages: boolean;
 }
 
 export function indexSpec(layout: FileLayout, ix: number, record: BucketRecord, generation: number, pages: number): FileSpec {
@@ -57,12 +57,12 @@ export function openBucketFiles(layout: FileLayout, ix: number, record: BucketRe
   const dir = layout.drives[record.drive];
   const opened: MappedFile[] = [];
   try {
-    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly, mode, layout.hugePages === true);
+    const index = MappedFile.open(dir, bucketFileName(layout.mapId, ix, null, record.indexGen), indexSpec(layout, ix, record, record.indexGen, record.indexPages), layout.segmentBytes, readOnly, mode, layout.hugePages);
     opened.push(index);
     const data = new Array<MappedFile | null>(SIZE_CLASSES).fill(null);
     for (let c = 0; c < SIZE_CLASSES; c++) {
       if (record.dataGen[c] === 0) continue;
-      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly, mode, layout.hugePages === true);
+      data[c] = MappedFile.open(dir, bucketFileName(layout.mapId, ix, c, record.dataGen[c]), dataSpec(layout, ix, c, record.dataGen[c], record.dataPow2[c]), layout.segmentBytes, readOnly, mode, layout.hugePages);
       opened.push(data[c] as MappedFile);
     }
     return { index, data };
@@ -249,11 +249,11 @@ export class BucketStorage {
     }
     let file: MappedFile;
     try {
-      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages === true);
+      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages);
     } catch (err) {
       if ((err as { cause?: { code?: string } }).cause?.code !== 'EEXIST') throw err;
       for (let s = 0; fs.existsSync(segmentPath(this.dir(), name, s)); s++) fs.rmSync(segmentPath(this.dir(), name, s));
-      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages === true);
+      file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages);
     }
     usage.bytes += file.bytes;
     this.ctx.counters.filesCreated++;

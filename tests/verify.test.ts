@@ -14,7 +14,7 @@ const CLI = new URL('../host/cli.js', import.meta.url).pathname;
 /** Where a key's index cell is on disk: the segment file and the cell's byte offset in it. */
 function locate(config: BucketMapConfig, key: Uint8Array): { file: string; cellAt: number; ctrlAt: number; dataFile: string | null; dataAt: number } {
   const manifest = Manifest.inspect(config.restartFile!);
-  const layout = { ...manifest.config, drives: config.drives! };
+  const layout = { ...manifest.config, drives: config.drives!, hugePages: false };
   for (const [ix, record] of manifest.allocated()) {
     const files = openBucketFiles(layout, ix, record, true);
     const table = tableOverFiles(layout, record, files.index, files.data);
