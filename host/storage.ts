@@ -171,7 +171,7 @@ export const faults = {
 /** The kernel's page, the unit of the zero-fill (see reserveBlocks). */
 const OS_PAGE_BYTES = 4096;
 /** x86-64's and arm64's (4 KiB granule) PMD size: the unit of the fill for `hugePages` maps. */
-export const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
+const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
 /** Linux's madvise advice; mmap-io exports only the five portable ones. */
 const MADV_HUGEPAGE = 14;
 const zeroBlocks = new Map<number, Uint8Array>();

@@ -114,12 +114,7 @@ for (const engine of ENGINES) {
     assert.equal(snapshot(reopened), model);
     assert.equal(reopened.verify().problems, []);
     // Grows again, now into files written page by page.
-    for (let i = 0; i < KEYS; i++) {
-      const key = rng.key();
-      const list = [rng.bytes(16)];
-      reopened.insert(key, list);
-      model.set(hex(key), entryValue(list, 1));
-    }
+    for (const [key, value] of fill(reopened, rng)) model.set(key, value);
     reopened.close();
 
     const back = new BucketMap({ ...huge, engine: engine === 'host' ? 'wasm' : 'host' });

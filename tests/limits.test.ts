@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { faults, mappings } from '../host/storage.js';
-import { ENGINES, Rng, collectUntil, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
+import { ENGINES, Rng, collectUntil, entryValue, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
 
 /** Inserts until growth fails; returns the error and the model of what was written. */
 function fillUntilError(map: BucketMap, rng: Rng, limit = 200000): [BucketMapError, Map<string, string>] {
@@ -25,7 +25,7 @@ function fillUntilError(map: BucketMap, rng: Rng, limit = 200000): [BucketMapErr
       assert.is(map.has(key), false, 'the failed insert wrote nothing');
       return [err as BucketMapError, model];
     }
-    model.set(hex(key), JSON.stringify([list.map(hex), 1]));
+    model.set(hex(key), entryValue(list, 1));
   }
   throw new Error('the limit was never reached');
 }
@@ -38,7 +38,7 @@ function stillUsable(map: BucketMap, model: Map<string, string>, config: BucketM
   const key = Buffer.from(first, 'hex');
   const replacement = new Uint8Array(16).fill(7);
   map.insert(key, [replacement]);
-  model.set(first, JSON.stringify([[hex(replacement)], 1]));
+  model.set(first, entryValue([replacement], 1));
   const [, second] = model.keys();
   map.deleteKey(Buffer.from(second, 'hex'));
   model.delete(second);
@@ -109,7 +109,7 @@ for (const engine of ENGINES) {
       const key = rng.key();
       const list = [rng.bytes(16)];
       map.insert(key, list);
-      model.set(hex(key), JSON.stringify([list.map(hex), 1]));
+      model.set(hex(key), entryValue(list, 1));
     }
     stillUsable(map, model, config);
   });
@@ -154,7 +154,7 @@ for (const engine of ENGINES) {
       const key = rng.key();
       const list = [rng.bytes(16)];
       map.insert(key, list);
-      model.set(hex(key), JSON.stringify([list.map(hex), 1]));
+      model.set(hex(key), entryValue(list, 1));
     }
     const before = map.stats().index;
     faults.beforeCreate = () => {
@@ -168,7 +168,7 @@ for (const engine of ENGINES) {
     while (map.stats().index.resizes === before.resizes) {
       const key = rng.key();
       map.insert(key, [rng.bytes(16)]);
-      model.set(hex(key), JSON.stringify([[hex(map.readValue(key)![0][0])], 1]));
+      model.set(hex(key), entryValue([map.readValue(key)![0][0]], 1));
     }
     assert.ok(map.stats().index.capacity < 100000, `capacity ${map.stats().index.capacity} after one growth`);
     stillUsable(map, model, config);
