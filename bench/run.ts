@@ -118,8 +118,11 @@ async function main(): Promise<void> {
         fs.mkdirSync(dir);
         const elapsed = ((Date.now() - started) / 1000).toFixed(0);
         process.stderr.write(`bench: run ${run}/${o.runs}, ${store} (${elapsed} s so far)\n`);
+        // The run's folder stays until every run is done (cleanup() removes them all): on ext4
+        // without a journal, as on this project's VM, a file created within a minute of another's
+        // deletion skips each recently freed inode, so deleting a run's files here made the next
+        // run's file creates slower than any user's would be (bench/RESULTS.md, (c)).
         const outcome = await runWorker(workerScript, { store, n: o.n, seed: o.seed, dir, run, cold: o.cold });
-        fs.rmSync(dir, { recursive: true, force: true });
         const c = collected.get(store)!;
         if (outcome.result !== null) c.runs.push(outcome.result);
         else {
