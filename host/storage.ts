@@ -77,7 +77,9 @@ export const SPARE_FILE_PATTERN = /^([0-9a-f]{8})-spare\.(\d{1,10})\.bkt$/;
 /**
  * Inodes kept for reuse. Creating a file costs ~760 µs on this project's ext4 test machines
  * against ~125 µs to rename, truncate and refill an existing one, and growth replaces files all
- * the time. A file that growth replaced (no longer referenced by the restart file) is truncated to
+ * the time. (Their ext4 has no journal, and without one an inode allocation skips every inode freed
+ * in the last minute; a journaled ext4 created one in under 0.08 ms here: bench/RESULTS.md, (c).)
+ * A file that growth replaced (no longer referenced by the restart file) is truncated to
  * zero bytes and renamed to a spare name; the next file created in that folder takes a spare
  * instead of a new inode. Spares hold no data, match no bucket file name, and are removed on close
  * and on open.
