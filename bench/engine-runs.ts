@@ -54,10 +54,10 @@ export function runEngines<R>(scriptUrl: string, name: string, runs: number, eng
     for (let run = 1; run <= runs; run++) {
       for (const engine of engines) {
         const dir = path.join(tmp, `${engine}-${run}`);
+        // Kept until the last run (the finally below), for the reason run.ts gives.
         fs.mkdirSync(dir);
         process.stderr.write(`${progress(run, engine)}\n`);
         const stdout = execFileSync(process.execPath, [script, JSON.stringify(args(engine, dir))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
-        // Kept until the last run, as in run.ts: deleting it now would slow the next run's creates.
         results.get(engine)!.push(JSON.parse(stdout) as R);
       }
     }

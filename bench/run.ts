@@ -120,8 +120,8 @@ async function main(): Promise<void> {
         process.stderr.write(`bench: run ${run}/${o.runs}, ${store} (${elapsed} s so far)\n`);
         // The run's folder stays until every run is done (cleanup() removes them all): on ext4
         // without a journal, as on this project's VM, a file created within a minute of another's
-        // deletion skips each recently freed inode, so deleting a run's files here made the next
-        // run's file creates slower than any user's would be (bench/RESULTS.md, (c)).
+        // deletion skips each recently freed inode, so deleting a run's files here could make the
+        // next run's creates far slower than a user's (bench/RESULTS.md, (c)).
         const outcome = await runWorker(workerScript, { store, n: o.n, seed: o.seed, dir, run, cold: o.cold });
         const c = collected.get(store)!;
         if (outcome.result !== null) c.runs.push(outcome.result);
