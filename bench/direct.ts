@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildWorkload, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, sameValue } from './workload.js';
 import { flagValue, parseCount } from './options.js';
-import { parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
+import { parseBuckets, parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
 import { cell, int, machineLine, runStamp, sizeLabel, table, writeMarkdown } from './report.js';
 import { stat } from './summary.js';
 
@@ -154,8 +154,7 @@ function parent(argv: string[]): void {
   const runs = parseRuns(flagValue(argv, 'runs', '3'));
   const engines = parseEngines(flagValue(argv, 'engines', 'host,wasm'));
   const seed = Number(flagValue(argv, 'seed', String(DEFAULT_SEED)));
-  const buckets = Number(flagValue(argv, 'buckets', '1024'));
-  if (!Number.isInteger(buckets) || buckets < 1 || buckets > 65536 || (buckets & (buckets - 1)) !== 0) throw new Error(`--buckets must be a power of two from 1 to 65536`);
+  const buckets = parseBuckets(flagValue(argv, 'buckets', '1024'));
   const hugePages = argv.includes('--huge-pages');
   const variant = `${buckets === 1024 ? '' : ` --buckets ${buckets}`}${hugePages ? ' --huge-pages' : ''}`;
   const { results, root, version, machine, started } = runEngines<Record<DirectPhase, number>>(import.meta.url, 'direct', runs, engines, os.tmpdir(),

@@ -29,6 +29,15 @@ export function parseEngines(text: string): Engine[] {
   return engines as Engine[];
 }
 
+/** `--buckets`: maxBuckets, a power of two from 1 to 65,536. */
+export function parseBuckets(text: string): number {
+  const buckets = Number(text);
+  if (!Number.isInteger(buckets) || buckets < 1 || buckets > 65536 || (buckets & (buckets - 1)) !== 0) {
+    throw new RangeError('--buckets must be a power of two from 1 to 65536');
+  }
+  return buckets;
+}
+
 export function parseRuns(text: string): number {
   const runs = Number(text);
   if (!Number.isSafeInteger(runs) || runs < 1) throw new RangeError('--runs must be a positive integer');

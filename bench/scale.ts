@@ -22,7 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { countedKeys, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES, valueOf } from './workload.js';
 import { flagValue, parseCount } from './options.js';
-import { parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
+import { parseBuckets, parseEngines, parseRuns, runEngines, scriptMain, type Engine } from './engine-runs.js';
 import { writebackSettings } from './machine.js';
 import { cpuSince, diskUse, RssSampler } from './measure.js';
 import { cell, dec1, int, machineLine, runStamp, sizeLabel, table, writeMarkdown } from './report.js';
@@ -246,7 +246,7 @@ function parent(argv: string[]): void {
   const n = parseCount(flagValue(argv, 'n', '100M'));
   const runs = parseRuns(flagValue(argv, 'runs', '1'));
   const engines = parseEngines(flagValue(argv, 'engines', 'host'));
-  const buckets = Number(flagValue(argv, 'buckets', '1024'));
+  const buckets = parseBuckets(flagValue(argv, 'buckets', '1024'));
   const seed = Number(flagValue(argv, 'seed', String(DEFAULT_SEED)));
   const presize = argv.includes('--presize');
   if (n * 1.1 > 2 ** 32) throw new RangeError('--n: keys are numbered in 32 bits, so at most 3.9 billion');

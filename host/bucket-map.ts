@@ -55,8 +55,9 @@ export interface BucketMapConfig<T = Uint8Array> {
   /**
    * Linux: have the kernel cache and map the bucket files in 2 MiB pages where it can (ext4 and
    * others with large folios, transparent huge pages not `never`), so random accesses to a large
-   * index miss the TLB far less: per-key gets 1.32× as fast at 10M keys in 16 buckets
-   * (bench/RESULTS.md, (j)), and a map read back from disk loads 2 MiB per fault. It needs index
+   * index miss the TLB far less: on the host path, per-key gets 1.32× as fast at 10M keys in 16
+   * buckets (bench/RESULTS.md, (j); the wasm engine, which copies pages into its own cache, gained
+   * nothing measurable), and a map read back from disk loads 2 MiB per fault. It needs index
    * files of 2 MiB or more. The price: the first store to a 2 MiB page the kernel has written back
    * dirties all of it, so random writes to an index larger than the kernel's dirty limits slow down
    * (README, Performance). Not part of the format: a map opens with either setting. Default false.
