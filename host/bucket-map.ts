@@ -22,6 +22,7 @@ import { Counters, type BucketMapStats } from './stats.js';
 import { PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
 import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath, mappings } from './storage.js';
 import { MapLock } from './lock.js';
+import { createTempFolder, removeTempFolder } from './temp-folder.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
 import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
 import { WasmEngine, DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, MAX_CACHE_BYTES } from './wasm-engine.js';
@@ -169,19 +170,6 @@ function ensureWritableDir(dir: string): void {
   if (!fs.statSync(dir).isDirectory()) throw new BucketMapError(codes.IO, `drive ${dir} is not a directory`, { file: dir });
 }
 
-/** Temporary folders of maps still open; removed at process exit if their map was never closed. */
-const liveTempDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function trackTempDir(dir: string): void {
-  liveTempDirs.add(dir);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const d of liveTempDirs) fs.rmSync(d, { recursive: true, force: true });
-  });
-}
-
 function mapIdInUse(drives: readonly string[], mapId: number): boolean {
   const prefix = (mapId >>> 0).toString(16).padStart(8, '0') + '-';
   return drives.some((d) => fs.readdirSync(d).some((name) => name.startsWith(prefix)));
@@ -223,8 +211,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       if (cfg.restartFile !== null) {
         drives = [`${cfg.restartFile}.buckets`];
       } else {
-        ownedTempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bucket-map-'));
-        trackTempDir(ownedTempDir);
+        ownedTempDir = createTempFolder();
         drives = [ownedTempDir];
       }
     }
@@ -309,10 +296,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       engine?.close();
       manifest?.close();
       if (createdRestartFile && cfg.restartFile !== null) fs.rmSync(cfg.restartFile, { force: true });
-      if (ownedTempDir !== null) {
-        fs.rmSync(ownedTempDir, { recursive: true, force: true });
-        liveTempDirs.delete(ownedTempDir);
-      }
+      if (ownedTempDir !== null) removeTempFolder(ownedTempDir);
       lock?.release();
       throw err;
     }
@@ -772,10 +756,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       this.ctx.engine.close();
       this.ctx.manifest.close();
       this.lock?.release();
-      if (this.ownedTempDir !== null) {
-        fs.rmSync(this.ownedTempDir, { recursive: true, force: true });
-        liveTempDirs.delete(this.ownedTempDir);
-      }
+      if (this.ownedTempDir !== null) removeTempFolder(this.ownedTempDir);
     }
   }
 

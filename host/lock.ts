@@ -161,6 +161,18 @@ export class MapLock {
     return owner !== null && Number.isInteger(owner.pid) && alive(owner);
   }
 
+  /**
+   * Does the lock file name an owner on this host that is gone? False when there is no lock file,
+   * when it cannot be read or parsed (it may be being written), and for locks of other hosts.
+   */
+  static isStale(file: string): boolean {
+    if (held.has(file)) return false;
+    const owner = readOwner(file);
+    if (owner === null || !Number.isInteger(owner.pid) || owner.pid <= 0) return false;
+    if (owner.host !== '' && owner.host !== os.hostname()) return false;
+    return !alive(owner);
+  }
+
   release(): void {
     if (!held.delete(this.file)) return;
     const owner = readOwner(this.file);

@@ -1,0 +1,83 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { BucketMap } from '../host/index.js';
+import { ENGINES } from './helpers.js';
+
+const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
+
+/** A script that opens a temporary map, fills it a little, prints its folder and then waits or exits. */
+function childScript(engine: string, then: 'wait' | 'exit'): string {
+  return `
+    import { BucketMap } from ${JSON.stringify(HOST_INDEX)};
+    const map = new BucketMap({ maxBuckets: 4, engine: ${JSON.stringify(engine)} });
+    for (let i = 0; i < 100; i++) map.insert(new Uint8Array(32).fill(i), [new Uint8Array(16)]);
+    process.stdout.write(map.drives[0] + '\\n');
+    ${then === 'wait' ? 'setInterval(() => {}, 1000);' : 'process.exit(0);'}`;
+}
+
+function newTempMap(engine: 'wasm' | 'host'): void {
+  new BucketMap({ maxBuckets: 2, engine }).close();
+}
+
+for (const engine of ENGINES) {
+  const test = suite(`temporary map folders [${engine}]`);
+
+  test('a process that exits without close() removes its folder', () => {
+    const out = spawnSync(process.execPath, ['--input-type=module', '-e', childScript(engine, 'exit')], { encoding: 'utf8' });
+    const folder = out.stdout.trim();
+    assert.ok(folder.startsWith(path.join(os.tmpdir(), 'bucket-map-')), out.stderr);
+    assert.not.ok(fs.existsSync(folder));
+  });
+
+  test('a killed owner\'s folder is removed by the next temporary map; a live owner\'s is kept', async () => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', childScript(engine, 'wait')]);
+    const folder = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (d) => resolve(String(d).trim()));
+      child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
+    });
+    try {
+      newTempMap(engine);
+      assert.ok(fs.existsSync(folder), 'the folder of a live map stays');
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.on('close', resolve));
+    }
+    assert.ok(fs.existsSync(folder), 'a killed process cannot remove its folder');
+    newTempMap(engine);
+    assert.not.ok(fs.existsSync(folder), 'the next temporary map removed it');
+  });
+
+  (process.platform === 'linux' ? test : test.skip)('a terminated worker\'s folder is removed by the next temporary map', async () => {
+    const worker = new Worker(`
+      const { parentPort } = require('node:worker_threads');
+      import(${JSON.stringify(HOST_INDEX)}).then(({ BucketMap }) => {
+        const map = new BucketMap({ maxBuckets: 4, engine: ${JSON.stringify(engine)} });
+        map.insert(new Uint8Array(32).fill(1), [new Uint8Array(16)]);
+        parentPort.postMessage(map.drives[0]);
+        setInterval(() => {}, 1000); // alive until terminated: ending by itself would run the exit handler
+      });`, { eval: true });
+    const folder = await new Promise<string>((resolve) => worker.once('message', resolve));
+    await worker.terminate();
+    assert.ok(fs.existsSync(folder), 'terminate() runs no exit handler');
+    newTempMap(engine);
+    assert.not.ok(fs.existsSync(folder));
+  });
+
+  test('a folder with the same prefix but no owner lock is left alone', () => {
+    const foreign = fs.mkdtempSync(path.join(os.tmpdir(), 'bucket-map-'));
+    fs.writeFileSync(path.join(foreign, 'keep.txt'), 'not a map of ours');
+    try {
+      newTempMap(engine);
+      assert.ok(fs.existsSync(path.join(foreign, 'keep.txt')));
+    } finally {
+      fs.rmSync(foreign, { recursive: true, force: true });
+    }
+  });
+
+  test.run();
+}
