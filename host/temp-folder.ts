@@ -3,22 +3,45 @@
  * and at exit if the map was never closed. Neither happens when the owner is killed, or is a worker
  * thread ended by `terminate()` (which runs no exit handlers), so each folder holds an owner lock,
  * and making a new one removes the folders whose owner is gone: a crashed run's temporary maps,
- * which can be gigabytes, do not pile up in /tmp.
+ * which can be gigabytes, do not pile up in /tmp. The sweep reads only the per-user folder the
+ * maps are made in, never the rest of the temp folder.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MapLock } from './lock.js';
 
-const PREFIX = 'bucket-map-';
 const OWNER_FILE = 'owner.lock';
+const MAP_PREFIX = 'map-';
 
-/** Folders of this isolate's open temporary maps, with their owner locks. */
-const live = new Map<string, MapLock>();
+/** Folders of this isolate's open temporary maps, with their owner locks and the per-user folder they are in. */
+const live = new Map<string, { lock: MapLock; parent: string | null }>();
 let exitHookInstalled = false;
 
+/**
+ * The folder temporary maps are made in: one per user in the OS temp folder, so that looking for
+ * orphans reads only folders of ours. Null when it cannot be trusted (another user made it, or a
+ * link stands in its place): maps then go straight into the temp folder, and nothing is swept.
+ */
+export function tempParent(): string | null {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : null;
+  const parent = path.join(os.tmpdir(), `bucket-map-${uid ?? 'maps'}`);
+  try {
+    fs.mkdirSync(parent, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return null;
+  }
+  try {
+    const st = fs.lstatSync(parent);
+    if (!st.isDirectory() || (uid !== null && st.uid !== uid) || (st.mode & 0o022) !== 0) return null;
+  } catch {
+    return null;
+  }
+  return parent;
+}
+
 /** Removes the temporary map folders in `parent` whose owner lock names a process or thread that is gone. */
-export function removeOrphanedTempFolders(parent = os.tmpdir()): number {
+export function removeOrphanedTempFolders(parent: string): number {
   let names: string[];
   try {
     names = fs.readdirSync(parent);
@@ -27,14 +50,14 @@ export function removeOrphanedTempFolders(parent = os.tmpdir()): number {
   }
   let removed = 0;
   for (const name of names) {
-    if (!name.startsWith(PREFIX)) continue;
+    if (!name.startsWith(MAP_PREFIX)) continue;
     const dir = path.join(parent, name);
     if (!MapLock.isStale(path.join(dir, OWNER_FILE))) continue;
     try {
       fs.rmSync(dir, { recursive: true, force: true });
       removed++;
     } catch {
-      // Another user's folder, or one removed meanwhile: not ours to insist on.
+      // Removed meanwhile by another sweeper: nothing to insist on.
     }
   }
   return removed;
@@ -42,9 +65,19 @@ export function removeOrphanedTempFolders(parent = os.tmpdir()): number {
 
 /** Makes a new temporary map folder owned by this thread. */
 export function createTempFolder(): string {
-  removeOrphanedTempFolders();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), PREFIX));
-  live.set(dir, MapLock.acquire(path.join(dir, OWNER_FILE)));
+  let dir = '';
+  let parent: string | null = null;
+  for (let attempt = 0; dir === ''; attempt++) {
+    parent = tempParent();
+    if (parent !== null) removeOrphanedTempFolders(parent);
+    try {
+      dir = fs.mkdtempSync(parent !== null ? path.join(parent, MAP_PREFIX) : path.join(os.tmpdir(), 'bucket-map-'));
+    } catch (err) {
+      // Another process removed the emptied parent between our mkdir and mkdtemp: make it again.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 2) throw err;
+    }
+  }
+  live.set(dir, { lock: MapLock.acquire(path.join(dir, OWNER_FILE)), parent });
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.once('exit', () => {
@@ -55,7 +88,15 @@ export function createTempFolder(): string {
 }
 
 export function removeTempFolder(dir: string): void {
-  live.get(dir)?.release();
+  const entry = live.get(dir);
   live.delete(dir);
+  entry?.lock.release();
   fs.rmSync(dir, { recursive: true, force: true });
+  if (entry?.parent == null) return;
+  // The per-user folder goes with its last map (rmdir refuses while others remain).
+  try {
+    fs.rmdirSync(entry.parent);
+  } catch {
+    // Not empty, or already gone.
+  }
 }

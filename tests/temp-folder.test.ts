@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BucketMap } from '../host/index.js';
+import { tempParent } from '../host/temp-folder.js';
 import { ENGINES } from './helpers.js';
 
 const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
@@ -31,6 +32,7 @@ for (const engine of ENGINES) {
     const out = spawnSync(process.execPath, ['--input-type=module', '-e', childScript(engine, 'exit')], { encoding: 'utf8' });
     const folder = out.stdout.trim();
     assert.ok(folder.startsWith(path.join(os.tmpdir(), 'bucket-map-')), out.stderr);
+    assert.is(path.dirname(folder), tempParent(), 'temporary maps are made in the per-user folder');
     assert.not.ok(fs.existsSync(folder));
   });
 
@@ -68,15 +70,24 @@ for (const engine of ENGINES) {
     assert.not.ok(fs.existsSync(folder));
   });
 
-  test('a folder with the same prefix but no owner lock is left alone', () => {
-    const foreign = fs.mkdtempSync(path.join(os.tmpdir(), 'bucket-map-'));
-    fs.writeFileSync(path.join(foreign, 'keep.txt'), 'not a map of ours');
+  test('only lock-holding folders in the per-user folder are swept: one without a lock, and the temp folder\'s other entries, stay', () => {
+    const map = new BucketMap({ maxBuckets: 2, engine });
+    const parent = path.dirname(map.drives[0]);
+    assert.is(parent, tempParent());
+    assert.is(fs.statSync(parent).mode & 0o777, 0o700, 'the per-user folder is private');
+    const unlocked = fs.mkdtempSync(path.join(parent, 'map-'));
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'bucket-map-'));
+    for (const d of [unlocked, outside]) fs.writeFileSync(path.join(d, 'owner.lock'), d === outside ? '1 1\n' : '');
     try {
       newTempMap(engine);
-      assert.ok(fs.existsSync(path.join(foreign, 'keep.txt')));
+      assert.ok(fs.existsSync(path.join(unlocked, 'owner.lock')), 'a lock being written (empty) is not stale');
+      assert.ok(fs.existsSync(path.join(outside, 'owner.lock')), 'nothing outside the per-user folder is read');
     } finally {
-      fs.rmSync(foreign, { recursive: true, force: true });
+      fs.rmSync(unlocked, { recursive: true, force: true });
+      fs.rmSync(outside, { recursive: true, force: true });
+      map.close();
     }
+    assert.not.ok(fs.existsSync(parent), 'the per-user folder goes with its last map');
   });
 
   test.run();
