@@ -7,15 +7,21 @@
  * every 25 operations it writes "at <ops done>" to stdout. Around a compaction it appends
  * "C <ops done>" and "c <ops done>" to the log. The parent kills it with SIGKILL at random.
  *
+ * Run as a worker thread instead (the parent then ends it with terminate()), it also keeps the ops
+ * done and a finished flag in `workerData.progress`, a shared Int32Array: a terminated thread's
+ * last stdout lines may never reach the parent, its stores to shared memory do.
+ *
  * argv: configJson seed ops flushEvery logFile
  */
 import * as fs from 'node:fs';
+import { isMainThread, workerData } from 'node:worker_threads';
 import { BucketMap } from '../host/index.js';
 import { crashWorkload, runCrashOp } from './crash-workload.js';
 
 const [configJson, seedArg, opsArg, flushEveryArg, logFile] = process.argv.slice(2);
 const map = new BucketMap(JSON.parse(configJson));
 const flushEvery = Number(flushEveryArg);
+const progress: Int32Array | null = isMainThread ? null : (workerData as { progress: Int32Array }).progress;
 // How many buckets the open left to first use on the close record's word (0 after a crash).
 process.stdout.write(`ready deferred ${map.stats().open.deferredBuckets}\n`);
 let done = 0;
@@ -30,7 +36,9 @@ for (const op of crashWorkload(Number(seedArg), Number(opsArg))) {
     map.flush({ durable: ++flushes % 4 === 0 });
     fs.appendFileSync(logFile, `F ${done}\n`);
   }
+  if (progress !== null) Atomics.store(progress, 0, done);
   if (done % 25 === 0) process.stdout.write(`at ${done}\n`);
 }
+if (progress !== null) Atomics.store(progress, 1, 1);
 process.stdout.write('finished\n');
 setInterval(() => {}, 1000);

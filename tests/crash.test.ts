@@ -4,10 +4,15 @@
  * then reads back the value it had at the flush or one it was given later, never anything else,
  * and the map always reopens (and verifies). Runs are chained: each run starts from the state the
  * previous kill left, reopened and repaired. CRASH_POINTS sets the number (default 200).
+ *
+ * The same chains also run the workload in a worker thread of this process and end it with
+ * `worker.terminate()` at a random moment (a quarter as many points): the thread dies where it
+ * stands, as a killed process does, its lock must read as stale, and the promise must hold alike.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
@@ -15,6 +20,7 @@ import { applyCrashOp, crashWorkload, type CrashOp } from './crash-workload.js';
 import { ENGINES, Rng, hex, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
 
 const POINTS = Number(process.env.CRASH_POINTS ?? 200);
+const THREAD_POINTS = Math.ceil(POINTS / 4);
 const WORKER = new URL('./crash-worker.js', import.meta.url).pathname;
 const OPS = 40000;
 const FLUSH_EVERY = 150;
@@ -49,27 +55,42 @@ function historyOf(k: string, base: Map<string, string>, ops: CrashOp[]): string
   return out;
 }
 
-function runChild(config: BucketMapConfig, seed: number, logFile: string, delayMs: number): Promise<{ lastAt: number; finished: boolean; deferred: number }> {
+/** How the workload's owner dies: SIGKILL to a child process, or terminate() of a worker thread. */
+type Ending = 'kill' | 'terminate';
+
+function runChild(config: BucketMapConfig, seed: number, logFile: string, delayMs: number, ending: Ending): Promise<{ lastAt: number; finished: boolean; deferred: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WORKER, JSON.stringify(config), String(seed), String(OPS), String(FLUSH_EVERY), logFile]);
+    const args = [JSON.stringify(config), String(seed), String(OPS), String(FLUSH_EVERY), logFile];
+    const progress = new Int32Array(new SharedArrayBuffer(8));
+    const child = ending === 'kill' ? spawn(process.execPath, [WORKER, ...args]) : new Worker(WORKER, { argv: args, workerData: { progress }, stdout: true, stderr: true });
+    const stop = () => (child instanceof Worker ? void child.terminate() : child.kill('SIGKILL'));
     let out = '';
     let timer: NodeJS.Timeout | null = null;
-    child.stdout.on('data', (d) => {
+    child.stdout!.on('data', (d) => {
       out += d;
-      if (timer === null && out.includes('ready')) timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+      if (timer === null && out.includes('ready')) timer = setTimeout(stop, delayMs);
     });
     let err = '';
-    child.stderr.on('data', (d) => { err += d; });
-    child.on('close', (code, signal) => {
-      if (signal !== 'SIGKILL') return reject(new Error(`worker exited ${code} ${signal}: ${err}`));
+    child.stderr!.on('data', (d) => { err += d; });
+    const ended = () => {
       const ats = [...out.matchAll(/at (\d+)/g)].map((m) => Number(m[1]));
       const deferred = Number(/ready deferred (\d+)/.exec(out)?.[1] ?? 0);
-      resolve({ lastAt: ats.length === 0 ? 0 : ats[ats.length - 1], finished: out.includes('finished'), deferred });
+      if (child instanceof Worker) resolve({ lastAt: Atomics.load(progress, 0), finished: Atomics.load(progress, 1) === 1, deferred });
+      else resolve({ lastAt: ats.length === 0 ? 0 : ats[ats.length - 1], finished: out.includes('finished'), deferred });
+    };
+    if (child instanceof Worker) {
+      child.on('error', (e) => reject(new Error(`worker thread failed: ${e.stack ?? e}`)));
+      child.on('exit', () => (timer === null ? reject(new Error(`worker thread exited before it was stopped: ${err}`)) : ended()));
+      return;
+    }
+    child.on('close', (code, signal) => {
+      if (signal !== 'SIGKILL') return reject(new Error(`worker exited ${code} ${signal}: ${err}`));
+      ended();
     });
   });
 }
 
-async function chain(engine: EngineKind, seed: number, points: number, tally: Tally): Promise<void> {
+async function chain(engine: EngineKind, seed: number, points: number, tally: Tally, ending: Ending): Promise<void> {
   const dir = tempDir('bm-crash-');
   try {
     let config: BucketMapConfig = { maxBuckets: 2 };
@@ -88,7 +109,7 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       fs.writeFileSync(logFile, '');
       // Kill anywhere from before the first operation to long into the workload.
       const delay = rng.chance(0.15) ? 150 + rng.below(600) : rng.below(150);
-      const { lastAt, finished, deferred } = await runChild(config, runSeed, logFile, delay);
+      const { lastAt, finished, deferred } = await runChild(config, runSeed, logFile, delay, ending);
       if (deferred > 0) tally.onCloseRecord++;
       const log = fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean);
       const flushed = log.filter((l) => l.startsWith('F ')).map((l) => Number(l.split(' ')[1]));
@@ -153,22 +174,27 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
   }
 }
 
-test(`${POINTS} kill -9 points across both engines keep the flush promise`, async () => {
+async function crashChains(ending: Ending, points: number): Promise<void> {
   const seed = testSeed();
   const tally: Tally = { points: 0, duringFlush: 0, duringGrowth: 0, duringCompact: 0, compactions: 0, duringWork: 0, afterFinish: 0, keysChecked: 0, opsAfterFlush: 0, batchedCalls: 0, presizes: 0, repairs: 0, onCloseRecord: 0 };
   try {
-    await Promise.all(ENGINES.map((engine, i) => chain(engine, seed + i, Math.ceil(POINTS / ENGINES.length), tally)));
+    await Promise.all(ENGINES.map((engine, i) => chain(engine, seed + i, Math.ceil(points / ENGINES.length), tally, ending)));
   } catch (err) {
     if (err instanceof Error) err.message += `\n(reproduce with TEST_SEED=${seed})`;
     throw err;
   }
-  console.log(`    crash: ${tally.points} kill points (seed ${seed}), ${tally.duringWork} mid-workload (${tally.duringFlush} during a flush, ` +
+  const what = ending === 'kill' ? 'kill points' : 'worker threads terminated';
+  console.log(`    ${ending === 'kill' ? 'crash' : 'crash (threads)'}: ${tally.points} ${what} (seed ${seed}), ${tally.duringWork} mid-workload (${tally.duringFlush} during a flush, ` +
     `${tally.duringGrowth} during a growth, ${tally.duringCompact} inside compact() of ${tally.compactions} started), ${tally.afterFinish} after it; ${tally.onCloseRecord} opened on a close record; ` +
     `${tally.repairs} bucket repairs; ${tally.batchedCalls} batched calls and ${tally.presizes} presizes done; ${tally.keysChecked} key checks passed; ${tally.opsAfterFlush} completed unflushed operations all kept`);
-  assert.ok(tally.points >= POINTS);
+  assert.ok(tally.points >= points);
   // Every kill point but a fresh map's first starts from a map this test closed cleanly.
   assert.ok(tally.onCloseRecord > 0, 'some workers opened on a close record');
   assert.ok(tally.batchedCalls > 0, 'the workers got as far as batched calls');
-});
+}
+
+test(`${POINTS} kill -9 points across both engines keep the flush promise`, () => crashChains('kill', POINTS));
+
+test(`${THREAD_POINTS} worker threads terminated at random keep it too, and leave a lock the next open takes over`, () => crashChains('terminate', THREAD_POINTS));
 
 test.run();
