@@ -8,6 +8,12 @@
  * can write through its mappings, so its files are in the state a killed process leaves. Within
  * one isolate a set of held paths answers without touching the file. Taking over a stale lock is
  * safe against one concurrent opener doing the same (see acquire).
+ *
+ * A lock file appears whole: it is written under a name of its own and hard-linked into place,
+ * so a kill at any moment leaves either no lock or a complete one (plain O_EXCL create-then-write
+ * left an empty file to a kill between the two, and every later open was LOCKED by "process 0").
+ * Where hard links are not supported the create-then-write remains; a lock that does not parse is
+ * therefore taken as stale only once it has not changed for UNFINISHED_LOCK_MS.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,20 +21,36 @@ import { BucketMapError, codes, ioError } from './errors.js';
 
 const held = new Set<string>();
 
-/** Start time in clock ticks since boot from a /proc stat file, or null if it cannot be read. */
-function statStart(statFile: string): string | null {
+/** How old an unreadable (empty or garbled) lock file must be before it is taken as abandoned. */
+const UNFINISHED_LOCK_MS = 10_000;
+
+/** The kernel's per-task flag set from the first step of its exit (include/linux/sched.h). */
+const PF_EXITING = 0x4;
+
+/**
+ * From a /proc stat file: the task's start time in clock ticks since boot, and whether it is
+ * exiting or exited (a zombie, or past the start of its exit, which a thread is when joining it
+ * returns: the kernel wakes the joiner before it removes the thread from /proc). Null if the file
+ * cannot be read.
+ */
+function readStat(statFile: string): { started: string; exiting: boolean } | null {
+  let stat: string;
   try {
-    const stat = fs.readFileSync(statFile, 'utf8');
-    // The command name (field 2) may contain spaces; fields after it are space-separated.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+    stat = fs.readFileSync(statFile, 'utf8');
   } catch {
     return null;
   }
+  // The command name (field 2) may contain spaces; the fields after it are space-separated,
+  // from field 3 (state); flags is field 9, starttime field 22.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0] ?? '';
+  const flags = Number(fields[6] ?? 0);
+  return { started: fields[19] ?? '', exiting: state === 'Z' || state === 'X' || (flags & PF_EXITING) !== 0 };
 }
 
 /** Start time of a process (Linux), or '' where /proc is not available. */
 function startTime(pid: number): string {
-  return statStart(`/proc/${pid}/stat`) ?? '';
+  return readStat(`/proc/${pid}/stat`)?.started ?? '';
 }
 
 /** The OS thread running this isolate: '<tid> <start time>' (Linux), or '' where /proc has no thread-self. */
@@ -38,8 +60,8 @@ function currentThread(): string {
     try {
       const link = fs.readlinkSync('/proc/thread-self'); // '<pid>/task/<tid>'
       const tid = Number(link.slice(link.lastIndexOf('/') + 1));
-      const started = statStart(`/proc/${process.pid}/task/${tid}/stat`);
-      thisThread = Number.isInteger(tid) && tid > 0 && started !== null ? `${tid} ${started}` : '';
+      const stat = readStat(`/proc/${process.pid}/task/${tid}/stat`);
+      thisThread = Number.isInteger(tid) && tid > 0 && stat !== null ? `${tid} ${stat.started}` : '';
     } catch {
       thisThread = '';
     }
@@ -59,6 +81,12 @@ function processAlive(pid: number, started: string): boolean {
 }
 
 interface Owner {
+  /** The file's text, which a takeover compares to make sure it moved the lock it judged. */
+  text: string;
+  /** False for an empty or garbled file: no owner can be named or checked. */
+  parsed: boolean;
+  /** Milliseconds since the file last changed. */
+  ageMs: number;
   pid: number;
   started: string;
   host: string;
@@ -71,28 +99,75 @@ function alive(owner: Owner): boolean {
   if (!processAlive(owner.pid, owner.started)) return false;
   // A main thread lives as long as its process; a lock without a thread is the process's.
   if (owner.tid === 0 || owner.tid === owner.pid) return true;
-  const now = statStart(`/proc/${owner.pid}/task/${owner.tid}/stat`);
+  const now = readStat(`/proc/${owner.pid}/task/${owner.tid}/stat`);
   if (now === null) return !fs.existsSync(`/proc/${owner.pid}/task`); // no /proc here: assume alive
-  return owner.threadStarted === '' || now === owner.threadStarted;
+  // A thread past the start of its exit runs no more JavaScript (not so a process: its other
+  // threads may still be running, so a process counts until it is gone).
+  return !now.exiting && (owner.threadStarted === '' || now.started === owner.threadStarted);
 }
 
 function readOwner(file: string): Owner | null {
   let text: string;
+  let ageMs: number;
   try {
     text = fs.readFileSync(file, 'utf8');
+    ageMs = Date.now() - fs.statSync(file).mtimeMs;
   } catch {
     return null;
   }
   const [pid, started, host, tid, threadStarted] = text.trim().split(' ');
   const thread = Number(tid ?? 0);
+  const owner = Number(pid);
   return {
-    pid: Number(pid), started: started ?? '', host: host ?? '',
+    text, ageMs, parsed: /^\d+$/.test(pid ?? '') && owner > 0,
+    pid: owner, started: started ?? '', host: host ?? '',
     tid: Number.isInteger(thread) && thread > 0 ? thread : 0, threadStarted: threadStarted ?? '',
   };
 }
 
+/** Is the lock's owner gone? An unreadable lock counts as gone once it has stood unchanged long enough. */
+function abandoned(owner: Owner): boolean {
+  if (!owner.parsed) return owner.ageMs >= UNFINISHED_LOCK_MS;
+  if (owner.host !== '' && owner.host !== os.hostname()) return false;
+  return !alive(owner);
+}
+
+/** Creates `file` holding `text` if no such file exists (false if one does): whole, or not at all. */
+function createWhole(file: string, text: string): boolean {
+  const draft = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.new`;
+  try {
+    fs.writeFileSync(draft, text, { flag: 'wx', mode: 0o644 });
+  } catch (err) {
+    throw ioError(`cannot create lock ${file}`, err, file);
+  }
+  try {
+    fs.linkSync(draft, file);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw ioError(`cannot create lock ${file}`, err, file);
+  } finally {
+    fs.rmSync(draft, { force: true });
+  }
+  // No hard links on this file system: create, then write (see UNFINISHED_LOCK_MS).
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw ioError(`cannot create lock ${file}`, err, file);
+  }
+  try {
+    fs.writeSync(fd, text);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return true;
+}
+
 function describe(owner: Owner, sameHost: boolean): string {
-  if (!Number.isInteger(owner.pid)) return 'another process';
+  if (!owner.parsed) return `another process (its lock file is unfinished: being written, or left so by a crash; it counts as abandoned after ${UNFINISHED_LOCK_MS / 1000} s)`;
   if (owner.pid === process.pid && sameHost) return `another thread of this process${owner.tid > 0 ? ` (thread ${owner.tid})` : ''}`;
   return `process ${owner.pid}${sameHost ? '' : ` on ${owner.host}`}`;
 }
@@ -112,22 +187,14 @@ export class MapLock {
     const thread = currentThread();
     const me = `${process.pid} ${startTime(process.pid)} ${os.hostname()}${thread === '' ? '' : ` ${thread}`}\n`;
     for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
-        try {
-          fs.writeSync(fd, me);
-        } finally {
-          fs.closeSync(fd);
-        }
+      if (createWhole(file, me)) {
         held.add(file);
         return new MapLock(file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(`cannot create lock ${file}`, err, file);
       }
       const owner = readOwner(file);
       if (owner === null) continue;
       const sameHost = owner.host === '' || owner.host === os.hostname();
-      if (!Number.isInteger(owner.pid) || owner.pid <= 0 || !sameHost || alive(owner)) {
+      if (!abandoned(owner)) {
         throw new BucketMapError(codes.LOCKED, `${file}: the map is open in ${describe(owner, sameHost)}`, { file });
       }
       // Stale: its owner is gone. Move it aside (atomic) and check that what moved is the stale
@@ -139,7 +206,7 @@ export class MapLock {
         continue;
       }
       const moved = readOwner(aside);
-      if (moved !== null && (moved.pid !== owner.pid || moved.started !== owner.started || moved.tid !== owner.tid)) {
+      if (moved !== null && moved.text !== owner.text) {
         try {
           fs.linkSync(aside, file);
         } catch {
@@ -158,25 +225,23 @@ export class MapLock {
   static isHeld(file: string): boolean {
     if (held.has(file)) return true;
     const owner = readOwner(file);
-    return owner !== null && Number.isInteger(owner.pid) && alive(owner);
+    return owner !== null && !abandoned(owner);
   }
 
   /**
-   * Does the lock file name an owner on this host that is gone? False when there is no lock file,
-   * when it cannot be read or parsed (it may be being written), and for locks of other hosts.
+   * Does the lock file name an owner on this host that is gone, or is it unfinished and old (see
+   * UNFINISHED_LOCK_MS)? False when there is no lock file and for locks of other hosts.
    */
   static isStale(file: string): boolean {
     if (held.has(file)) return false;
     const owner = readOwner(file);
-    if (owner === null || !Number.isInteger(owner.pid) || owner.pid <= 0) return false;
-    if (owner.host !== '' && owner.host !== os.hostname()) return false;
-    return !alive(owner);
+    return owner !== null && abandoned(owner);
   }
 
   release(): void {
     if (!held.delete(this.file)) return;
     const owner = readOwner(this.file);
-    if (owner === null || owner.pid !== process.pid) return;
+    if (owner === null || !owner.parsed || owner.pid !== process.pid) return;
     const ownerThread = owner.tid === 0 ? '' : `${owner.tid} ${owner.threadStarted}`;
     if (ownerThread === currentThread()) fs.rmSync(this.file, { force: true });
   }

@@ -122,6 +122,23 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('a lock file left unfinished (empty, as a kill between create and write leaves one) holds for 10 s, then is taken over', () => {
+    const config = persistentConfig(dir, engine);
+    const map = new BucketMap(config);
+    map.insert(new Uint8Array(32).fill(5), [new Uint8Array(16)]);
+    map.close();
+    const lockFile = `${config.restartFile}.lock`;
+    fs.writeFileSync(lockFile, '');
+    assert.throws(() => new BucketMap(config), (e: BucketMapError) => e.code === codes.LOCKED && /unfinished/.test(e.message));
+    const past = new Date(Date.now() - 11_000);
+    fs.utimesSync(lockFile, past, past);
+    const again = new BucketMap(config);
+    assert.is(again.size, 1);
+    assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.new') || n.includes('.stale.')), [], 'no draft or moved-aside lock is left');
+    again.close();
+    assert.not.ok(fs.existsSync(lockFile));
+  });
+
   test('a map open in a worker thread is LOCKED to the main thread, and the main thread\'s to a worker', async () => {
     const config = persistentConfig(dir, engine);
     const { worker, next } = startWorker(config);
