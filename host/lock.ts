@@ -17,6 +17,7 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { BucketMapError, codes, ioError } from './errors.js';
 
 const held = new Set<string>();
@@ -132,9 +133,35 @@ function abandoned(owner: Owner): boolean {
   return !alive(owner);
 }
 
+/**
+ * A name to write `file` under before it is linked or renamed into place (`<file>.<pid>.<random>.new`),
+ * so that the file itself only ever appears whole.
+ */
+export function draftPath(file: string): string {
+  return `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.new`;
+}
+
+/** The drafts of `file` in its folder, each with the pid that wrote it (what a kill left, or a writer's). */
+export function draftsOf(file: string): Array<{ path: string; pid: number }> {
+  const prefix = `${path.basename(file)}.`;
+  const dir = path.dirname(file);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const drafts: Array<{ path: string; pid: number }> = [];
+  for (const name of names) {
+    const m = name.startsWith(prefix) ? /^(\d+)\.[0-9a-z]+\.new$/.exec(name.slice(prefix.length)) : null;
+    if (m !== null) drafts.push({ path: path.join(dir, name), pid: Number(m[1]) });
+  }
+  return drafts;
+}
+
 /** Creates `file` holding `text` if no such file exists (false if one does): whole, or not at all. */
 function createWhole(file: string, text: string): boolean {
-  const draft = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.new`;
+  const draft = draftPath(file);
   try {
     fs.writeFileSync(draft, text, { flag: 'wx', mode: 0o644 });
   } catch (err) {
@@ -189,6 +216,8 @@ export class MapLock {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (createWhole(file, me)) {
         held.add(file);
+        // Drafts of openers that were killed before they could remove theirs.
+        for (const d of draftsOf(file)) if (!processAlive(d.pid, '')) fs.rmSync(d.path, { force: true });
         return new MapLock(file);
       }
       const owner = readOwner(file);

@@ -114,6 +114,18 @@ test('creating over an existing file fails instead of overwriting it', () => {
   assert.is(fs.readFileSync(file, 'utf8'), 'keep me');
 });
 
+test('a draft a killed creator left beside a missing restart file is removed by the next create, which writes the file whole', () => {
+  const draft = `${file}.4242.abc123.new`;
+  fs.writeFileSync(draft, Buffer.alloc(100));
+  const m = Manifest.create(file, config);
+  m.set(1, record(1));
+  m.close();
+  assert.equal(fs.readdirSync(dir).sort(), ['restart']);
+  const again = Manifest.open(file, userConfig);
+  assert.equal(again.get(1), record(1));
+  again.close();
+});
+
 test('an in-memory manifest keeps records without a file', () => {
   const m = Manifest.inMemory(config);
   m.set(7, record(2));

@@ -4,10 +4,11 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig } from '../host/index.js';
-import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir } from './helpers.js';
+import { ENGINES, Rng, hex, persistentConfig, removeDir, snapshot, tempDir, testSeed } from './helpers.js';
 
 const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
 const HELPERS = new URL('./helpers.js', import.meta.url).href;
@@ -98,6 +99,39 @@ for (const engine of ENGINES) {
     const clean = new BucketMap(config);
     assert.is(clean.stats().open.repairedBuckets, 0, 'after a repair and a clean close, nothing to repair');
     clean.close();
+  });
+
+  test('a first open killed at random moments leaves a map the next open creates, and no draft behind', async () => {
+    // 65,536 buckets: a 16 MiB restart file, so the kills land while it is being written.
+    const seed = testSeed();
+    const rng = new Rng(seed);
+    const script = `
+      import { BucketMap } from ${JSON.stringify(HOST_INDEX)};
+      const config = JSON.parse(process.argv[1]);
+      process.stdout.write('go\\n');
+      new BucketMap(config);
+      process.stdout.write('open\\n');
+      setInterval(() => {}, 1000);`;
+    let duringOpen = 0;
+    for (let i = 0; i < 6; i++) {
+      const sub = path.join(dir, `first-${i}`);
+      const config = persistentConfig(sub, engine, { maxBuckets: 65536 });
+      fs.mkdirSync(sub);
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(config)]);
+      let out = '';
+      const delay = rng.below(120);
+      child.stdout.on('data', (d) => {
+        if (!out.includes('go') && String(d).includes('go')) setTimeout(() => child.kill('SIGKILL'), delay);
+        out += d;
+      });
+      await new Promise((resolve) => child.on('close', resolve));
+      if (!out.includes('open')) duringOpen++;
+      const map = new BucketMap(config);
+      assert.is(map.size, 0, `seed ${seed}, kill ${i} after ${delay} ms`);
+      map.close();
+      assert.equal(fs.readdirSync(sub).filter((n) => n.endsWith('.new')), [], `seed ${seed}, kill ${i}: no draft is left`);
+    }
+    assert.ok(duringOpen > 0, `seed ${seed}: some kills landed before the first open returned`);
   });
 
   test.run();
