@@ -141,7 +141,7 @@ export function draftPath(file: string): string {
   return `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.new`;
 }
 
-/** The drafts of `file` in its folder, each with the pid that wrote it (what a kill left, or a writer's). */
+/** The drafts of `file` in its folder (and locks moved aside), each with the pid that made it. */
 export function draftsOf(file: string): Array<{ path: string; pid: number }> {
   const prefix = `${path.basename(file)}.`;
   const dir = path.dirname(file);
@@ -216,7 +216,7 @@ export class MapLock {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (createWhole(file, me)) {
         held.add(file);
-        // Drafts of openers that were killed before they could remove theirs.
+        // Drafts and moved-aside locks of openers that were killed before they could remove them.
         for (const d of draftsOf(file)) if (!processAlive(d.pid, '')) fs.rmSync(d.path, { force: true });
         return new MapLock(file);
       }
@@ -227,8 +227,9 @@ export class MapLock {
         throw new BucketMapError(codes.LOCKED, `${file}: the map is open in ${describe(owner, sameHost)}`, { file });
       }
       // Stale: its owner is gone. Move it aside (atomic) and check that what moved is the stale
-      // lock, not one a concurrent opener took in the meantime (that one goes back).
-      const aside = `${file}.stale.${process.pid}.${Math.random().toString(36).slice(2)}`;
+      // lock, not one a concurrent opener took in the meantime (that one goes back). The name
+      // aside is a draft's, so that one a kill leaves here is removed like a draft.
+      const aside = draftPath(file);
       try {
         fs.renameSync(file, aside);
       } catch {
