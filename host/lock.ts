@@ -213,11 +213,13 @@ export class MapLock {
     }
     const thread = currentThread();
     const me = `${process.pid} ${startTime(process.pid)} ${os.hostname()}${thread === '' ? '' : ` ${thread}`}\n`;
+    let tookOver = false;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (createWhole(file, me)) {
         held.add(file);
-        // Drafts and moved-aside locks of openers that were killed before they could remove them.
-        for (const d of draftsOf(file)) if (!processAlive(d.pid, '')) fs.rmSync(d.path, { force: true });
+        // After a crash, the drafts and moved-aside locks of openers killed before they could
+        // remove them; only then, so that a plain open does not list the folder.
+        if (tookOver) for (const d of draftsOf(file)) if (!processAlive(d.pid, '')) fs.rmSync(d.path, { force: true });
         return new MapLock(file);
       }
       const owner = readOwner(file);
@@ -247,6 +249,7 @@ export class MapLock {
         throw new BucketMapError(codes.LOCKED, `${file}: the map is open in ${describe(moved, movedHere)}`, { file });
       }
       fs.rmSync(aside, { force: true });
+      tookOver = true;
     }
     throw new BucketMapError(codes.LOCKED, `${file}: could not take the lock`, { file });
   }
