@@ -159,6 +159,23 @@ export function draftsOf(file: string): Array<{ path: string; pid: number }> {
   return drafts;
 }
 
+/**
+ * Gives a finished draft the name `file` by a hard link, which never replaces an existing file:
+ * true when linked, false when `file` exists, null when the file system has no hard links. The
+ * draft's own name stays for the caller to remove.
+ */
+export function linkDraft(draft: string, file: string): boolean | null {
+  try {
+    fs.linkSync(draft, file);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS') return null;
+    throw err;
+  }
+}
+
 /** Creates `file` holding `text` if no such file exists (false if one does): whole, or not at all. */
 function createWhole(file: string, text: string): boolean {
   const draft = draftPath(file);
@@ -167,16 +184,15 @@ function createWhole(file: string, text: string): boolean {
   } catch (err) {
     throw ioError(`cannot create lock ${file}`, err, file);
   }
+  let linked: boolean | null;
   try {
-    fs.linkSync(draft, file);
-    return true;
+    linked = linkDraft(draft, file);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return false;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw ioError(`cannot create lock ${file}`, err, file);
+    throw ioError(`cannot create lock ${file}`, err, file);
   } finally {
     fs.rmSync(draft, { force: true });
   }
+  if (linked !== null) return linked;
   // No hard links on this file system: create, then write (see UNFINISHED_LOCK_MS).
   let fd: number;
   try {

@@ -16,7 +16,7 @@ import { crc32c } from './checksum.js';
 import { BucketMapError, codes, corrupt, ioError } from './errors.js';
 import { checkCommonHeader, writeMagicAndVersion } from './format.js';
 import { reserveBlocks } from './storage.js';
-import { draftPath, draftsOf } from './lock.js';
+import { draftPath, draftsOf, linkDraft } from './lock.js';
 import {
   FILE_KIND_MANIFEST, HEADER_BYTES, H_CRC, MANIFEST_SLOT_BYTES, MH_DRIVES, MH_ELEMENT_SIZE, MH_MAX_BUCKETS,
   MH_MAX_SEARCH, MH_SEGMENT_BYTES, MH_SLOT_BYTES, MH_MAP_ID, SIZE_CLASSES, S_CRC, S_DATA_GEN, S_DATA_POW2, S_DRIVE,
@@ -74,23 +74,6 @@ function encodeSlot(record: BucketRecord, seq: number): Uint8Array {
   return bytes;
 }
 
-/**
- * Gives the finished draft the restart file's name, never over an existing file: a hard link (the
- * draft's name is removed after), or where the file system has none, a rename after a check,
- * which is safe because the caller holds the map's lock.
- */
-function placeDraft(draft: string, file: string): void {
-  try {
-    fs.linkSync(draft, file);
-    return;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
-  }
-  if (fs.existsSync(file)) throw Object.assign(new Error(`EEXIST: ${file} exists`), { code: 'EEXIST' });
-  fs.renameSync(draft, file);
-}
-
 /** The slot at byte `at` of the restart file (`view` spans the whole file). */
 function decodeSlot(view: DataView, at: number): BucketRecord {
   const record = emptyRecord();
@@ -145,7 +128,7 @@ export class Manifest {
     view.setUint32(MH_SEGMENT_BYTES, config.segmentBytes, true);
     view.setUint32(MH_MAP_ID, config.mapId >>> 0, true);
     view.setUint32(H_CRC, crc32c(header, 0, H_CRC), true);
-    // Written whole under a draft name, then renamed into place: a kill during a map's first open
+    // Written whole under a draft name, then linked into place: a kill during a map's first open
     // must not leave a restart file no later open can read (one was left empty or zero-filled,
     // and every open after it was CORRUPT). The caller holds the map's lock, so no one else
     // writes this name, and any draft beside it was left by a kill.
@@ -162,7 +145,10 @@ export class Manifest {
       fs.ftruncateSync(fd, Manifest.fileBytes(config.maxBuckets));
       fs.writeSync(fd, header, 0, HEADER_BYTES, 0);
       reserveBlocks(fd, HEADER_BYTES, Manifest.fileBytes(config.maxBuckets));
-      placeDraft(draft, file);
+      // Where the file system has no hard links, a rename after a check: the lock makes it safe.
+      const linked = linkDraft(draft, file);
+      if (linked === false || (linked === null && fs.existsSync(file))) throw Object.assign(new Error(`EEXIST: ${file} exists`), { code: 'EEXIST' });
+      if (linked === null) fs.renameSync(draft, file);
     } catch (err) {
       fs.closeSync(fd);
       throw ioError(`cannot write restart file ${file}`, err, file);
