@@ -3,6 +3,8 @@ import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
+import fsModule from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import * as os from 'node:os';
 import { BucketMap, BucketMapError, codes } from '../host/index.js';
 import { ENGINES, fingerprint, persistentConfig, removeDir, tempDir } from './helpers.js';
@@ -140,6 +142,31 @@ for (const engine of ENGINES) {
     assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.new')), [], 'no draft (the dead opener\'s included) or moved-aside lock is left');
     again.close();
     assert.not.ok(fs.existsSync(lockFile));
+  });
+
+  test('where the file system has no hard links, the lock and the restart file are still created exclusively', () => {
+    const config = persistentConfig(dir, engine);
+    const link = fsModule.linkSync;
+    let refused = 0;
+    fsModule.linkSync = () => {
+      refused++;
+      throw Object.assign(new Error('ENOTSUP: operation not supported'), { code: 'ENOTSUP' });
+    };
+    syncBuiltinESMExports();
+    try {
+      const map = new BucketMap(config);
+      assert.ok(refused >= 2, 'both the lock and the restart file tried a link first');
+      map.insert(new Uint8Array(32).fill(6), [new Uint8Array(16)]);
+      assert.throws(() => new BucketMap(config), (e: BucketMapError) => e.code === codes.LOCKED);
+      map.close();
+      const again = new BucketMap(config);
+      assert.is(again.size, 1);
+      again.close();
+    } finally {
+      fsModule.linkSync = link;
+      syncBuiltinESMExports();
+    }
+    assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.new')), []);
   });
 
   test('a map open in a worker thread is LOCKED to the main thread, and the main thread\'s to a worker', async () => {
