@@ -815,15 +815,37 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   static verify(options: { restartFile: string; drives?: readonly string[] }): VerifyReport {
     if (options === null || typeof options !== 'object') throw new TypeError('verify options must be an object');
     if (typeof options.restartFile !== 'string' || options.restartFile.length === 0) throw new TypeError('restartFile must be a non-empty string');
-    const restartFile = path.resolve(options.restartFile);
-    if (MapLock.isHeld(`${restartFile}.lock`)) {
-      throw new BucketMapError(codes.LOCKED, `${restartFile}: the map is open; verify it through that map, or close it first`, { file: restartFile });
-    }
-    const manifest = Manifest.inspect(restartFile);
     if (options.drives !== undefined && (!Array.isArray(options.drives) || options.drives.some((d) => typeof d !== 'string'))) {
       throw new TypeError('drives must be an array of folder paths');
     }
-    const drives = (options.drives ?? [`${restartFile}.buckets`]).map((d) => path.resolve(d));
+    const restartFile = path.resolve(options.restartFile);
+    // Held for the whole check: a writer opening meanwhile could retire a file the check has
+    // mapped, and growth truncates retired files (SparePool), which would be SIGBUS on the next read.
+    // Where no lock file can be made (a read-only or missing folder), no writer can open the map
+    // either, unless it has rights this process lacks; then only a held lock is refused, and a
+    // missing map is reported by the reading below.
+    const lockFile = `${restartFile}.lock`;
+    const inUse = () => new BucketMapError(codes.LOCKED, `${restartFile}: the map is open; verify it through that map, or close it first`, { file: restartFile });
+    let lock: MapLock | null = null;
+    try {
+      lock = MapLock.acquire(lockFile);
+    } catch (err) {
+      if (!(err instanceof BucketMapError)) throw err;
+      if (err.code === codes.LOCKED) throw inUse();
+      const cause = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+      if (err.code !== codes.IO || !['EROFS', 'EACCES', 'EPERM', 'ENOENT', 'ENOTDIR'].includes(cause ?? '')) throw err;
+      if (MapLock.isHeld(lockFile)) throw inUse();
+    }
+    try {
+      return BucketMap.verifyClosed(restartFile, options.drives);
+    } finally {
+      lock?.release();
+    }
+  }
+
+  private static verifyClosed(restartFile: string, givenDrives: readonly string[] | undefined): VerifyReport {
+    const manifest = Manifest.inspect(restartFile);
+    const drives = (givenDrives ?? [`${restartFile}.buckets`]).map((d) => path.resolve(d));
     if (drives.length !== manifest.config.drives) {
       throw new BucketMapError(codes.CONFIG_MISMATCH, `${restartFile}: the map uses ${manifest.config.drives} drives, ${drives.length} were given`, { file: restartFile });
     }

@@ -2,6 +2,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import fsModule from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
 import { openBucketFiles, tableOverFiles } from '../host/bucket-storage.js';
@@ -95,6 +97,53 @@ for (const engine of ENGINES) {
     const map = new BucketMap(config);
     assert.throws(() => BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }), (e: BucketMapError) => e.code === codes.LOCKED);
     map.close();
+  });
+
+  test('verifying from disk holds the lock throughout: an open for writing meanwhile is LOCKED', () => {
+    // Growth truncates the files it retires, so a writer let in mid-check could SIGBUS the
+    // checker. The open is tried from inside the check, at its first bucket file.
+    const open = fsModule.openSync;
+    let during: string | undefined;
+    fsModule.openSync = ((file: fs.PathLike, ...rest: unknown[]) => {
+      if (during === undefined && String(file).endsWith('.bkt')) {
+        try {
+          new BucketMap(config).close();
+          during = 'opened';
+        } catch (e) {
+          during = (e as BucketMapError).code;
+        }
+      }
+      return (open as (...a: unknown[]) => number)(file, ...rest);
+    }) as typeof fsModule.openSync;
+    syncBuiltinESMExports();
+    let report: VerifyReport;
+    try {
+      report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    } finally {
+      fsModule.openSync = open;
+      syncBuiltinESMExports();
+    }
+    assert.is(during, codes.LOCKED);
+    assert.ok(report.ok, problems(report));
+    assert.not.ok(fs.existsSync(`${config.restartFile}.lock`), 'released after the check');
+    new BucketMap(config).close();
+  });
+
+  test('where no lock file can be made (a read-only folder), verifying from disk still runs', () => {
+    const write = fsModule.writeFileSync;
+    fsModule.writeFileSync = ((file: fs.PathOrFileDescriptor, ...rest: unknown[]) => {
+      if (String(file).endsWith('.new')) throw Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' });
+      return (write as (...a: unknown[]) => void)(file, ...rest);
+    }) as typeof fsModule.writeFileSync;
+    syncBuiltinESMExports();
+    try {
+      const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+      assert.ok(report.ok, problems(report));
+      assert.is(report.entries, 1200);
+    } finally {
+      fsModule.writeFileSync = write;
+      syncBuiltinESMExports();
+    }
   });
 
   test('a changed key byte is found (it no longer sits where its hash says)', () => {
