@@ -21,7 +21,7 @@ import { CloseRecord } from './close-record.js';
 import { Counters, type BucketMapStats } from './stats.js';
 import { PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
 import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath, mappings } from './storage.js';
-import { MapLock } from './lock.js';
+import { MapLock, draftsOf } from './lock.js';
 import { createTempFolder, removeTempFolder } from './temp-folder.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
 import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
@@ -231,6 +231,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       if (cfg.restartFile !== null) {
         ensureWritableDir(path.dirname(cfg.restartFile));
         lock = MapLock.acquire(`${cfg.restartFile}.lock`);
+        // A restart-file draft a kill left between linking it into place and removing its name.
+        if (lock.tookOver) for (const d of draftsOf(cfg.restartFile)) fs.rmSync(d.path, { force: true });
       }
       for (const d of drives) ensureWritableDir(d);
       const base = { maxBuckets: cfg.maxBuckets, elementSize: cfg.codec.size, maxSearch: cfg.maxSearch, drives: drives.length };

@@ -218,8 +218,12 @@ function describe(owner: Owner, sameHost: boolean): string {
 export class MapLock {
   readonly file: string;
 
-  private constructor(file: string) {
+  /** The lock was taken over from an owner that died: what a crash leaves beside it may be there. */
+  readonly tookOver: boolean;
+
+  private constructor(file: string, tookOver: boolean) {
     this.file = file;
+    this.tookOver = tookOver;
   }
 
   /** Takes the lock or throws LOCKED naming the owner. */
@@ -236,7 +240,7 @@ export class MapLock {
         // After a crash, the drafts and moved-aside locks of openers killed before they could
         // remove them; only then, so that a plain open does not list the folder.
         if (tookOver) for (const d of draftsOf(file)) if (!processAlive(d.pid, '')) fs.rmSync(d.path, { force: true });
-        return new MapLock(file);
+        return new MapLock(file, tookOver);
       }
       const owner = readOwner(file);
       if (owner === null) continue;

@@ -137,6 +137,8 @@ for (const engine of ENGINES) {
     // And a draft of the lock, as a kill between writing one and linking it leaves it.
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
     fs.writeFileSync(`${lockFile}.${gone}.x1y2.new`, `${gone} 1 ${os.hostname()}\n`);
+    // And a restart-file draft, as a kill between linking it into place and removing its name leaves it.
+    fs.copyFileSync(config.restartFile!, `${config.restartFile}.${gone}.z9.new`);
     const again = new BucketMap(config);
     assert.is(again.size, 1);
     assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.new')), [], 'no draft (the dead opener\'s included) or moved-aside lock is left');
