@@ -1,7 +1,7 @@
 /**
  * One open map per restart file. Node has no flock, so the lock is a file next to the restart
- * file, created with O_EXCL and holding the owner's pid and process start time, then (on Linux) the
- * owning thread's id and start time. A lock whose owner is gone (the process died, or its pid now
+ * file, made only where none exists and holding the owner's pid and process start time, then (on
+ * Linux) the owning thread's id and start time. A lock whose owner is gone (the process died, or its pid now
  * belongs to another process, or the worker thread that opened the map ended without closing it)
  * is stale and is taken over, which is what an OS lock released at exit would give. The thread
  * matters because a map lives in the isolate that opened it: once that worker has ended, no code
