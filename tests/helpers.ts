@@ -1,5 +1,7 @@
 /** Shared test helpers: seeded randomness, temporary folders, and the engines every suite runs on. */
 import * as fs from 'node:fs';
+import fsModule from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
@@ -184,5 +186,23 @@ export async function collectUntil(done: () => boolean, rounds: number): Promise
   for (let round = 0; round < rounds && !done(); round++) {
     collectGarbage();
     await sleep(20);
+  }
+}
+
+type FsFunction = 'linkSync' | 'openSync' | 'writeFileSync';
+
+/**
+ * Runs `body` with one node:fs function replaced, as the library (which imports the ESM namespace)
+ * sees it: `replace` gets the original and returns the stand-in. The original is put back after.
+ */
+export function withFsFunction<R>(name: FsFunction, replace: (original: (...args: unknown[]) => unknown) => (...args: unknown[]) => unknown, body: () => R): R {
+  const original = fsModule[name] as (...args: unknown[]) => unknown;
+  (fsModule as unknown as Record<string, unknown>)[name] = replace(original);
+  syncBuiltinESMExports();
+  try {
+    return body();
+  } finally {
+    (fsModule as unknown as Record<string, unknown>)[name] = original;
+    syncBuiltinESMExports();
   }
 }

@@ -3,11 +3,9 @@ import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
-import fsModule from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
 import * as os from 'node:os';
 import { BucketMap, BucketMapError, codes } from '../host/index.js';
-import { ENGINES, fingerprint, persistentConfig, removeDir, tempDir } from './helpers.js';
+import { ENGINES, fingerprint, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
 
 const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
 
@@ -148,14 +146,12 @@ for (const engine of ENGINES) {
 
   test('where the file system has no hard links, the lock and the restart file are still created exclusively', () => {
     const config = persistentConfig(dir, engine);
-    const link = fsModule.linkSync;
     let refused = 0;
-    fsModule.linkSync = () => {
+    const noLinks = () => () => {
       refused++;
       throw Object.assign(new Error('ENOTSUP: operation not supported'), { code: 'ENOTSUP' });
     };
-    syncBuiltinESMExports();
-    try {
+    withFsFunction('linkSync', noLinks, () => {
       const map = new BucketMap(config);
       assert.ok(refused >= 2, 'both the lock and the restart file tried a link first');
       map.insert(new Uint8Array(32).fill(6), [new Uint8Array(16)]);
@@ -164,10 +160,7 @@ for (const engine of ENGINES) {
       const again = new BucketMap(config);
       assert.is(again.size, 1);
       again.close();
-    } finally {
-      fsModule.linkSync = link;
-      syncBuiltinESMExports();
-    }
+    });
     assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.new')), []);
   });
 

@@ -2,14 +2,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import fsModule from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
 import { openBucketFiles, tableOverFiles } from '../host/bucket-storage.js';
 import { Manifest } from '../host/manifest.js';
 import { CELL_BYTES, CELLS_PER_PAGE, extraByte, PAGE_HEADER_BYTES } from '../host/layout.js';
-import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir } from './helpers.js';
+import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
 
 const CLI = new URL('../host/cli.js', import.meta.url).pathname;
 
@@ -102,9 +100,8 @@ for (const engine of ENGINES) {
   test('verifying from disk holds the lock throughout: an open for writing meanwhile is LOCKED', () => {
     // Growth truncates the files it retires, so a writer let in mid-check could SIGBUS the
     // checker. The open is tried from inside the check, at its first bucket file.
-    const open = fsModule.openSync;
     let during: string | undefined;
-    fsModule.openSync = ((file: fs.PathLike, ...rest: unknown[]) => {
+    const openTryingWriter = (open: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
       if (during === undefined && String(file).endsWith('.bkt')) {
         try {
           new BucketMap(config).close();
@@ -113,16 +110,9 @@ for (const engine of ENGINES) {
           during = (e as BucketMapError).code;
         }
       }
-      return (open as (...a: unknown[]) => number)(file, ...rest);
-    }) as typeof fsModule.openSync;
-    syncBuiltinESMExports();
-    let report: VerifyReport;
-    try {
-      report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
-    } finally {
-      fsModule.openSync = open;
-      syncBuiltinESMExports();
-    }
+      return open(file, ...rest);
+    };
+    const report = withFsFunction('openSync', openTryingWriter, () => BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }));
     assert.is(during, codes.LOCKED);
     assert.ok(report.ok, problems(report));
     assert.not.ok(fs.existsSync(`${config.restartFile}.lock`), 'released after the check');
@@ -130,20 +120,13 @@ for (const engine of ENGINES) {
   });
 
   test('where no lock file can be made (a read-only folder), verifying from disk still runs', () => {
-    const write = fsModule.writeFileSync;
-    fsModule.writeFileSync = ((file: fs.PathOrFileDescriptor, ...rest: unknown[]) => {
+    const readOnly = (write: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
       if (String(file).endsWith('.new')) throw Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' });
-      return (write as (...a: unknown[]) => void)(file, ...rest);
-    }) as typeof fsModule.writeFileSync;
-    syncBuiltinESMExports();
-    try {
-      const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
-      assert.ok(report.ok, problems(report));
-      assert.is(report.entries, 1200);
-    } finally {
-      fsModule.writeFileSync = write;
-      syncBuiltinESMExports();
-    }
+      return write(file, ...rest);
+    };
+    const report = withFsFunction('writeFileSync', readOnly, () => BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }));
+    assert.ok(report.ok, problems(report));
+    assert.is(report.entries, 1200);
   });
 
   test('a changed key byte is found (it no longer sits where its hash says)', () => {
