@@ -21,7 +21,7 @@ import { CloseRecord } from './close-record.js';
 import { Counters, type BucketMapStats } from './stats.js';
 import { PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
 import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath, mappings } from './storage.js';
-import { MapLock, draftsOf } from './lock.js';
+import { MapLock, removeDrafts } from './lock.js';
 import { createTempFolder, removeTempFolder } from './temp-folder.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
 import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
@@ -231,8 +231,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       if (cfg.restartFile !== null) {
         ensureWritableDir(path.dirname(cfg.restartFile));
         lock = MapLock.acquire(`${cfg.restartFile}.lock`);
-        // A restart-file draft a kill left between linking it into place and removing its name.
-        if (lock.tookOver) for (const d of draftsOf(cfg.restartFile)) fs.rmSync(d.path, { force: true });
+        // Drafts a kill left beside the restart file (of it, or of the lock: see lock.ts). Looked
+        // for only when the last session did not end in a clean close, so that a clean reopen does
+        // not list the folder. Restart-file drafts are written only by a lock holder, so all go.
+        if (lock.tookOver || !fs.existsSync(CloseRecord.path(cfg.restartFile))) {
+          removeDrafts(cfg.restartFile, false);
+          removeDrafts(`${cfg.restartFile}.lock`, true);
+        }
       }
       for (const d of drives) ensureWritableDir(d);
       const base = { maxBuckets: cfg.maxBuckets, elementSize: cfg.codec.size, maxSearch: cfg.maxSearch, drives: drives.length };

@@ -142,7 +142,7 @@ export function draftPath(file: string): string {
 }
 
 /** The drafts of `file` in its folder (and locks moved aside), each with the pid that made it. */
-export function draftsOf(file: string): Array<{ path: string; pid: number }> {
+function draftsOf(file: string): Array<{ path: string; pid: number }> {
   const prefix = `${path.basename(file)}.`;
   const dir = path.dirname(file);
   let names: string[];
@@ -157,6 +157,11 @@ export function draftsOf(file: string): Array<{ path: string; pid: number }> {
     if (m !== null) drafts.push({ path: path.join(dir, name), pid: Number(m[1]) });
   }
   return drafts;
+}
+
+/** Removes the drafts of `file` (and locks moved aside) that a kill left: all of them, or with `deadOnly` those whose pid is gone. */
+export function removeDrafts(file: string, deadOnly: boolean): void {
+  for (const d of draftsOf(file)) if (!deadOnly || !processAlive(d.pid, '')) fs.rmSync(d.path, { force: true });
 }
 
 /**
@@ -237,9 +242,6 @@ export class MapLock {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (createWhole(file, me)) {
         held.add(file);
-        // After a crash, the drafts and moved-aside locks of openers killed before they could
-        // remove them; only then, so that a plain open does not list the folder.
-        if (tookOver) for (const d of draftsOf(file)) if (!processAlive(d.pid, '')) fs.rmSync(d.path, { force: true });
         return new MapLock(file, tookOver);
       }
       const owner = readOwner(file);

@@ -16,7 +16,7 @@ import { crc32c } from './checksum.js';
 import { BucketMapError, codes, corrupt, ioError } from './errors.js';
 import { checkCommonHeader, writeMagicAndVersion } from './format.js';
 import { reserveBlocks } from './storage.js';
-import { draftPath, draftsOf, linkDraft } from './lock.js';
+import { draftPath, linkDraft, removeDrafts } from './lock.js';
 import {
   FILE_KIND_MANIFEST, HEADER_BYTES, H_CRC, MANIFEST_SLOT_BYTES, MH_DRIVES, MH_ELEMENT_SIZE, MH_MAX_BUCKETS,
   MH_MAX_SEARCH, MH_SEGMENT_BYTES, MH_SLOT_BYTES, MH_MAP_ID, SIZE_CLASSES, S_CRC, S_DATA_GEN, S_DATA_POW2, S_DRIVE,
@@ -132,7 +132,7 @@ export class Manifest {
     // must not leave a restart file no later open can read (one was left empty or zero-filled,
     // and every open after it was CORRUPT). The caller holds the map's lock, so no one else
     // writes this name, and any draft beside it was left by a kill.
-    for (const d of draftsOf(file)) fs.rmSync(d.path, { force: true });
+    removeDrafts(file, false);
     const draft = draftPath(file);
     let fd: number;
     try {

@@ -144,6 +144,15 @@ for (const engine of ENGINES) {
     assert.not.ok(fs.existsSync(lockFile));
   });
 
+  test('a lock draft a killed opener left before linking it (so no lock, and no clean close) is removed by the next open', () => {
+    const config = persistentConfig(dir, engine);
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    fs.writeFileSync(`${config.restartFile}.lock.${gone}.k3.new`, `${gone} 1 ${os.hostname()}\n`);
+    const map = new BucketMap(config);
+    assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.new')), []);
+    map.close();
+  });
+
   test('where the file system has no hard links, the lock and the restart file are still created exclusively', () => {
     const config = persistentConfig(dir, engine);
     let refused = 0;
