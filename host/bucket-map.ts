@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, encodeSlotList, putMarked, removeMarked, type Entry, type MapGuard } from './bucket.js';
-import { BucketStorage, openBucketFiles, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
+import { BucketStorage, openBucketFiles, readOnlyError, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
@@ -64,6 +64,14 @@ export interface BucketMapConfig<T = Uint8Array> {
    * (README, Performance). Not part of the format: a map opens with either setting. Default false.
    */
   hugePages?: boolean;
+  /**
+   * Open an existing persistent map for reading only (needs `restartFile`): any number of
+   * read-only opens, in threads or processes, share the map at once, and none while it is open for
+   * writing (LOCKED either way). Files are mapped read-only and every write throws READ_ONLY. The
+   * map must have been closed cleanly by its last writer (else NEEDS_RECOVERY: open it for writing
+   * once). Default false.
+   */
+  readOnly?: boolean;
 }
 
 export interface FlushOptions {
@@ -104,6 +112,7 @@ interface ResolvedConfig {
   drives: string[] | null;
   checkFilesAtOpen: boolean;
   hugePages: boolean;
+  readOnly: boolean;
 }
 
 function resolveConfig(config: unknown): ResolvedConfig {
@@ -157,7 +166,10 @@ function resolveConfig(config: unknown): ResolvedConfig {
   const checkFilesAtOpen = c.checkFilesAtOpen === true;
   if (c.hugePages !== undefined && typeof c.hugePages !== 'boolean') throw new TypeError(`hugePages must be a boolean, got ${typeof c.hugePages}`);
   const hugePages = c.hugePages === true;
-  return { maxBuckets, maxSearch, restartFile, codec, cacheBytes, engine, segmentBytes, maxBytes, drives, checkFilesAtOpen, hugePages };
+  if (c.readOnly !== undefined && typeof c.readOnly !== 'boolean') throw new TypeError(`readOnly must be a boolean, got ${typeof c.readOnly}`);
+  const readOnly = c.readOnly === true;
+  if (readOnly && restartFile === null) throw new TypeError('readOnly needs a restartFile: it opens an existing persistent map');
+  return { maxBuckets, maxSearch, restartFile, codec, cacheBytes, engine, segmentBytes, maxBytes, drives, checkFilesAtOpen, hugePages, readOnly };
 }
 
 function ensureWritableDir(dir: string): void {
@@ -168,6 +180,32 @@ function ensureWritableDir(dir: string): void {
     throw ioError(`drive ${dir} cannot be used`, err, dir);
   }
   if (!fs.statSync(dir).isDirectory()) throw new BucketMapError(codes.IO, `drive ${dir} is not a directory`, { file: dir });
+}
+
+/** A read-only map's drive must exist (nothing is created for a reader). */
+function checkExistingDir(dir: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `drive ${dir} does not exist`, { file: dir });
+    throw ioError(`drive ${dir} cannot be used`, err, dir);
+  }
+  if (!stat.isDirectory()) throw new BucketMapError(codes.IO, `drive ${dir} is not a directory`, { file: dir });
+}
+
+/**
+ * The close record of a read-only open, which must vouch for every bucket: a reader repairs nothing,
+ * so a map whose last writer did not close it cleanly is refused.
+ */
+function cleanCloseRecord(restartFile: string, manifest: Manifest, maxBuckets: number): CloseRecord {
+  const { record } = CloseRecord.read(restartFile, manifest.config.mapId, maxBuckets);
+  const unclean = (why: string) => new BucketMapError(codes.NEEDS_RECOVERY, `${restartFile}: ${why}; open it for writing once (that repairs it), then read-only`, { file: restartFile });
+  if (record === null) throw unclean('the map was not closed cleanly (no valid close record)');
+  for (const [ix] of manifest.allocated()) {
+    if (record.countsFor(ix, manifest.seq(ix)) === null) throw unclean(`bucket ${ix} changed after the close record was written`);
+  }
+  return record;
 }
 
 function mapIdInUse(drives: readonly string[], mapId: number): boolean {
@@ -224,11 +262,15 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const self = this;
     this.guard = {
       enter: () => self.enter(),
+      enterWrite: () => self.enterWrite(),
       runCallback: <R>(fn: () => R): R => self.runCallback(fn),
       entries: 0,
     };
     try {
-      if (cfg.restartFile !== null) {
+      if (cfg.readOnly && cfg.restartFile !== null) {
+        // A reader writes nothing of the map's: it takes a shared hold and removes no drafts.
+        lock = MapLock.acquireShared(`${cfg.restartFile}.lock`);
+      } else if (cfg.restartFile !== null) {
         ensureWritableDir(path.dirname(cfg.restartFile));
         lock = MapLock.acquire(`${cfg.restartFile}.lock`);
         // Drafts a kill left beside the restart file (of it, or of the lock: see lock.ts). Looked
@@ -239,9 +281,15 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
           removeDrafts(`${cfg.restartFile}.lock`, true);
         }
       }
-      for (const d of drives) ensureWritableDir(d);
+      for (const d of drives) {
+        if (cfg.readOnly) checkExistingDir(d);
+        else ensureWritableDir(d);
+      }
       const base = { maxBuckets: cfg.maxBuckets, elementSize: cfg.codec.size, maxSearch: cfg.maxSearch, drives: drives.length };
-      if (cfg.restartFile !== null && Manifest.exists(cfg.restartFile)) {
+      if (cfg.readOnly && cfg.restartFile !== null) {
+        if (!Manifest.exists(cfg.restartFile)) throw new BucketMapError(codes.FILE_MISSING, `${cfg.restartFile}: no map to open read-only`, { file: cfg.restartFile });
+        manifest = Manifest.openReadOnly(cfg.restartFile, base);
+      } else if (cfg.restartFile !== null && Manifest.exists(cfg.restartFile)) {
         manifest = Manifest.open(cfg.restartFile, base);
       } else {
         let mapId = 0;
@@ -255,7 +303,10 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         }
       }
       let closeRecord: CloseRecord | null = null;
-      if (cfg.restartFile !== null) {
+      if (cfg.readOnly && cfg.restartFile !== null) {
+        closeRecord = cleanCloseRecord(cfg.restartFile, manifest, cfg.maxBuckets);
+        this.closeRecordPresent = true;
+      } else if (cfg.restartFile !== null) {
         const found = CloseRecord.read(cfg.restartFile, manifest.config.mapId, cfg.maxBuckets);
         if (!createdRestartFile && !cfg.checkFilesAtOpen) closeRecord = found.record;
         this.closeRecordPresent = found.present;
@@ -270,6 +321,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         manifest, engine, counters: new Counters(), usage: { bytes: 0, maxBytes: cfg.maxBytes },
         spares: new SparePool(manifest.config.mapId),
         beforeChange: () => {
+          if (cfg.readOnly) throw readOnlyError();
           if (!self.closeRecordPresent || restartFile === null) return;
           CloseRecord.remove(restartFile);
           self.closeRecordPresent = false;
@@ -279,6 +331,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         },
         writable: new Uint8Array(cfg.maxBuckets),
         versions: new Float64Array(cfg.maxBuckets),
+        readOnly: cfg.readOnly,
       };
       storages = new Array<BucketStorage>(cfg.maxBuckets);
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
@@ -298,6 +351,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       // its spares before writing the record. Scanning a drive of 1,024 files was the slowest step
       // of such an open.
       if (this.persistent && !everyBucketVouched) this.removeStrayFiles();
+      // checkFilesAtOpen on a reader: map and check every bucket now (a header that disagrees with
+      // the close record is NEEDS_RECOVERY) instead of at first use.
+      if (cfg.readOnly && cfg.checkFilesAtOpen) for (const storage of storages) void storage.allocated;
     } catch (err) {
       for (const s of storages) s.close(false);
       engine?.close();
@@ -355,6 +411,12 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'map methods cannot be called from inside an update() callback');
   }
 
+  /** enter() for a call that writes: refused on a read-only map before its arguments are read. */
+  private enterWrite(): void {
+    this.enter();
+    if (this.ctx.readOnly) throw readOnlyError();
+  }
+
   private runCallback<R>(fn: () => R): R {
     this.inCallback = true;
     try {
@@ -378,6 +440,11 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   }
 
   // ── routing ────────────────────────────────────────────────────────────────────────────────────
+
+  /** Whether the map was opened with `readOnly: true`. */
+  get readOnly(): boolean {
+    return this.ctx.readOnly;
+  }
 
   get numBuckets(): number {
     return this.ctx.maxBuckets;
@@ -418,7 +485,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
    * fails (a full disk) stops the call; buckets grown before it keep their larger files.
    */
   setAnticipatedCount(total: number): void {
-    this.enter();
+    this.enterWrite();
     if (typeof total !== 'number') throw new TypeError(`total must be a number, got ${typeof total}`);
     if (!Number.isSafeInteger(total) || total < 0) throw new RangeError(`total must be a non-negative integer, got ${total}`);
     const share = total / this.ctx.maxBuckets;
@@ -441,7 +508,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   }
 
   insert(key: Key, slotList: readonly T[], refCount = 1): void {
-    this.enter();
+    this.enterWrite();
     const k = toKeyBytes(key);
     const rc = checkRefCount(refCount);
     const ix = bucketIndexOf(k, this.bits);
@@ -459,24 +526,24 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   }
 
   tryInsert(key: Key, slotList: readonly T[], refCount = 1): NoSpace | undefined {
-    this.enter();
+    this.enterWrite();
     return this.bucketFor(toKeyBytes(key)).tryWrite(key, slotList, refCount);
   }
 
   /** Grows what a NoSpace from tryInsert names. */
   grow(noSpace: NoSpace): void {
-    this.enter();
+    this.enterWrite();
     if (!(noSpace instanceof NoSpace)) throw new TypeError('grow(noSpace) takes the NoSpace a tryInsert returned');
     this.getBucketFromIndex(noSpace.bucket).grow(noSpace);
   }
 
   update(key: Key, fn: (current: Entry<T> | undefined) => Entry<T> | undefined): void {
-    this.enter();
+    this.enterWrite();
     this.bucketFor(toKeyBytes(key)).update(key, fn);
   }
 
   deleteKey(key: Key): boolean {
-    this.enter();
+    this.enterWrite();
     const k = toKeyBytes(key);
     const ix = bucketIndexOf(k, this.bits);
     if (this.ctx.writable[ix] !== 1) return this.bucketAt(ix).removeKey(k);
@@ -494,7 +561,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   }
 
   private adjustRef(key: Key, delta: 1 | -1): number | undefined {
-    this.enter();
+    this.enterWrite();
     const k = toKeyBytes(key);
     const ix = bucketIndexOf(k, this.bits);
     if (this.ctx.writable[ix] !== 1) {
@@ -564,7 +631,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   /** Deletes many keys at once; returns how many were present. */
   deleteMany(keys: KeyBatch): number {
-    this.enter();
+    this.enterWrite();
     return this.batcher.deleteMany(keys);
   }
 
@@ -576,13 +643,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
    * message names the key's index: the keys before it were adjusted, none after it.
    */
   addrefMany(keys: KeyBatch, refCounts: Float64Array | null = null): number {
-    this.enter();
+    this.enterWrite();
     return this.batcher.adjustMany(keys, +1, refCounts);
   }
 
   /** unref() of many keys, as addrefMany(); a refCount already at 0 throws REFCOUNT_UNDERFLOW. */
   unrefMany(keys: KeyBatch, refCounts: Float64Array | null = null): number {
-    this.enter();
+    this.enterWrite();
     return this.batcher.adjustMany(keys, -1, refCounts);
   }
 
@@ -594,7 +661,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   insertMany(entries: ReadonlyArray<readonly [Key, readonly T[]] | readonly [Key, readonly T[], number]>): void;
   insertMany(keys: KeyBatch, slotLists: ReadonlyArray<readonly T[]>, refCounts?: number | ArrayLike<number>): void;
   insertMany(first: unknown, slotLists?: ReadonlyArray<readonly T[]>, refCounts?: number | ArrayLike<number>): void {
-    this.enter();
+    this.enterWrite();
     if (slotLists !== undefined) {
       this.batcher.insertMany(first as KeyBatch, slotLists, refCounts ?? 1);
       return;
@@ -647,7 +714,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   /** Map-style write of [slotList, refCount]; returns the map. */
   set(key: Key, value: Entry<T>): this {
-    this.enter();
+    this.enterWrite();
     if (!Array.isArray(value) || value.length !== 2) throw new TypeError('value must be [slotList, refCount]');
     this.insert(key, value[0], value[1]);
     return this;
@@ -698,6 +765,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   flush(options: FlushOptions = {}): void {
     this.enter();
     if (options === null || typeof options !== 'object') throw new TypeError('flush options must be an object');
+    if (this.ctx.readOnly) return; // a reader has written nothing
     const started = performance.now();
     for (const storage of this.storages) storage.saveCounts();
     if (options.durable === true) {
@@ -722,7 +790,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
    * carry on.
    */
   compact(options: CompactOptions = {}): CompactReport {
-    this.enter();
+    this.enterWrite();
     if (options === null || typeof options !== 'object') throw new TypeError('compact options must be an object');
     let load = COMPACT_LOAD;
     if (options.load !== undefined) {
@@ -750,7 +818,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (this.closed) return;
     if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from inside an update() callback');
     try {
-      if (this.persistent) {
+      if (this.persistent && !this.ctx.readOnly) {
         this.flush();
         // Before the record: an open that finds one does not look for files to remove.
         this.ctx.spares.clear();
@@ -826,27 +894,23 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       throw new TypeError('drives must be an array of folder paths');
     }
     const restartFile = path.resolve(options.restartFile);
-    // Held for the whole check: a writer opening meanwhile could retire a file the check has
-    // mapped, and growth truncates retired files (SparePool), which would be SIGBUS on the next read.
-    // Where no lock file can be made (a read-only or missing folder), no writer can open the map
-    // either, unless it has rights this process lacks; then only a held lock is refused, and a
-    // missing map is reported by the reading below.
-    const lockFile = `${restartFile}.lock`;
-    const inUse = () => new BucketMapError(codes.LOCKED, `${restartFile}: the map is open; verify it through that map, or close it first`, { file: restartFile });
-    let lock: MapLock | null = null;
+    // A shared hold, as a read-only open takes, for the whole check: a writer opening meanwhile
+    // could retire a file the check has mapped, and growth truncates retired files (SparePool),
+    // which would be SIGBUS on the next read. Where no reader file can be made (a read-only or
+    // missing folder) only a live writer's lock is refused, and a missing map is reported below.
+    let lock: MapLock;
     try {
-      lock = MapLock.acquire(lockFile);
+      lock = MapLock.acquireShared(`${restartFile}.lock`);
     } catch (err) {
-      if (!(err instanceof BucketMapError)) throw err;
-      if (err.code === codes.LOCKED) throw inUse();
-      const cause = (err.cause as NodeJS.ErrnoException | undefined)?.code;
-      if (err.code !== codes.IO || !['EROFS', 'EACCES', 'EPERM', 'ENOENT', 'ENOTDIR'].includes(cause ?? '')) throw err;
-      if (MapLock.isHeld(lockFile)) throw inUse();
+      if (err instanceof BucketMapError && err.code === codes.LOCKED) {
+        throw new BucketMapError(codes.LOCKED, `${restartFile}: the map is open for writing; verify it through that map, or close it first`, { file: restartFile });
+      }
+      throw err;
     }
     try {
       return BucketMap.verifyClosed(restartFile, options.drives);
     } finally {
-      lock?.release();
+      lock.release();
     }
   }
 

@@ -94,6 +94,13 @@ export interface MapContext extends FileLayout {
   readonly writable: Uint8Array;
   /** Per bucket, bumped by every change: iterators compare it to know whether their snapshot holds. */
   readonly versions: Float64Array;
+  /** Opened with `readOnly: true`: files mapped read-only, and every write refused before it starts. */
+  readonly readOnly: boolean;
+}
+
+/** READ_ONLY: the public calls refuse writes first; these checks stand behind them, before any byte. */
+export function readOnlyError(): BucketMapError {
+  return new BucketMapError(codes.READ_ONLY, 'the map was opened with readOnly: true; open it without to change it');
 }
 
 /** Lets tests pin the seed of new buckets (to aim keys at a window); never set otherwise. */
@@ -236,6 +243,7 @@ export class BucketStorage {
    * growth) is not referenced by anything, so it is removed and the creation retried.
    */
   private createFile(sizeClass: number | null, generation: number, spec: FileSpec, replaces: MappedFile | null): MappedFile {
+    if (this.ctx.readOnly) throw readOnlyError();
     this.ctx.beforeChange();
     const name = this.name(sizeClass, generation);
     const bytes = fileBytesFor(spec, this.ctx.segmentBytes);
@@ -287,7 +295,7 @@ export class BucketStorage {
    */
   open(record: BucketRecord, vouched: SavedCounts | null = null): void {
     this.record = copyRecord(record);
-    const files = openBucketFiles(this.ctx, this.ix, record, false, vouched === null ? 'lazy' : 'deferred');
+    const files = openBucketFiles(this.ctx, this.ix, record, this.ctx.readOnly, vouched === null ? 'lazy' : 'deferred');
     this.index = files.index;
     for (let c = 0; c < SIZE_CLASSES; c++) this.data[c] = files.data[c];
     for (const file of this.files()) this.ctx.usage.bytes += file.bytes;
@@ -306,6 +314,9 @@ export class BucketStorage {
 
   /** Replays the journal, rebuilds the index into a new file, frees orphaned data cells, recounts. */
   private repair(): void {
+    if (this.ctx.readOnly) {
+      throw new BucketMapError(codes.NEEDS_RECOVERY, `bucket ${this.ix} needs repair (its header is dirty or disagrees with the close record): open the map for writing once, then read-only`);
+    }
     this.ctx.beforeChange();
     const started = performance.now();
     const record = this.record as BucketRecord;
@@ -640,6 +651,7 @@ export class BucketStorage {
 
   /** Called before the first change after a flush: the header says dirty until counts are saved. */
   markDirty(): void {
+    if (this.ctx.readOnly) throw readOnlyError();
     if (!this.dirty) {
       this.ctx.beforeChange();
       markDirty(this.index as MappedFile);

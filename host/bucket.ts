@@ -42,6 +42,8 @@ export interface BucketItem<T> {
 export interface MapGuard {
   /** Throws CLOSED after close(), REENTRANT inside an update() callback. */
   enter(): void;
+  /** enter() for a call that writes: READ_ONLY too on a map opened read-only. */
+  enterWrite(): void;
   runCallback<R>(fn: () => R): R;
   /** Live entries of the whole map, kept by every write. */
   entries: number;
@@ -126,7 +128,7 @@ export class Bucket<T> {
 
   /** Upsert; grows the bucket's files as needed. */
   insert(key: Key, slotList: readonly T[], refCount = 1): void {
-    this.guard.enter();
+    this.guard.enterWrite();
     const k = toKeyBytes(key);
     const rc = checkRefCount(refCount);
     const slots = this.encode(slotList);
@@ -135,7 +137,7 @@ export class Bucket<T> {
 
   /** One attempt, never a partial write: returns what must grow, or undefined when written. */
   tryWrite(key: Key, slotList: readonly T[], refCount = 1): NoSpace | undefined {
-    this.guard.enter();
+    this.guard.enterWrite();
     const k = toKeyBytes(key);
     const rc = checkRefCount(refCount);
     const slots = this.encode(slotList);
@@ -145,7 +147,7 @@ export class Bucket<T> {
 
   /** Grows what `noSpace` names; a request that is stale (already served) does nothing. */
   grow(noSpace: NoSpace): void {
-    this.guard.enter();
+    this.guard.enterWrite();
     if (!(noSpace instanceof NoSpace)) throw new TypeError('grow(noSpace) takes the NoSpace a tryWrite/tryInsert returned');
     if (noSpace.bucket !== this.index) throw new RangeError(`noSpace is for bucket ${noSpace.bucket}, not ${this.index}`);
     this.growFor(noSpace);
@@ -153,7 +155,7 @@ export class Bucket<T> {
 
   /** Reads the entry, passes it to `fn`, and writes what `fn` returns (undefined deletes). */
   update(key: Key, fn: (current: Entry<T> | undefined) => Entry<T> | undefined): void {
-    this.guard.enter();
+    this.guard.enterWrite();
     const k = toKeyBytes(key);
     if (typeof fn !== 'function') throw new TypeError('update(key, fn): fn must be a function');
     const current = this.readKey(k);
@@ -171,13 +173,13 @@ export class Bucket<T> {
   }
 
   deleteKey(key: Key): boolean {
-    this.guard.enter();
+    this.guard.enterWrite();
     return this.removeKey(toKeyBytes(key));
   }
 
   /** Sizes the index for `count` entries now, so a following bulk load does not grow step by step. */
   setAnticipatedCount(count: number): void {
-    this.guard.enter();
+    this.guard.enterWrite();
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
       throw new RangeError(`count must be a non-negative integer, got ${String(count)}`);
     }
@@ -190,7 +192,7 @@ export class Bucket<T> {
    * index and the first element of the entry that is kept.
    */
   batchInsertNonDuplicates(items: ReadonlyArray<readonly [Key, T]>): Array<[number, T]> {
-    this.guard.enter();
+    this.guard.enterWrite();
     if (!Array.isArray(items)) throw new TypeError('items must be an array of [key, element] pairs');
     // Every item is checked before anything is written: a bad one fails the whole batch.
     const probe = new Uint8Array(this.codec.size);

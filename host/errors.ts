@@ -30,6 +30,13 @@ export const codes = Object.freeze({
    * (vm.max_map_count): replaced files stay mapped until the event loop turns. Transient.
    */
   MAPPING_LIMIT: 'BUCKET_MAP_MAPPING_LIMIT',
+  /** A write was asked of a map opened with `readOnly: true`. */
+  READ_ONLY: 'BUCKET_MAP_READ_ONLY',
+  /**
+   * A read-only open found a map its last writer did not close cleanly (or a bucket whose header
+   * disagrees with the close record): open it once for writing, which repairs it, then read-only.
+   */
+  NEEDS_RECOVERY: 'BUCKET_MAP_NEEDS_RECOVERY',
   /** The machine is big-endian: the files are little-endian and both engines read them as such. */
   UNSUPPORTED_PLATFORM: 'BUCKET_MAP_UNSUPPORTED_PLATFORM',
 } as const);

@@ -14,6 +14,12 @@
  * left an empty file to a kill between the two, and every later open was LOCKED by "process 0").
  * Where hard links are not supported the create-then-write remains; a lock that does not parse is
  * therefore taken as stale only once it has not changed for UNFINISHED_LOCK_MS.
+ *
+ * Read-only opens share the map: each puts a reader file (the same owner text) in the folder
+ * `<lock>.readers`, under a name of its own, and they never exclude one another. A writer and a
+ * reader each publish themselves first and look for the other second, so when both open at once at
+ * least one of them sees the other and backs off (both may: LOCKED either way, never both in).
+ * Reader files of owners that are gone are removed by the next writer that finds them.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -216,8 +222,109 @@ function createWhole(file: string, text: string): boolean {
 
 function describe(owner: Owner, sameHost: boolean): string {
   if (!owner.parsed) return `another process (its lock file is unfinished: being written, or left so by a crash; it counts as abandoned after ${UNFINISHED_LOCK_MS / 1000} s)`;
-  if (owner.pid === process.pid && sameHost) return `another thread of this process${owner.tid > 0 ? ` (thread ${owner.tid})` : ''}`;
+  if (owner.pid === process.pid && sameHost) {
+    if (owner.tid > 0 && `${owner.tid} ${owner.threadStarted}` === currentThread()) return 'this thread';
+    return `another thread of this process${owner.tid > 0 ? ` (thread ${owner.tid})` : ''}`;
+  }
   return `process ${owner.pid}${sameHost ? '' : ` on ${owner.host}`}`;
+}
+
+/** What a lock or reader file says about this thread: pid, start time, host, then thread on Linux. */
+function ownerText(): string {
+  const thread = currentThread();
+  return `${process.pid} ${startTime(process.pid)} ${os.hostname()}${thread === '' ? '' : ` ${thread}`}\n`;
+}
+
+/** The folder of reader files beside lock `file`. */
+function readersDir(file: string): string {
+  return `${file}.readers`;
+}
+
+/**
+ * The live readers of lock `file`; reader files whose owner is gone (and drafts of dead
+ * processes) are removed on the way.
+ */
+function liveReaders(file: string): Owner[] {
+  const dir = readersDir(file);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const live: Owner[] = [];
+  for (const name of names) {
+    const at = path.join(dir, name);
+    if (name.endsWith('.new')) {
+      // A reader file being written: published only once renamed, so not a reader yet.
+      if (!processAlive(Number(name.split('.')[0]), '')) fs.rmSync(at, { force: true });
+      continue;
+    }
+    const owner = readOwner(at);
+    if (owner === null) continue;
+    if (abandoned(owner)) fs.rmSync(at, { force: true });
+    else live.push(owner);
+  }
+  if (live.length === 0) removeIfEmpty(dir);
+  return live;
+}
+
+/**
+ * Where no reader file can be made (a read-only or missing folder), no writer can make its lock
+ * either, unless it has rights this process lacks: a reader then only checks the writer's lock.
+ */
+const NO_LOCK_HERE = ['EROFS', 'EACCES', 'EPERM', 'ENOENT', 'ENOTDIR'];
+
+/**
+ * Publishes a reader file for this thread in the readers folder of `file`: its path, or null where
+ * no file can be made there (see NO_LOCK_HERE).
+ */
+function publishReader(file: string): string | null {
+  const dir = readersDir(file);
+  const reader = path.join(dir, `${process.pid}.${Math.random().toString(36).slice(2)}`);
+  const draft = `${reader}.new`;
+  const code = (err: unknown) => (err as NodeJS.ErrnoException).code ?? '';
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.mkdirSync(dir); // not recursive: a missing map's folder is not made
+    } catch (err) {
+      if (NO_LOCK_HERE.includes(code(err))) return null;
+      if (code(err) !== 'EEXIST') throw ioError(`cannot register a reader of ${file}`, err, file);
+    }
+    try {
+      fs.writeFileSync(draft, ownerText(), { flag: 'wx', mode: 0o644 });
+      fs.renameSync(draft, reader);
+      return reader;
+    } catch (err) {
+      fs.rmSync(draft, { force: true });
+      // The last reader removed the folder between our mkdir and write: make it again.
+      if (code(err) === 'ENOENT' && attempt < 3) continue;
+      removeIfEmpty(dir);
+      if (NO_LOCK_HERE.includes(code(err))) return null;
+      throw ioError(`cannot register a reader of ${file}`, err, file);
+    }
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // Other readers remain (or it is gone already).
+  }
+}
+
+/** Removes reader file `reader`, and its folder if it was the last one there. */
+function withdrawReader(reader: string): void {
+  fs.rmSync(reader, { force: true });
+  removeIfEmpty(path.dirname(reader));
+}
+
+function describeReaders(readers: Owner[]): string {
+  const first = readers[0];
+  const sameHost = first.host === '' || first.host === os.hostname();
+  const more = readers.length > 1 ? ` and ${readers.length - 1} other reader${readers.length > 2 ? 's' : ''}` : '';
+  return `${describe(first, sameHost)}${more}`;
 }
 
 export class MapLock {
@@ -226,9 +333,21 @@ export class MapLock {
   /** The lock was taken over from an owner that died: what a crash leaves beside it may be there. */
   readonly tookOver: boolean;
 
-  private constructor(file: string, tookOver: boolean) {
+  /**
+   * For a read-only (shared) hold, this reader's file ('' where none could be made, see
+   * NO_LOCK_HERE); null for the writer's lock.
+   */
+  private readonly reader: string | null;
+
+  private constructor(file: string, tookOver: boolean, reader: string | null = null) {
     this.file = file;
     this.tookOver = tookOver;
+    this.reader = reader;
+  }
+
+  /** Whether this is a read-only (shared) hold. */
+  get shared(): boolean {
+    return this.reader !== null;
   }
 
   /** Takes the lock or throws LOCKED naming the owner. */
@@ -236,11 +355,16 @@ export class MapLock {
     if (held.has(file)) {
       throw new BucketMapError(codes.LOCKED, `${file}: the map is already open in this process`, { file });
     }
-    const thread = currentThread();
-    const me = `${process.pid} ${startTime(process.pid)} ${os.hostname()}${thread === '' ? '' : ` ${thread}`}\n`;
+    const me = ownerText();
     let tookOver = false;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (createWhole(file, me)) {
+        // Published first, readers looked for second (see the header).
+        const readers = liveReaders(file);
+        if (readers.length > 0) {
+          fs.rmSync(file, { force: true });
+          throw new BucketMapError(codes.LOCKED, `${file}: the map is open read-only in ${describeReaders(readers)}`, { file });
+        }
         held.add(file);
         return new MapLock(file, tookOver);
       }
@@ -276,11 +400,23 @@ export class MapLock {
     throw new BucketMapError(codes.LOCKED, `${file}: could not take the lock`, { file });
   }
 
-  /** Is the lock held by a live process (for read-only verification)? */
-  static isHeld(file: string): boolean {
-    if (held.has(file)) return true;
+  /**
+   * Takes a read-only (shared) hold: any number at once, none while a writer holds the lock.
+   * Throws LOCKED naming the writer. A stale writer's lock is left for the next writer to take over.
+   */
+  static acquireShared(file: string): MapLock {
+    if (held.has(file)) {
+      throw new BucketMapError(codes.LOCKED, `${file}: the map is open for writing in this thread`, { file });
+    }
+    const reader = publishReader(file);
+    // Published first, the writer looked for second (see the header).
     const owner = readOwner(file);
-    return owner !== null && !abandoned(owner);
+    if (owner !== null && !abandoned(owner)) {
+      if (reader !== null) withdrawReader(reader);
+      const sameHost = owner.host === '' || owner.host === os.hostname();
+      throw new BucketMapError(codes.LOCKED, `${file}: the map is open for writing in ${describe(owner, sameHost)}`, { file });
+    }
+    return new MapLock(file, false, reader ?? '');
   }
 
   /**
@@ -294,6 +430,10 @@ export class MapLock {
   }
 
   release(): void {
+    if (this.reader !== null) {
+      if (this.reader !== '') withdrawReader(this.reader);
+      return;
+    }
     if (!held.delete(this.file)) return;
     const owner = readOwner(this.file);
     if (owner === null || !owner.parsed || owner.pid !== process.pid) return;

@@ -173,6 +173,11 @@ export class Manifest {
     return manifest;
   }
 
+  /** open() for a read-only map: checked against the configuration, never opened for writing. */
+  static openReadOnly(file: string, config: Omit<ManifestConfig, 'segmentBytes' | 'mapId'>): Manifest {
+    return Manifest.read(file, config);
+  }
+
   /** Reads a restart file without opening it for writing; its configuration is taken as stored. */
   static inspect(file: string): Manifest {
     return Manifest.read(file, null);
