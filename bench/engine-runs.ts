@@ -14,9 +14,9 @@ import { snapshotBuild } from './snapshot.js';
 
 export type Engine = 'host' | 'wasm';
 
-export interface EngineRuns<R> {
-  /** The results of each engine, in run order. */
-  results: Map<Engine, R[]>;
+export interface EngineRuns<R, E extends string = Engine> {
+  /** The results of each engine (or store), in run order. */
+  results: Map<E, R[]>;
   root: string;
   version: string;
   machine: Machine;
@@ -48,8 +48,8 @@ export function parseRuns(text: string): number {
  * Runs `script` (the calling module's URL) once per run and engine, engines interleaved within
  * each run; `args(engine, dir)` gives the child its arguments, `dir` a fresh folder for its files.
  */
-export function runEngines<R>(scriptUrl: string, name: string, runs: number, engines: Engine[], tmpParent: string,
-  args: (engine: Engine, dir: string) => object, progress: (run: number, engine: Engine) => string): EngineRuns<R> {
+export function runEngines<R, E extends string = Engine>(scriptUrl: string, name: string, runs: number, engines: E[], tmpParent: string,
+  args: (engine: E, dir: string) => object, progress: (run: number, engine: E) => string): EngineRuns<R, E> {
   const here = fileURLToPath(scriptUrl);
   const root = path.resolve(path.dirname(here), '..', '..');
   const snapshot = snapshotBuild(path.dirname(path.dirname(here)), path.join(root, 'bench', 'out'));
@@ -58,7 +58,7 @@ export function runEngines<R>(scriptUrl: string, name: string, runs: number, eng
   const tmp = fs.mkdtempSync(path.join(tmpParent, `bucket-map-${name}-`));
   const machine = describeMachine(tmp);
   const started = new Date();
-  const results = new Map<Engine, R[]>(engines.map((e) => [e, []]));
+  const results = new Map<E, R[]>(engines.map((e) => [e, []]));
   try {
     for (let run = 1; run <= runs; run++) {
       for (const engine of engines) {
