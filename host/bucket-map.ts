@@ -266,10 +266,12 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       runCallback: <R>(fn: () => R): R => self.runCallback(fn),
       entries: 0,
     };
+    // The restart file of a read-only open (resolveConfig requires one), else null.
+    const readerOf = cfg.readOnly ? cfg.restartFile : null;
     try {
-      if (cfg.readOnly && cfg.restartFile !== null) {
+      if (readerOf !== null) {
         // A reader writes nothing of the map's: it takes a shared hold and removes no drafts.
-        lock = MapLock.acquireShared(`${cfg.restartFile}.lock`);
+        lock = MapLock.acquireShared(`${readerOf}.lock`);
       } else if (cfg.restartFile !== null) {
         ensureWritableDir(path.dirname(cfg.restartFile));
         lock = MapLock.acquire(`${cfg.restartFile}.lock`);
@@ -286,9 +288,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         else ensureWritableDir(d);
       }
       const base = { maxBuckets: cfg.maxBuckets, elementSize: cfg.codec.size, maxSearch: cfg.maxSearch, drives: drives.length };
-      if (cfg.readOnly && cfg.restartFile !== null) {
-        if (!Manifest.exists(cfg.restartFile)) throw new BucketMapError(codes.FILE_MISSING, `${cfg.restartFile}: no map to open read-only`, { file: cfg.restartFile });
-        manifest = Manifest.openReadOnly(cfg.restartFile, base);
+      if (readerOf !== null) {
+        if (!Manifest.exists(readerOf)) throw new BucketMapError(codes.FILE_MISSING, `${readerOf}: no map to open read-only`, { file: readerOf });
+        manifest = Manifest.openReadOnly(readerOf, base);
       } else if (cfg.restartFile !== null && Manifest.exists(cfg.restartFile)) {
         manifest = Manifest.open(cfg.restartFile, base);
       } else {
@@ -303,8 +305,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         }
       }
       let closeRecord: CloseRecord | null = null;
-      if (cfg.readOnly && cfg.restartFile !== null) {
-        closeRecord = cleanCloseRecord(cfg.restartFile, manifest, cfg.maxBuckets);
+      if (readerOf !== null) {
+        closeRecord = cleanCloseRecord(readerOf, manifest, cfg.maxBuckets);
         this.closeRecordPresent = true;
       } else if (cfg.restartFile !== null) {
         const found = CloseRecord.read(cfg.restartFile, manifest.config.mapId, cfg.maxBuckets);

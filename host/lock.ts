@@ -345,11 +345,6 @@ export class MapLock {
     this.reader = reader;
   }
 
-  /** Whether this is a read-only (shared) hold. */
-  get shared(): boolean {
-    return this.reader !== null;
-  }
-
   /** Takes the lock or throws LOCKED naming the owner. */
   static acquire(file: string): MapLock {
     if (held.has(file)) {
