@@ -1,6 +1,7 @@
 /** Shared test helpers: seeded randomness, temporary folders, and the engines every suite runs on. */
 import * as fs from 'node:fs';
 import fsModule from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { syncBuiltinESMExports } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -205,4 +206,29 @@ export function withFsFunction<R>(name: FsFunction, replace: (original: (...args
     (fsModule as unknown as Record<string, unknown>)[name] = original;
     syncBuiltinESMExports();
   }
+}
+
+/**
+ * Runs `script` (an ES module as text) in a child Node process with `arg` as its argument, and
+ * resolves once its output shows `ready`: the child holds whatever it opened until killHard().
+ */
+export async function startChild(script: string, arg: string, ready: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, arg]);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d) => String(d).includes(ready) && resolve());
+    child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
+  });
+  return child;
+}
+
+/** Kills a child as a crash would (SIGKILL: no exit handler runs) and waits until it is gone. */
+export async function killHard(child: ChildProcess): Promise<void> {
+  const closed = new Promise((resolve) => child.on('close', resolve));
+  child.kill('SIGKILL');
+  await closed;
+}
+
+/** The pid of a process that has already exited: free now, or reused with another start time. */
+export function deadPid(): number {
+  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
 }

@@ -1,11 +1,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { BucketMap, BucketMapError, codes } from '../host/index.js';
-import { ENGINES, fingerprint, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
+import { ENGINES, deadPid, fingerprint, killHard, persistentConfig, removeDir, startChild, tempDir, withFsFunction } from './helpers.js';
 
 const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
 
@@ -97,14 +96,9 @@ for (const engine of ENGINES) {
       map.flush();
       process.stdout.write('open\\n');
       setInterval(() => {}, 1000);`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(config)]);
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d) => String(d).includes('open') && resolve());
-      child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
-    });
+    const child = await startChild(script, JSON.stringify(config), 'open');
     assert.throws(() => new BucketMap(config), (e: BucketMapError) => e.code === codes.LOCKED && e.message.includes(`process ${child.pid}`));
-    child.kill('SIGKILL');
-    await new Promise((resolve) => child.on('close', resolve));
+    await killHard(child);
     assert.ok(fs.existsSync(`${config.restartFile}.lock`), 'a killed process cannot remove its lock file');
     const map = new BucketMap(config);
     assert.is(map.size, 1, 'the stale lock was taken over and the data is there');
@@ -115,9 +109,7 @@ for (const engine of ENGINES) {
   test('a lock naming a pid that now belongs to an unrelated process is stale', () => {
     const config = persistentConfig(dir, engine);
     new BucketMap(config).close();
-    // A short-lived process: its pid is free (or reused with another start time) afterwards.
-    const done = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    fs.writeFileSync(`${config.restartFile}.lock`, `${done.stdout} 1 ${os.hostname()}\n`);
+    fs.writeFileSync(`${config.restartFile}.lock`, `${deadPid()} 1 ${os.hostname()}\n`);
     const map = new BucketMap(config);
     map.close();
   });
@@ -133,7 +125,7 @@ for (const engine of ENGINES) {
     const past = new Date(Date.now() - 11_000);
     fs.utimesSync(lockFile, past, past);
     // And a draft of the lock, as a kill between writing one and linking it leaves it.
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const gone = deadPid();
     fs.writeFileSync(`${lockFile}.${gone}.x1y2.new`, `${gone} 1 ${os.hostname()}\n`);
     // And a restart-file draft, as a kill between linking it into place and removing its name leaves it.
     fs.copyFileSync(config.restartFile!, `${config.restartFile}.${gone}.z9.new`);
@@ -146,7 +138,7 @@ for (const engine of ENGINES) {
 
   test('a lock draft a killed opener left before linking it (so no lock, and no clean close) is removed by the next open', () => {
     const config = persistentConfig(dir, engine);
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const gone = deadPid();
     fs.writeFileSync(`${config.restartFile}.lock.${gone}.k3.new`, `${gone} 1 ${os.hostname()}\n`);
     const map = new BucketMap(config);
     assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.new')), []);

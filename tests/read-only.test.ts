@@ -1,11 +1,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
-import { ENGINES, entryValue, fingerprint, hex, packKeys, persistentConfig, removeDir, snapshot, tempDir, thrownBy, withFsFunction, withSeed, type Rng } from './helpers.js';
+import { ENGINES, deadPid, entryValue, fingerprint, hex, killHard, packKeys, persistentConfig, removeDir, snapshot, startChild, tempDir, thrownBy, withFsFunction, withSeed, type Rng } from './helpers.js';
 
 const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
 
@@ -279,19 +278,13 @@ for (const engine of ENGINES) {
         const map = new BucketMap({ ...JSON.parse(process.argv[1]), readOnly: true });
         process.stdout.write('open ' + map.size + '\\n');
         setInterval(() => {}, 1000);`;
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(config)]);
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (d) => String(d).includes(`open ${model.size}`) && resolve());
-        child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
-      });
+      const child = await startChild(script, JSON.stringify(config), `open ${model.size}`);
       const held = thrownBy(() => new BucketMap(config));
       assert.ok(held instanceof BucketMapError && held.code === codes.LOCKED && held.message.includes(`process ${child.pid}`), String(held));
-      child.kill('SIGKILL');
-      await new Promise((resolve) => child.on('close', resolve));
+      await killHard(child);
       assert.is(fs.readdirSync(readersOf(config)).length, 1, 'a killed reader leaves its file');
       // A reader killed while writing its file leaves a draft under its pid, never published.
-      const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
-      fs.writeFileSync(path.join(readersOf(config), `${gone}.abc123.new`), '');
+      fs.writeFileSync(path.join(readersOf(config), `${deadPid()}.abc123.new`), '');
       if (process.platform === 'linux') {
         const reader = startReader(config);
         assert.is((await reader.next()).code, 'open');
@@ -314,13 +307,7 @@ for (const engine of ENGINES) {
         map.flush();
         process.stdout.write('written\\n');
         setInterval(() => {}, 1000);`;
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(config)]);
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (d) => String(d).includes('written') && resolve());
-        child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
-      });
-      child.kill('SIGKILL');
-      await new Promise((resolve) => child.on('close', resolve));
+      await killHard(await startChild(script, JSON.stringify(config), 'written'));
       const before = fingerprint(dir);
       const err = thrownBy(() => new BucketMap({ ...config, readOnly: true }));
       assert.ok(err instanceof BucketMapError && err.code === codes.NEEDS_RECOVERY && /not closed cleanly/.test(err.message), String(err));
