@@ -10,16 +10,16 @@
  * map with reported damage each call returns or throws a BucketMapError; on a consistent one they
  * change it as the crash test's model says and it reopens so, unless a call reports damage that
  * verify() had not seen ("detected in use"). Anything else (another exception, an inconsistency
- * verify() missed) is a failure.
+ * verify() missed) is a failure. Before all that, each case is opened read-only (readOnlyCase).
  *
  * argv: pristineDir workDir firstCase cases seed
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { BucketMap, BucketMapError, type BucketMapConfig, type EngineKind } from '../host/index.js';
+import { BucketMap, BucketMapError, codes, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { applyCrashOp, crashWorkload, runCrashOp, type CrashOp } from './crash-workload.js';
-import { Rng, entryValue, hex, packKeys, snapshot } from './helpers.js';
+import { Rng, entryValue, fingerprint, hex, packKeys, snapshot } from './helpers.js';
 
 const [pristine, work, firstArg, countArg, seedArg] = process.argv.slice(2);
 const first = Number(firstArg);
@@ -135,6 +135,59 @@ function exercise(map: BucketMap, keys: Uint8Array[], rng: Rng, model: Map<strin
   return { detected, failure: null };
 }
 
+/**
+ * Opens the damaged copy read-only: it must be refused with a BucketMapError, or read (verify,
+ * every entry, batched reads) with results or BucketMapErrors, refuse every write with READ_ONLY,
+ * and leave every file byte for byte as it found it. Its files are mapped read-only, so a write
+ * that got past the refusals would kill this process (SIGSEGV), which the test reports.
+ */
+function readOnlyCase(dir: string, engine: EngineKind, rng: Rng): { outcome: string; failure: string | null } {
+  const before = fingerprint(dir);
+  const unexpected = (what: string, err: unknown) => ({ outcome: 'crashed', failure: `read-only: ${what} threw ${(err as Error)?.stack ?? err}` });
+  let map: BucketMap;
+  try {
+    map = new BucketMap({ ...config(dir, engine), readOnly: true });
+  } catch (err) {
+    if (err instanceof BucketMapError) return { outcome: 'read-only refused', failure: null };
+    return unexpected('open', err);
+  }
+  try {
+    const keys: Uint8Array[] = [];
+    try {
+      map.verify();
+      for (const [key] of map.entries()) {
+        map.readValue(key);
+        keys.push(key);
+      }
+    } catch (err) {
+      if (!(err instanceof BucketMapError)) return unexpected('a read', err);
+    }
+    const pool = [...keys.slice(0, 32), ...Array.from({ length: 8 }, () => rng.key())];
+    try {
+      map.getMany(pool);
+      map.hasMany(packKeys(pool));
+    } catch (err) {
+      if (!(err instanceof BucketMapError)) return unexpected('a batched read', err);
+    }
+    for (const op of crashWorkload(rng.u32(), 20, pool)) {
+      try {
+        runCrashOp(map, op);
+        return { outcome: 'crashed', failure: `read-only: ${op.kind} was not refused` };
+      } catch (err) {
+        if (!(err instanceof BucketMapError && err.code === codes.READ_ONLY)) return unexpected(op.kind, err);
+      }
+    }
+  } finally {
+    try {
+      map.close();
+    } catch (err) {
+      if (!(err instanceof BucketMapError)) throw err;
+    }
+  }
+  if (!isDeepStrictEqual(fingerprint(dir), before)) return { outcome: 'crashed', failure: 'read-only: the files changed' };
+  return { outcome: 'read-only opened', failure: null };
+}
+
 /** Returns null if the case passes, or what went wrong. */
 function runCase(dir: string, engine: EngineKind, rng: Rng): { outcome: string; failure: string | null } {
   let map: BucketMap;
@@ -192,9 +245,10 @@ for (let i = first; i < first + count; i++) {
   const what = damage(dir, rng);
   const engine: EngineKind = i % 2 === 0 ? 'wasm' : 'host';
   process.stdout.write(`case ${i} ${engine} ${what}\n`);
-  const { outcome, failure } = runCase(dir, engine, rng);
-  outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
-  if (failure !== null) failures.push(`case ${i} (${engine}, ${what}): ${failure}`);
+  for (const { outcome, failure } of [readOnlyCase(dir, engine, rng), runCase(dir, engine, rng)]) {
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+    if (failure !== null) failures.push(`case ${i} (${engine}, ${what}): ${failure}`);
+  }
   fs.rmSync(dir, { recursive: true, force: true });
 }
 process.stdout.write(`RESULT ${JSON.stringify({ outcomes, failures })}\n`);
