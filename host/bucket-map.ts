@@ -739,6 +739,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   *keys(): IterableIterator<Uint8Array> {
     this.enter();
     for (let ix = 0; ix < this.ctx.maxBuckets; ix++) {
+      this.enter(); // resumed after close(): CLOSED, not a quiet end
       if (this.storages[ix].allocated) yield* this.bucketAt(ix).iterateKeys();
     }
   }
@@ -746,6 +747,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   *entries(): IterableIterator<[Uint8Array, Entry<T>]> {
     this.enter();
     for (let ix = 0; ix < this.ctx.maxBuckets; ix++) {
+      this.enter(); // resumed after close(): CLOSED, not a quiet end
       if (this.storages[ix].allocated) yield* this.bucketAt(ix).iterateEntries();
     }
   }
@@ -828,6 +830,10 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       }
     } finally {
       this.closed = true;
+      // An iterator trusts its snapshot's cells while its bucket's version holds. NaN equals no
+      // version, so an iterator stepped after close() meets enter() and CLOSED, instead of reading
+      // mappings of files that a later writer may truncate (a SIGBUS).
+      this.ctx.versions.fill(NaN);
       for (const storage of this.storages) storage.close(!this.persistent);
       this.ctx.spares.clear();
       this.ctx.engine.close();

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BucketMap } from '../host/index.js';
-import { ENGINES, Rng, hex } from './helpers.js';
+import { BucketMap, codes } from '../host/index.js';
+import { ENGINES, Rng, hex, persistentConfig, removeDir, tempDir, thrownBy } from './helpers.js';
 
 for (const engine of ENGINES) {
   const test = suite(`iteration [${engine}]`);
@@ -110,6 +110,29 @@ for (const engine of ENGINES) {
     assert.equal([...map.keys()], []);
     assert.equal(map.getBucketFromIndex(3).items(), []);
     map.close();
+  });
+
+  test('an iterator stepped after close() throws CLOSED, also once a later open has grown the files it read', () => {
+    const dir = tempDir();
+    const config = persistentConfig(dir, engine, { maxBuckets: 2 });
+    const map = new BucketMap(config);
+    for (let i = 0; i < 200; i++) map.insert(rng.key(), [rng.bytes(16)]);
+    const inBucket = map.getBucketFromIndex(0).bucketLen();
+    const entries = map.entries();
+    const keys = map.keys();
+    const atBucketEnd = map.entries(); // its next step takes a new bucket's snapshot
+    entries.next();
+    keys.next();
+    for (let i = 0; i < inBucket; i++) atBucketEnd.next();
+    map.close();
+    // Growth retires the files the old iterators read, truncated to nothing: reading their
+    // mappings would be a SIGBUS, which kills this test.
+    const again = new BucketMap(config);
+    for (let i = 0; i < 20_000; i++) again.insert(rng.key(), [rng.bytes(16)]);
+    assert.ok(again.stats().index.resizes > 0, 'the index grew');
+    for (const it of [entries, keys, atBucketEnd]) assert.is(thrownBy(() => it.next())?.code, codes.CLOSED);
+    again.close();
+    removeDir(dir);
   });
 
   test.run();
