@@ -195,6 +195,27 @@ function checkExistingDir(dir: string): void {
 }
 
 /**
+ * Drives must be different folders, not only different paths: through a symbolic link, a bind
+ * mount or a case-insensitive file system two paths can name one folder, and then each drive's
+ * files would look like strays of the other's to the sweep after a crash, which removes them.
+ */
+function checkDistinctDrives(drives: readonly string[]): void {
+  if (drives.length < 2) return;
+  const seen = new Map<string, number>();
+  drives.forEach((dir, i) => {
+    let dev: bigint, ino: bigint;
+    try {
+      ({ dev, ino } = fs.statSync(dir, { bigint: true }));
+    } catch (err) {
+      throw ioError(`drive ${dir} cannot be used`, err, dir);
+    }
+    const first = seen.get(`${dev}:${ino}`);
+    if (first !== undefined) throw new RangeError(`drives[${i}] (${dir}) is the same folder as drives[${first}] (${drives[first]})`);
+    seen.set(`${dev}:${ino}`, i);
+  });
+}
+
+/**
  * The close record of a read-only open, which must vouch for every bucket: a reader repairs nothing,
  * so a map whose last writer did not close it cleanly is refused.
  */
@@ -287,6 +308,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         if (cfg.readOnly) checkExistingDir(d);
         else ensureWritableDir(d);
       }
+      checkDistinctDrives(drives);
       const base = { maxBuckets: cfg.maxBuckets, elementSize: cfg.codec.size, maxSearch: cfg.maxSearch, drives: drives.length };
       if (readerOf !== null) {
         if (!Manifest.exists(readerOf)) throw new BucketMapError(codes.FILE_MISSING, `${readerOf}: no map to open read-only`, { file: readerOf });
@@ -391,7 +413,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const keep = new Map<string, number>();
     for (const storage of this.storages) for (const file of storage.files()) keep.set(`${file.dir}\0${file.name}`, file.segmentSizes.length);
     for (const dir of this.ctx.drives) {
-      for (const name of fs.readdirSync(dir)) {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        if (entry.isDirectory()) continue; // not ours, whatever its name: the map makes only files
+        const name = entry.name;
         const bucketFile = BUCKET_FILE_PATTERN.exec(name);
         const m = bucketFile ?? SPARE_FILE_PATTERN.exec(name);
         if (m === null || parseInt(m[1], 16) !== this.ctx.mapId) continue;

@@ -145,6 +145,8 @@ for (const engine of ENGINES) {
     const foreign = path.join(drive, '00000001-b0000.i.1.0.bkt');
     fs.writeFileSync(foreign, 'another map');
     fs.writeFileSync(path.join(drive, 'notes.txt'), 'user file');
+    const folder = index.replace(/\.i\.(\d+)\.0\.bkt$/, (_, g) => `.i.${Number(g) + 8}.0.bkt`);
+    fs.mkdirSync(folder); // named like a stray, but the map makes no folders
     // A crash during growth comes after the map's first change, which removed the close record.
     fs.rmSync(`${config.restartFile}.closed`);
     const again = new BucketMap(config);
@@ -152,7 +154,33 @@ for (const engine of ENGINES) {
     assert.is(again.stats().open.removedFiles, 1);
     assert.ok(fs.existsSync(foreign));
     assert.ok(fs.existsSync(path.join(drive, 'notes.txt')));
+    assert.ok(fs.statSync(folder).isDirectory());
     again.close();
+  });
+
+  test('two drives that are one folder (through a symbolic link) are refused before any file is made or removed', () => {
+    const real = path.join(dir, 'real');
+    const alias = path.join(dir, 'alias');
+    fs.mkdirSync(real);
+    fs.symlinkSync(real, alias);
+    const config: BucketMapConfig = { maxBuckets: 4, engine, restartFile: path.join(dir, 'restart'), drives: [real, alias] };
+    assert.throws(() => new BucketMap(config), (err: Error) => err instanceof RangeError && /drives\[1\].*same folder as drives\[0\]/.test(err.message));
+    assert.equal(listFiles(dir), [alias], 'no restart file, lock or bucket file');
+    // A map made with two real folders, one later replaced by a link to the other: each folder's
+    // files would be strays of the other's to the sweep that follows a crash. The open is refused
+    // and removes nothing.
+    const other = path.join(dir, 'other');
+    const twoDrives: BucketMapConfig = { ...config, drives: [real, other] };
+    const map = new BucketMap(twoDrives);
+    fill(map, 200);
+    map.close();
+    for (const f of listFiles(other)) fs.renameSync(f, path.join(real, path.basename(f)));
+    fs.rmdirSync(other);
+    fs.symlinkSync(real, other);
+    fs.rmSync(`${config.restartFile}.closed`); // as after a crash: the open would sweep the drives
+    const before = fingerprint(real);
+    assert.throws(() => new BucketMap(twoDrives), RangeError);
+    assert.equal(fingerprint(real), before);
   });
 
   test('two maps can share a drive without touching each other', () => {
