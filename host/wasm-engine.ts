@@ -281,7 +281,17 @@ export class WasmEngine implements Engine {
 
   bind(ix: number, files: BucketFiles): void {
     const now = [files.index, ...files.data.filter((d): d is MappedFile => d !== null)];
-    for (const old of this.bound[ix] ?? []) if (!now.includes(old)) this.release(old);
+    const before = this.bound[ix] ?? [];
+    // Registering maps and checks each file, which throws for a damaged or missing one: all of
+    // them first, so a failed bind leaves the bucket as it was (unbound on first use) rather than
+    // marked bound over a half-written descriptor that later reads would trust.
+    try {
+      for (const file of now) this.register(file);
+    } catch (err) {
+      for (const file of now) if (!before.includes(file)) this.release(file);
+      throw err;
+    }
+    for (const old of before) if (!now.includes(old)) this.release(old);
     this.bound[ix] = now;
     const d = (this.descAt + ix * DESC_BYTES) >>> 2;
     const w = this.u32;

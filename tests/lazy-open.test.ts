@@ -70,6 +70,7 @@ for (const [engine, mode] of ENGINES.flatMap((e) => [[e, 'lazy'], [e, 'deferred'
     fs.truncateSync(file, fs.statSync(file).size - 1024);
     expectError(() => map.readValue(keys[0]), codes.CORRUPT, file);
     expectError(() => map.insert(keys[0], [new Uint8Array(16)]), codes.CORRUPT, file);
+    everyReadRefused(map, keys[0], file);
     let served = 0;
     for (const key of keys) {
       if (map.bucketIx(key) === victim) continue;
@@ -80,6 +81,30 @@ for (const [engine, mode] of ENGINES.flatMap((e) => [[e, 'lazy'], [e, 'deferred'
     const report = map.verify();
     assert.is(report.ok, false);
     assert.ok(report.problems.some((p) => p.bucket === victim && p.file === file), 'verify() reports the damaged bucket and names its file');
+    map.close();
+  });
+
+  /** A failed first use leaves the bucket unused: each later read fails the same way, never an answer. */
+  const everyReadRefused = (map: BucketMap, key: Uint8Array, file: string): void => {
+    for (let round = 0; round < 2; round++) {
+      expectError(() => map.has(key), codes.CORRUPT, file);
+      expectError(() => map.readInto(key, new Uint8Array(64)), codes.CORRUPT, file);
+      expectError(() => map.hasMany([key]), codes.CORRUPT, file);
+      expectError(() => map.getMany([key]), codes.CORRUPT, file);
+      expectError(() => map.addrefMany([key]), codes.CORRUPT, file);
+    }
+  };
+
+  test('a data file truncated after open fails every later use of its bucket with CORRUPT, inline entries too', () => {
+    const map = new BucketMap(config());
+    const withList = keys[0]; // i % 3 === 0: a two-element list, in a data file
+    const ix = map.bucketIx(withList);
+    const inline = keys.find((key, i) => i % 3 !== 0 && map.bucketIx(key) === ix)!;
+    const file = listFiles(config().drives![0]).find((f) => new RegExp(`-b${ix.toString(16).padStart(4, '0')}\\.d1\\.`).test(f))!;
+    assert.ok(file, 'the bucket has a data file of two-element lists');
+    fs.truncateSync(file, 1024);
+    everyReadRefused(map, inline, file);
+    everyReadRefused(map, withList, file);
     map.close();
   });
 
