@@ -73,8 +73,9 @@ export class CloseRecord {
     const expected = HEADER + maxBuckets * CLOSE_ENTRY_BYTES;
     let fd: number;
     try {
-      // Like the restart file, never through a symbolic link.
-      fd = fs.openSync(CloseRecord.path(restartFile), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      // Like the restart file, never through a symbolic link; O_NONBLOCK so that a FIFO put in its
+      // place fails the isFile() check below instead of blocking the open for a writer forever.
+      fd = fs.openSync(CloseRecord.path(restartFile), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
     } catch (err) {
       return { record: null, present: (err as NodeJS.ErrnoException).code !== 'ENOENT' };
     }

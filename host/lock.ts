@@ -117,7 +117,8 @@ function readOwner(file: string): Owner | null {
   let text: string;
   let ageMs: number;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    // O_NONBLOCK: a FIFO in the lock's place reads as empty (an unfinished lock), not a hang.
+    text = fs.readFileSync(file, { encoding: 'utf8', flag: fs.constants.O_RDONLY | fs.constants.O_NONBLOCK });
     ageMs = Date.now() - fs.statSync(file).mtimeMs;
   } catch {
     return null;

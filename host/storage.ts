@@ -284,7 +284,8 @@ export function fileBytesFor(spec: FileSpec, segmentBytes: number): number {
 function withCheckedSegment<R>(file: string, bytes: number, readOnly: boolean, use: (fd: number, header: Uint8Array) => R): R {
   let fd: number;
   try {
-    fd = fs.openSync(file, (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW);
+    // O_NONBLOCK: a read-only open of a FIFO would wait for a writer; this way it fails isFile().
+    fd = fs.openSync(file, (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });

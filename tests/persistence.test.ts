@@ -2,6 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { BucketMap, BucketMapError, codecs, codes, type BucketMapConfig } from '../host/index.js';
 import { ENGINES, Rng, fingerprint, listFiles, persistentConfig, removeDir, snapshot, tempDir } from './helpers.js';
 
@@ -181,6 +182,44 @@ for (const engine of ENGINES) {
     const before = fingerprint(real);
     assert.throws(() => new BucketMap(twoDrives), RangeError);
     assert.equal(fingerprint(real), before);
+  });
+
+  test('a FIFO in place of a map file fails fast (an open for writing, a reader, verify, the lock), never waits for a writer', () => {
+    // In a child with a time limit: the failure this guards against is a hang, not an error.
+    const config = persistentConfig(dir, engine);
+    const script = `
+      import { BucketMap } from ${JSON.stringify(new URL('../host/index.js', import.meta.url).href)};
+      import * as fs from 'node:fs';
+      import { execFileSync } from 'node:child_process';
+      const config = JSON.parse(process.argv[1]);
+      const outcome = (fn) => { try { fn(); return 'ok'; } catch (err) { return err.code ?? String(err); } };
+      const key = new Uint8Array(32).fill(7);
+      const write = () => { const m = new BucketMap(config); m.insert(key, [new Uint8Array(16)]); m.close(); };
+      const fifo = (file) => { fs.rmSync(file); execFileSync('mkfifo', [file]); };
+      const out = {};
+      write();
+      fifo(config.restartFile + '.closed');
+      out.closeRecordReader = outcome(() => new BucketMap({ ...config, readOnly: true }).close());
+      out.closeRecordWriter = outcome(() => { const m = new BucketMap(config); if (m.get(key) === undefined) throw new Error('lost'); m.close(); });
+      const drive = config.drives[0];
+      fifo(drive + '/' + fs.readdirSync(drive).find((f) => f.includes('.i.')));
+      out.bucketVerify = outcome(() => { if (BucketMap.verify({ restartFile: config.restartFile, drives: config.drives }).ok) throw new Error('verify ok'); });
+      out.bucketReader = outcome(() => { const m = new BucketMap({ ...config, readOnly: true }); try { m.get(key); } finally { m.close(); } });
+      out.bucketWriter = outcome(() => { const m = new BucketMap(config); try { m.get(key); } finally { m.close(); } });
+      execFileSync('mkfifo', [config.restartFile + '.lock']);
+      out.lockWriter = outcome(() => new BucketMap(config).close());
+      process.stdout.write(JSON.stringify(out));
+    `;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(config)], { encoding: 'utf8', timeout: 30_000 });
+    assert.is(child.signal, null, `the child was stopped after 30 s (a hang); stderr: ${child.stderr}`);
+    assert.equal(JSON.parse(child.stdout), {
+      closeRecordReader: codes.NEEDS_RECOVERY, // no usable record: a reader cannot vouch for the files
+      closeRecordWriter: 'ok', // the record is ignored and every file checked
+      bucketVerify: 'ok', // reported as a problem
+      bucketReader: codes.CORRUPT,
+      bucketWriter: codes.CORRUPT,
+      lockWriter: codes.LOCKED, // read as an unfinished lock
+    }, child.stderr);
   });
 
   test('two maps can share a drive without touching each other', () => {
