@@ -134,7 +134,10 @@ export class CloseRecord {
     const file = CloseRecord.path(restartFile);
     const temporary = `${file}.tmp`;
     try {
-      fs.writeFileSync(temporary, bytes);
+      // Made afresh (O_EXCL does not follow a symbolic link), so whatever was left under the
+      // draft's name, a link to another file included, is replaced and never written through.
+      fs.rmSync(temporary, { force: true });
+      fs.writeFileSync(temporary, bytes, { flag: 'wx' });
       fs.renameSync(temporary, file);
     } catch (err) {
       fs.rmSync(temporary, { force: true });

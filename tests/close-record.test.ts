@@ -121,6 +121,21 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('a close writes its record afresh: a symbolic link left under the draft\'s name is replaced, not written through', () => {
+    const other = path.join(dir, 'other-file');
+    fs.writeFileSync(other, 'not the map\'s');
+    const map = open();
+    map.insert(new Uint8Array(32).fill(5), [], 2); // removes the record
+    fs.symlinkSync(other, `${record}.tmp`);
+    map.close();
+    assert.is(fs.readFileSync(other, 'utf8'), 'not the map\'s');
+    assert.ok(fs.lstatSync(record).isFile(), 'the record is a regular file');
+    assert.not.ok(fs.existsSync(`${record}.tmp`));
+    const again = open();
+    assert.is(again.stats().open.deferredBuckets, 16, 'the record is used');
+    again.close();
+  });
+
   test('a clean close leaves only the files the record names, so an open on it does not scan the drives', () => withSeed((rng) => {
     const map = open();
     // Enough growth that replaced files are kept as spares while the map runs.
