@@ -42,8 +42,13 @@ export class PackedKeys<T> {
 
   /** Byte offset of key `i`, or a TypeError/RangeError naming the bad index. */
   private at(i: number): number {
-    if (i >>> 0 === i && i < this.length) return i * KEY_BYTES;
+    // The buffer's own length too: one whose ArrayBuffer was transferred since reads as empty, and
+    // a view that trusted its length would read (and insert) the all-zero key.
+    if (i >>> 0 === i && i < this.length && i * KEY_BYTES < this.keys.length) return i * KEY_BYTES;
     if (typeof i !== 'number') throw new TypeError(`key index must be a number, got ${typeof i}`);
+    if (i >>> 0 === i && i < this.length) {
+      throw new TypeError(`the keys buffer holds ${this.keys.length} bytes now, not ${this.length * KEY_BYTES}: it was detached (transferred) or shrunk after the view was made`);
+    }
     throw new RangeError(`key index must be an integer from 0 to ${this.length - 1}, got ${i}`);
   }
 

@@ -115,6 +115,20 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('a view whose buffer was transferred away refuses every call with TypeError, reading no key', () => {
+    const map = new BucketMap({ maxBuckets: 2, engine });
+    map.insert(new Uint8Array(32), [new Uint8Array(16).fill(9)]); // the all-zero key: what a detached buffer reads as
+    const keys = new Uint8Array(64).fill(0xaa);
+    const view = map.packed(keys);
+    structuredClone(keys.buffer, { transfer: [keys.buffer] });
+    for (const call of [() => view.readInto(1, new Uint8Array(16)), () => view.has(0), () => view.get(0), () => view.insert(1, []), () => view.addref(0), () => view.unref(0), () => view.delete(0), () => view.key(1)]) {
+      assert.throws(call, (err: Error) => err instanceof TypeError && /detached/.test(err.message));
+    }
+    assert.is(map.size, 1);
+    assert.is(map.readValue(new Uint8Array(32))![1], 1, 'the all-zero key untouched');
+    map.close();
+  });
+
   test('a view of a closed map throws CLOSED', () => {
     const map = new BucketMap({ maxBuckets: 2, engine });
     const view = map.packed(new Uint8Array(32));
