@@ -334,8 +334,7 @@ export class BucketStorage {
         throw err;
       }
       saveCounts(built.file, built.table.count, built.table.dataCount);
-      this.switchIndex(built.file, generation, pages);
-      this.bindEngine(built.table.count, built.table.dataCount);
+      this.switchIndex(built.file, generation, pages, built.table.count, built.table.dataCount);
       break;
     }
     this.unsynced = true;
@@ -469,17 +468,17 @@ export class BucketStorage {
     for (;;) {
       const file = this.createFile(null, generation, this.indexSpec(generation, pages, seed), this.index);
       let ok: boolean;
+      let counts: [number, number[]];
       try {
         ok = this.ctx.engine.rehashInto(this.ix, file);
-        if (ok) {
-          const [liveCount, dataCounts] = this.liveCounts();
-          this.switchIndex(file, generation, pages);
-          this.bindEngine(liveCount, dataCounts);
-          break;
-        }
+        counts = this.liveCounts();
       } catch (err) {
         this.dropFile(file);
         throw err;
+      }
+      if (ok) {
+        this.switchIndex(file, generation, pages, counts[0], counts[1]); // past here the new file is the map's
+        break;
       }
       this.ctx.counters.failedIndexResizes++;
       this.dropFile(file);
@@ -590,7 +589,11 @@ export class BucketStorage {
   }
 
   /** Makes `file` the bucket's index: manifest first (the commit point), then the old file goes. */
-  private switchIndex(file: MappedFile, generation: number, pages: number): void {
+  /**
+   * Puts `file` in force: the restart file names it, the engine reads it, and only then is the old
+   * index retired. Retiring truncates it, so an engine still bound to it would SIGBUS on its next read.
+   */
+  private switchIndex(file: MappedFile, generation: number, pages: number, count: number, dataCounts: ArrayLike<number>): void {
     const record = copyRecord(this.record as BucketRecord);
     record.indexGen = generation;
     record.indexPages = pages;
@@ -600,6 +603,7 @@ export class BucketStorage {
     this.record = record;
     const old = this.index as MappedFile;
     this.index = file;
+    this.bindEngine(count, dataCounts);
     this.dropFile(old);
   }
 
