@@ -118,8 +118,13 @@ function readOwner(file: string): Owner | null {
   let ageMs: number;
   try {
     // O_NONBLOCK: a FIFO in the lock's place reads as empty (an unfinished lock), not a hang.
-    text = fs.readFileSync(file, { encoding: 'utf8', flag: fs.constants.O_RDONLY | fs.constants.O_NONBLOCK });
-    ageMs = Date.now() - fs.statSync(file).mtimeMs;
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    try {
+      text = fs.readFileSync(fd, 'utf8');
+      ageMs = Date.now() - fs.fstatSync(fd).mtimeMs;
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch {
     return null;
   }

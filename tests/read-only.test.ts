@@ -256,13 +256,14 @@ for (const engine of ENGINES) {
       writer.close();
       // The reader has published itself and is about to read the lock when a writer opens.
       let writerDuring: string | undefined;
-      const writerArrives = (readFile: (...args: unknown[]) => unknown) => (target: unknown, ...rest: unknown[]) => {
+      const writerArrives = (open: (...args: unknown[]) => unknown) => (target: unknown, ...rest: unknown[]) => {
         if (writerDuring === undefined && String(target) === lockFile) {
+          writerDuring = 'opening'; // the writer's own close reads its lock
           writerDuring = thrownBy(() => new BucketMap(config).close())?.message ?? 'opened';
         }
-        return readFile(target, ...rest);
+        return open(target, ...rest);
       };
-      const reader = withFsFunction('readFileSync', writerArrives, () => new BucketMap({ ...config, readOnly: true }));
+      const reader = withFsFunction('openSync', writerArrives, () => new BucketMap({ ...config, readOnly: true }));
       assert.match(writerDuring!, /open read-only in this thread/);
       assert.not.ok(fs.existsSync(lockFile));
       assert.ok(reader.size > 0);
