@@ -119,6 +119,9 @@ export class SparePool {
     }
     const spare = path.join(dir, `${this.mapId}-spare.${this.next++}.bkt`);
     try {
+      // A file with another name (a hard-linked copy of the folder) is not ours to empty: the copy
+      // would lose its data, and whoever maps it there would SIGBUS. Unlinking our name leaves it.
+      if (fs.statSync(file).nlink > 1) throw new Error('linked elsewhere');
       fs.truncateSync(file, 0);
       fs.renameSync(file, spare);
       list.push(spare);
