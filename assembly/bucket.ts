@@ -16,7 +16,7 @@ import {
   CELL_BYTES, CELLS_PER_PAGE, CORRUPT, FOUND_CORRUPT, SIZE_CLASSES, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_FULL, DATA_HEADER_BYTES, DATA_OCCUPIED,
   DATA_SEARCH_FACTOR, HEADER_BYTES, INDEX_FULL, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
   KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, MAX_INLINE_REFCOUNT, PAGE_BYTES, PAGE_EXTRA_OFFSET,
-  PAGE_HEADER_BYTES, PAGE_SHIFT,
+  MAX_LIST_BYTES, PAGE_HEADER_BYTES, PAGE_SHIFT,
   PUT_NEW, PUT_UPDATED, VALUE_OFFSET, dataCellBytes, sizeClassOf,
 } from './layout';
 import { hashHi, hashKey } from './hash';
@@ -710,10 +710,16 @@ export function copyData(ix: u32, sizeClass: u32, fid: u32, pow2: u32, cellsPerS
   const buffer = outPtr;
   for (let k: u32 = 0; k < cap; k++) {
     if (!isOccupied(sizeClass, k)) continue;
-    readRange(dataFidAt, dataOffAt, buffer, cellBytes);
     const to = k << shift;
     const seg = to / cellsPerSeg;
-    writeRangeBuilding(fid + seg, HEADER_BYTES + (to - seg * cellsPerSeg) * cellBytes, buffer, cellBytes);
+    const at = HEADER_BYTES + (to - seg * cellsPerSeg) * cellBytes;
+    // A cell of the largest classes is bigger than the out buffer (2^14 elements of up to 4 KiB
+    // against a 1 MiB list): copied whole it would overrun into the heap after it.
+    for (let done: u32 = 0; done < cellBytes; done += MAX_LIST_BYTES) {
+      const n = min(cellBytes - done, MAX_LIST_BYTES);
+      readRange(dataFidAt, dataOffAt + done, buffer, n);
+      writeRangeBuilding(fid + seg, at + done, buffer, n);
+    }
   }
   flushDirty();
 }

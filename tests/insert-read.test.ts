@@ -160,5 +160,32 @@ for (const engine of ENGINES) {
     }
   });
 
+  big('lists in data cells larger than 1 MiB survive the growth of their data file, per key and in a batch', () => {
+    // 10,485 elements of 100 bytes (just under 1 MiB) fall in the class of 2^14-element cells,
+    // 1.6 MiB each: the wasm core once copied such a cell whole through a 1 MiB buffer, into the
+    // batch it was inserting.
+    const m = new BucketMap({ maxBuckets: 1, engine, codec: codecs.bytes(100) });
+    try {
+      const list = (n: number, seed: number) => Array.from({ length: n }, (_, i) => new Uint8Array(100).fill((seed + i) & 255));
+      const model = new Map<string, string>();
+      const put = (key: Uint8Array, l: Uint8Array[], rc: number) => model.set(hex(key), JSON.stringify([l.map(hex), rc]));
+      const first = rng.key();
+      m.insert(first, list(10485, 1), 1); // the class's first file: one cell
+      put(first, list(10485, 1), 1);
+      const batch = [rng.key(), rng.key(), rng.key()];
+      const lists = [list(1, 2), list(10485, 3), list(2, 4)];
+      m.insertMany(batch, lists, 3); // grows that file while the batch is in the core
+      batch.forEach((key, i) => put(key, lists[i], 3));
+      const last = rng.key();
+      m.insert(last, list(10485, 5), 2); // and again, per key
+      put(last, list(10485, 5), 2);
+      assert.is(m.size, 5);
+      for (const [key, [l, rc]] of m.entries()) assert.is(JSON.stringify([l.map(hex), rc]), model.get(hex(key)), hex(key));
+      assert.ok(m.verify().ok);
+    } finally {
+      m.close();
+    }
+  });
+
   big.run();
 }
