@@ -42,7 +42,8 @@ export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
     return keys;
   }
   if (!Array.isArray(keys)) throw new TypeError(`${argName} must be an array of keys or a Uint8Array of packed 32-byte keys`);
-  return keys.map((k, i) => toKeyBytes(k, `${argName}[${i}]`));
+  // Array.from, not map: map skips the holes of a sparse array, which would pass unchecked.
+  return Array.from(keys, (k, i) => toKeyBytes(k, `${argName}[${i}]`));
 }
 
 /** Checks an optional output array of one refCount per key. */
@@ -201,13 +202,15 @@ export class Batcher<T> {
       const n = Math.min(BATCH, total - from);
       this.loadMarked(list, from, n);
       ctx.engine.removeMany(n);
+      let inChunk = 0;
       for (let i = 0; i < n; i++) {
         if (b.status[i] !== 1) continue;
-        removed++;
+        inChunk++;
         ctx.versions[b.buckets[i]]++;
       }
+      guard.entries -= inChunk; // chunk by chunk: a later chunk may throw (a damaged bucket)
+      removed += inChunk;
     }
-    guard.entries -= removed;
     return removed;
   }
 

@@ -135,7 +135,7 @@ function resolveConfig(config: unknown): ResolvedConfig {
   if (c.drives !== undefined) {
     if (!Array.isArray(c.drives) || c.drives.length === 0) throw new TypeError('drives must be a non-empty array of folder paths');
     if (c.drives.length > 255) throw new RangeError('drives may name at most 255 folders');
-    drives = c.drives.map((d: unknown, i: number) => {
+    drives = Array.from(c.drives as unknown[], (d: unknown, i: number) => {
       if (typeof d !== 'string' || d.length === 0) throw new TypeError(`drives[${i}] must be a non-empty string`);
       return path.resolve(d);
     });
@@ -696,12 +696,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const keys: Key[] = [];
     const lists: Array<readonly T[]> = [];
     const rcs: number[] = [];
-    first.forEach((entry: unknown, i: number) => {
+    for (let i = 0; i < first.length; i++) { // not forEach: it skips a sparse array's holes
+      const entry: unknown = first[i];
       if (!Array.isArray(entry) || entry.length < 2 || entry.length > 3) throw new TypeError(`entries[${i}] must be [key, slotList] or [key, slotList, refCount]`);
       keys.push(entry[0] as Key);
       lists.push(entry[1] as readonly T[]);
-      rcs.push(entry.length === 3 ? (entry[2] as number) : 1);
-    });
+      rcs.push(entry.length === 3 && entry[2] !== undefined ? (entry[2] as number) : 1); // as insert()'s default
+    }
     this.batcher.insertMany(keys, lists, rcs);
   }
 

@@ -196,7 +196,7 @@ export class Bucket<T> {
     if (!Array.isArray(items)) throw new TypeError('items must be an array of [key, element] pairs');
     // Every item is checked before anything is written: a bad one fails the whole batch.
     const probe = new Uint8Array(this.codec.size);
-    const keys = items.map((item, i) => {
+    const keys = Array.from(items, (item, i) => { // not map: it skips a sparse array's holes
       if (!Array.isArray(item) || item.length !== 2) throw new TypeError(`items[${i}] must be a [key, element] pair`);
       const key = toKeyBytes(item[0], `items[${i}][0]`);
       try {

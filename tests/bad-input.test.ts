@@ -52,12 +52,19 @@ function calls(): Call[] {
       ['readManyInto', (m) => m.readManyInto([goodKey, key], new Uint8Array(64), new Int32Array(2))],
     );
   }
-  for (const b of [5, 'keys', null, new Uint8Array(33), new Uint8Array(31), new Uint16Array(16), [goodKey, undefined]]) {
+  // A sparse array whose hole lies past the first chunk of 1,024 keys: the chunks before it must not run.
+  const sparse = <E>(fill: E): E[] => {
+    const out = new Array<E>(1500);
+    for (let i = 0; i < 1500; i++) if (i !== 1200) out[i] = fill;
+    return out;
+  };
+  for (const b of [5, 'keys', null, new Uint8Array(33), new Uint8Array(31), new Uint16Array(16), [goodKey, undefined], sparse(goodKey)]) {
     const batch = b as never;
+    const lists = Array.isArray(b) ? Array.from(b, () => [element]) : [[element], [element]];
     out.push(
       ['getMany batch', (m) => m.getMany(batch)], ['hasMany batch', (m) => m.hasMany(batch)], ['deleteMany batch', (m) => m.deleteMany(batch)],
       ['addrefMany batch', (m) => m.addrefMany(batch)], ['unrefMany batch', (m) => m.unrefMany(batch)],
-      ['insertMany batch', (m) => m.insertMany(batch, [[element], [element]])],
+      ['insertMany batch', (m) => m.insertMany(batch, lists)],
       ['readManyInto batch', (m) => m.readManyInto(batch, new Uint8Array(64), new Int32Array(2))],
     );
   }
@@ -103,7 +110,8 @@ function calls(): Call[] {
     out.push(['grow', (m) => m.grow(g as never)], ['bucket.grow', (_, b) => b.grow(g as never)]);
   }
   for (const o of [null, 5, 'x']) out.push(['flush options', (m) => m.flush(o as never)]);
-  for (const items of ['x', [1], [[goodKey]], [[goodKey, element, 3]], [[goodKey, new Uint8Array(2)]]]) {
+  out.push(['insertMany entries', (m) => m.insertMany(sparse([goodKey, [element]] as const))]);
+  for (const items of ['x', [1], [[goodKey]], [[goodKey, element, 3]], [[goodKey, new Uint8Array(2)]], sparse([goodKey, element] as const)]) {
     out.push(['batchInsertNonDuplicates items', (_, b) => b.batchInsertNonDuplicates(items as never)]);
   }
   return out;

@@ -104,6 +104,8 @@ for (const engine of ENGINES) {
     map.insertMany([[keys[0], [again]], [keys[1], [], 5], [keys[0], [again, again], 3]]);
     assert.is(value(map.readValue(keys[0])), JSON.stringify([[hex(again), hex(again)], 3]));
     assert.is(value(map.readValue(keys[1])), JSON.stringify([[], 5]));
+    map.insertMany([[keys[2], [again], undefined]] as never); // an undefined refCount defaults as insert()'s does
+    assert.is(value(map.readValue(keys[2])), JSON.stringify([[hex(again)], 1]));
     assert.is(map.size, 5000);
     const fresh = [rng.key(), rng.key(), rng.key()];
     const packed = packKeys(fresh);
