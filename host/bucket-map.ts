@@ -398,6 +398,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         self.enter();
         return self.lookup(keys, koff) !== null;
       },
+      enterWrite: () => self.enterWrite(),
     };
     this.batcher = new Batcher<T>({
       ctx: this.ctx, storages: this.storages, codec: this.codec, guard: this.guard, bits: this.bits,

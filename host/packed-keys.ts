@@ -15,6 +15,8 @@ import { KEY_BYTES } from './keys.js';
 export interface PackedHost<T> {
   readInto(keys: Uint8Array, koff: number, target: Uint8Array, offset: number): number;
   has(keys: Uint8Array, koff: number): boolean;
+  /** Refuses a write on a read-only or closed map, before the index is looked at. */
+  enterWrite(): void;
   readonly map: {
     readValue(key: Uint8Array): Entry<T> | undefined;
     insert(key: Uint8Array, slotList: readonly T[], refCount?: number): void;
@@ -81,18 +83,22 @@ export class PackedKeys<T> {
   }
 
   insert(i: number, slotList: readonly T[], refCount = 1): void {
+    this.host.enterWrite();
     this.host.map.insert(this.copy(i), slotList, refCount);
   }
 
   addref(i: number): number | undefined {
+    this.host.enterWrite();
     return this.host.map.addref(this.copy(i));
   }
 
   unref(i: number): number | undefined {
+    this.host.enterWrite();
     return this.host.map.unref(this.copy(i));
   }
 
   delete(i: number): boolean {
+    this.host.enterWrite();
     return this.host.map.deleteKey(this.copy(i));
   }
 }

@@ -67,6 +67,8 @@ function writeCalls(map: BucketMap, key: Uint8Array): Record<string, () => unkno
     packedUnref: () => packed.unref(0),
     packedDelete: () => packed.delete(0),
     badArguments: () => map.insert(null as unknown as Uint8Array, list),
+    packedBadIndex: () => packed.insert(5, list),
+    packedBadIndexType: () => packed.delete('0' as never),
   };
 }
 
