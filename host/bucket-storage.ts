@@ -416,7 +416,9 @@ export class BucketStorage {
   anticipate(count: number): boolean {
     const pages = this.pagesToAnticipate(count);
     const before = this.anticipated;
-    this.anticipated = count;
+    // Never lowered: batchInsertNonDuplicates anticipates its own batch, which must not undo a
+    // larger count the map was given for the whole load before the bucket had a file.
+    this.anticipated = Math.max(before, count);
     try {
       // Decided on the file's size first, so a bucket opened lazily is not mapped for nothing.
       if (this.index === null || pages === null || !this.allocated) return false;

@@ -103,6 +103,19 @@ for (const engine of ENGINES) {
     removeDir(dir);
   });
 
+  test('a load through batchInsertNonDuplicates keeps the count the map anticipated: no bucket grows', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    map.setAnticipatedCount(20_000);
+    const bucket = map.getBucketFromIndex(0);
+    for (let batch = 0; batch < 20; batch++) {
+      // Each call anticipates only its own 1,000 items, a smaller count that must not replace the map's.
+      bucket.batchInsertNonDuplicates(Array.from({ length: 1000 }, () => [rng.key(), rng.bytes(16)] as [Uint8Array, Uint8Array]));
+    }
+    assert.is(map.size, 20_000);
+    assert.is(map.stats().index.resizes, 0);
+    map.close();
+  });
+
   test('setAnticipatedCount past maxBytes or the largest index is refused before anything changes', () => {
     const map = new BucketMap({ maxBuckets: 8, engine, maxBytes: 4 << 20 });
     for (let i = 0; i < 500; i++) map.insert(rng.key(), [rng.bytes(16)]);
