@@ -164,6 +164,7 @@ export class Batcher<T> {
       for (let i = start; i < done; i++) {
         if (b.status[i] !== 1) {
           slots[from + i] = -1;
+          if (refCounts !== null) refCounts[from + i] = -1; // as addrefMany: no stale value from a reused array
           continue;
         }
         const bytes = b.outSlots[i] * size;

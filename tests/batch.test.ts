@@ -57,7 +57,7 @@ for (const engine of ENGINES) {
     const totalBytes = expected.reduce((sum, e) => sum + (e === undefined ? 0 : e[0].length * 16), 0);
     const target = new Uint8Array(Math.floor(totalBytes / 2) + 5);
     const slots = new Int32Array(asked.length).fill(99);
-    const refCounts = new Float64Array(asked.length);
+    const refCounts = new Float64Array(asked.length).fill(99); // a reused array: nothing stale may stay
     const got: Array<string | undefined> = [];
     for (let from = 0; from < asked.length; ) {
       const read = map.readManyInto(asked.slice(from), target, slots, refCounts);
@@ -66,6 +66,7 @@ for (const engine of ENGINES) {
       let at = 0;
       for (let i = 0; i < read; i++) {
         if (slots[i] < 0) {
+          assert.is(refCounts[i], -1, 'an absent key\'s refCount');
           got.push(undefined);
           continue;
         }
