@@ -71,6 +71,21 @@ for (const engine of ENGINES) {
   });
 
   test('only lock-holding folders in the per-user folder are swept: one without a lock, and the temp folder\'s other entries, stay', () => {
+    // A TMPDIR of its own: the last check needs the per-user folder to hold this test's maps only,
+    // not the temporary maps of other processes this user runs meanwhile.
+    const savedTmp = process.env.TMPDIR;
+    const privateTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-tmpdir-'));
+    process.env.TMPDIR = privateTmp;
+    try {
+      lockHoldingOnly();
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+      fs.rmSync(privateTmp, { recursive: true, force: true });
+    }
+  });
+
+  function lockHoldingOnly(): void {
     const map = new BucketMap({ maxBuckets: 2, engine });
     const parent = path.dirname(map.drives[0]);
     assert.is(parent, tempParent());
@@ -88,7 +103,7 @@ for (const engine of ENGINES) {
       map.close();
     }
     assert.not.ok(fs.existsSync(parent), 'the per-user folder goes with its last map');
-  });
+  }
 
   test.run();
 }
