@@ -109,19 +109,20 @@ export class SparePool {
     return false;
   }
 
-  /** Keeps a file no longer referenced as a spare (emptied), or deletes it if the pool is full. */
+  /**
+   * Keeps a file no longer referenced as a spare (emptied), or deletes it if the pool is full. A
+   * file with another name (a hard-linked copy of the folder) is not ours to empty: the copy would
+   * lose its data, and whoever maps it there would SIGBUS. Deleting our name leaves it whole.
+   */
   retire(file: string): void {
     const dir = path.dirname(file);
     const list = this.spares.get(dir) ?? [];
-    if (list.length >= SparePool.MAX_PER_FOLDER) {
+    if (list.length >= SparePool.MAX_PER_FOLDER || linkedElsewhere(file)) {
       fs.rmSync(file, { force: true });
       return;
     }
     const spare = path.join(dir, `${this.mapId}-spare.${this.next++}.bkt`);
     try {
-      // A file with another name (a hard-linked copy of the folder) is not ours to empty: the copy
-      // would lose its data, and whoever maps it there would SIGBUS. Unlinking our name leaves it.
-      if (fs.statSync(file).nlink > 1) throw new Error('linked elsewhere');
       fs.truncateSync(file, 0);
       fs.renameSync(file, spare);
       list.push(spare);
@@ -135,6 +136,15 @@ export class SparePool {
   clear(): void {
     for (const list of this.spares.values()) for (const spare of list) fs.rmSync(spare, { force: true });
     this.spares.clear();
+  }
+}
+
+/** Whether the file has a name besides this one (or cannot be checked: then it is not emptied). */
+function linkedElsewhere(file: string): boolean {
+  try {
+    return fs.statSync(file).nlink > 1;
+  } catch {
+    return true;
   }
 }
 
