@@ -320,7 +320,6 @@ export class Bucket<T> {
    * throughout exactly once, even though inserts and deletes shift entries between cells.
    */
   private snapshot(): Snapshot | null {
-    this.guard.enter(); // an iteration resumed after close() must not map or read anything
     if (!this.storage.allocated) return null;
     const table = this.storage.tableOver();
     const count = this.ctx.engine.count(this.index);
