@@ -273,16 +273,26 @@ export class Batcher<T> {
     const { ctx, storages, codec, guard } = this.host;
     const size = codec.size;
     const maxSlots = maxSlotsFor(size);
-    const probe = new Uint8Array(size);
-    const rcOf = (i: number): number => (single ? (refCounts as number) : (refCounts as ArrayLike<number>)[i]);
+    // Each list is encoded once, here, before anything is written, at an 8-byte aligned offset of
+    // one staging buffer: a codec that throws (or answers differently the second time) cannot stop
+    // the batch half-way, and a chunk is then one copy into the engine's list area.
+    const counts = new Uint32Array(total);
+    const starts = new Float64Array(total + 1);
+    const rcs = new Float64Array(total);
     for (let i = 0; i < total; i++) {
-      checkRefCount(rcOf(i), `refCounts[${i}]`);
+      rcs[i] = checkRefCount(single ? (refCounts as number) : (refCounts as ArrayLike<number>)[i], `refCounts[${i}]`);
       const slots = slotLists[i];
       if (!Array.isArray(slots)) throw new TypeError(`slotLists[${i}] must be an array`);
       if (slots.length > maxSlots) throw new RangeError(`slotLists[${i}] has ${slots.length} elements; at most ${maxSlots} fit`);
-      for (let k = 0; k < slots.length; k++) {
+      counts[i] = slots.length;
+      starts[i + 1] = starts[i] + ((slots.length * size + 7) & ~7);
+    }
+    const staged = new Uint8Array(starts[total]);
+    for (let i = 0; i < total; i++) {
+      const slots = slotLists[i];
+      for (let k = 0; k < counts[i]; k++) {
         try {
-          codec.encode(slots[k], probe, 0);
+          codec.encode(slots[k], staged, starts[i] + k * size);
         } catch (err) {
           if (err instanceof Error) err.message = `slotLists[${i}][${k}]: ${err.message}`;
           throw err;
@@ -294,22 +304,14 @@ export class Batcher<T> {
     while (from < total) {
       // A chunk ends at BATCH entries or when its elements fill the list area.
       let n = 0;
-      let bytes = 0;
-      while (from + n < total && n < BATCH) {
-        const need = (slotLists[from + n].length * size + 7) & ~7;
-        if (bytes + need > MAX_LIST_BYTES) break;
-        bytes += need;
-        n++;
-      }
+      while (from + n < total && n < BATCH && starts[from + n + 1] - starts[from] <= MAX_LIST_BYTES) n++;
       this.load(list, from, n, true);
-      let at = 0;
+      const base = starts[from];
+      b.lists.set(staged.subarray(base, starts[from + n]), 0);
       for (let i = 0; i < n; i++) {
-        const slots = slotLists[from + i];
-        b.slots[i] = slots.length;
-        b.refCounts[i] = rcOf(from + i);
-        b.listAt[i] = at;
-        for (let k = 0; k < slots.length; k++) codec.encode(slots[k], b.lists, at + k * size);
-        at += (slots.length * size + 7) & ~7;
+        b.slots[i] = counts[from + i];
+        b.refCounts[i] = rcs[from + i];
+        b.listAt[i] = starts[from + i] - base;
         const ix = b.buckets[i];
         if (ctx.writable[ix] !== 1) storages[ix].markDirty();
         ctx.versions[ix]++;

@@ -194,29 +194,32 @@ export class Bucket<T> {
   batchInsertNonDuplicates(items: ReadonlyArray<readonly [Key, T]>): Array<[number, T]> {
     this.guard.enterWrite();
     if (!Array.isArray(items)) throw new TypeError('items must be an array of [key, element] pairs');
-    // Every item is checked before anything is written: a bad one fails the whole batch.
-    const probe = new Uint8Array(this.codec.size);
+    // Every item is checked and encoded before anything is written: a bad one fails the whole
+    // batch, and the codec is not asked again half-way through.
+    const size = this.codec.size;
+    const staged = new Uint8Array(items.length * size);
     const keys = Array.from(items, (item, i) => { // not map: it skips a sparse array's holes
       if (!Array.isArray(item) || item.length !== 2) throw new TypeError(`items[${i}] must be a [key, element] pair`);
       const key = toKeyBytes(item[0], `items[${i}][0]`);
       try {
-        this.codec.encode(item[1], probe, 0);
+        this.codec.encode(item[1], staged, i * size);
       } catch (err) {
         if (err instanceof Error) err.message = `items[${i}][1]: ${err.message}`;
         throw err;
       }
       return key;
     });
-    this.setAnticipatedCount(this.bucketLen() + items.length);
+    this.setAnticipatedCount(this.bucketLen() + keys.length);
     const duplicates: Array<[number, T]> = [];
-    for (let i = 0; i < items.length; i++) {
+    const input = this.ctx.engine.input;
+    for (let i = 0; i < keys.length; i++) {
       const existing = this.readKey(keys[i]);
       if (existing !== undefined) {
         duplicates.push([i, existing[0][0]]);
         continue;
       }
-      const slots = this.encode([items[i][1]]);
-      this.writeEncoded(keys[i], slots, 1);
+      input.set(staged.subarray(i * size, (i + 1) * size), 0);
+      this.writeEncoded(keys[i], 1, 1);
     }
     return duplicates;
   }

@@ -131,6 +131,32 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('insertMany and batchInsertNonDuplicates ask the codec once per element', () => {
+    // A codec that gives each value one encoding only (it consumes a stream, say): asked twice, it
+    // threw half-way through a batch that had already been checked.
+    const used = new Set<unknown>();
+    const once = {
+      size: 8,
+      encode(value: Uint8Array, target: Uint8Array, offset: number): void {
+        if (used.has(value)) throw new Error('encoded twice');
+        used.add(value);
+        target.set(value, offset);
+      },
+      decode: (source: Uint8Array, offset: number): Uint8Array => source.slice(offset, offset + 8),
+    };
+    const map = new BucketMap({ maxBuckets: 4, engine, codec: once });
+    const keys = Array.from({ length: 3000 }, () => rng.key());
+    const lists = keys.map((_, i) => Array.from({ length: i % 3 }, () => rng.bytes(8)));
+    map.insertMany(keys, lists, 2);
+    keys.forEach((k, i) => assert.is(value(map.readValue(k)), JSON.stringify([lists[i].map(hex), 2])));
+    const items = Array.from({ length: 300 }, (): [Uint8Array, Uint8Array] => [rng.key(), rng.bytes(8)]);
+    const bucket = map.getBucketFromIndex(0);
+    const mine = items.filter(([k]) => map.bucketIx(k) === 0);
+    assert.equal(bucket.batchInsertNonDuplicates(mine), []);
+    for (const [k, el] of mine) assert.is(value(map.readValue(k)), JSON.stringify([[hex(el)], 1]));
+    map.close();
+  });
+
   test('deleteMany removes present keys, counts them, and leaves the rest', () => {
     const [map, keys] = filled(3000);
     const absent = Array.from({ length: 100 }, () => rng.key());
