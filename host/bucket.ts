@@ -341,12 +341,12 @@ export class Bucket<T> {
     const snap = this.snapshot();
     if (snap === null) return;
     for (let i = 0; i < snap.length; i++) {
+      // Every step, even one served from the snapshot: CLOSED after close(), REENTRANT inside an
+      // update() callback, whichever path the step takes.
+      this.guard.enter();
       const key = snap.keys.slice(i * 32, i * 32 + 32);
-      if (snap.version !== this.ctx.versions[this.index]) {
-        // Changed since the snapshot: yield the key only if it is still there.
-        this.guard.enter();
-        if (this.readKey(key) === undefined) continue;
-      }
+      // Changed since the snapshot: yield the key only if it is still there.
+      if (snap.version !== this.ctx.versions[this.index] && this.readKey(key) === undefined) continue;
       yield key;
     }
   }
@@ -356,6 +356,7 @@ export class Bucket<T> {
     if (snap === null) return;
     const table = this.storage.tableOver();
     for (let i = 0; i < snap.length; i++) {
+      this.guard.enter(); // as in iterateKeys
       const key = snap.keys.slice(i * 32, i * 32 + 32);
       if (snap.version === this.ctx.versions[this.index]) {
         // Unchanged since the snapshot: the entry is still in its cell.
@@ -363,7 +364,6 @@ export class Bucket<T> {
         yield [key, this.decode(table.out)];
         continue;
       }
-      this.guard.enter();
       const entry = this.readKey(key);
       if (entry !== undefined) yield [key, entry];
     }

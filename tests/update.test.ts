@@ -99,5 +99,26 @@ for (const engine of ENGINES) {
     assert.is(map.has(key), true);
   });
 
+  test('an iteration stepped from inside the callback fails with REENTRANT too', () => {
+    const keys = Array.from({ length: 6 }, () => rng.key());
+    for (const k of keys) map.insert(k, [rng.bytes(16)]);
+    for (const make of [() => map.keys(), () => map.values(), () => map.entries()]) {
+      // Started outside: the next step would come from the snapshot, without asking the map.
+      const it: Iterator<unknown> = make();
+      assert.not.ok(it.next().done);
+      let inner: unknown;
+      map.update(keys[0], (current) => {
+        try {
+          it.next();
+        } catch (err) {
+          inner = err;
+        }
+        return current;
+      });
+      assert.instance(inner, BucketMapError);
+      assert.is((inner as BucketMapError).code, codes.REENTRANT);
+    }
+  });
+
   test.run();
 }
