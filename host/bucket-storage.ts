@@ -271,6 +271,7 @@ export class BucketStorage {
   /** Deletes a file that is no longer (or was never) referenced, and forgets its bytes. */
   private dropFile(file: MappedFile): void {
     this.ctx.usage.bytes -= file.bytes;
+    this.ctx.engine.forget(file);
     file.unlink(this.ctx.spares);
     file.release();
   }
@@ -590,7 +591,6 @@ export class BucketStorage {
     this.unsynced = true;
   }
 
-  /** Makes `file` the bucket's index: manifest first (the commit point), then the old file goes. */
   /**
    * Puts `file` in force: the restart file names it, the engine reads it, and only then is the old
    * index retired. Retiring truncates it, so an engine still bound to it would SIGBUS on its next read.
@@ -601,7 +601,13 @@ export class BucketStorage {
     record.indexPages = pages;
     record.seedLo = file.spec.seedLo;
     record.seedHi = file.spec.seedHi;
-    this.ctx.manifest.set(this.ix, record);
+    try {
+      this.ctx.manifest.set(this.ix, record);
+    } catch (err) {
+      // Not in force: the file goes, and the bucket carries on with the index it has.
+      this.dropFile(file);
+      throw err;
+    }
     this.record = record;
     const old = this.index as MappedFile;
     this.index = file;

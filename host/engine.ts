@@ -84,6 +84,8 @@ export interface Engine {
   /** (Re)binds a bucket after it is opened, allocated or grown. */
   bind(ix: number, files: BucketFiles): void;
   unbind(ix: number): void;
+  /** Lets go of a file no bucket uses (one dropped after a failed growth): nothing if it was never handed over. */
+  forget(file: MappedFile): void;
   /**
    * Looks the key at `key[koff, koff + 32)` up in bucket `ix`: its value, null if absent, or
    * undefined if the bucket is not bound (it has no files yet, or is opened lazily and not yet
@@ -208,6 +210,10 @@ export class HostEngine implements Engine {
 
   unbind(ix: number): void {
     this.tables[ix] = undefined;
+  }
+
+  forget(): void {
+    // A table is built over a bucket's files only when it is bound; nothing else holds on to them.
   }
 
   read(ix: number, key: Uint8Array, koff: number): ValueRef | null | undefined {

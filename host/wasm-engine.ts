@@ -319,6 +319,13 @@ export class WasmEngine implements Engine {
     this.u8.fill(0, this.descAt + ix * DESC_BYTES, this.descAt + (ix + 1) * DESC_BYTES);
   }
 
+  forget(file: MappedFile): void {
+    const known = this.fidOf.get(file);
+    if (known === undefined) return;
+    this.core.invalidate(known.first, known.first + known.count);
+    this.release(file);
+  }
+
   // ── operations ─────────────────────────────────────────────────────────────────────────────────
 
   private setKey(key: Uint8Array, koff = 0): void {
@@ -384,8 +391,7 @@ export class WasmEngine implements Engine {
     const fid = this.register(target);
     const status = this.core.rehash(ix, fid, target.spec.totalRecords, target.recordsPerSegment, target.spec.seedLo, target.spec.seedHi);
     if (status !== 1) {
-      this.core.invalidate(fid, fid + target.segments.length);
-      this.release(target);
+      this.forget(target);
       if (status === PUT_CORRUPT) throw this.damaged(ix);
     }
     return status === 1;

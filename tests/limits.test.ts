@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { faults, mappings } from '../host/storage.js';
-import { ENGINES, Rng, collectUntil, entryValue, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy } from './helpers.js';
+import type { WasmEngine } from '../host/wasm-engine.js';
+import { ENGINES, Rng, collectUntil, entryValue, hex, persistentConfig, removeDir, snapshot, tempDir, thrownBy, withFsFunction } from './helpers.js';
 
 /** Inserts until growth fails; returns the error and the model of what was written. */
 function fillUntilError(map: BucketMap, rng: Rng, limit = 200000): [BucketMapError, Map<string, string>] {
@@ -49,6 +50,11 @@ function stillUsable(map: BucketMap, model: Map<string, string>, config: BucketM
   const again = new BucketMap(config);
   assert.equal(snapshot(again), model);
   again.close();
+}
+
+/** Files the wasm engine holds on to (internal: a file dropped by a failed growth must not stay). */
+function registered(map: BucketMap): number {
+  return (map as unknown as { ctx: { engine: WasmEngine } }).ctx.engine.registeredFiles();
 }
 
 const kernelBudget = mappings.budget;
@@ -143,6 +149,49 @@ for (const engine of ENGINES) {
     faults.beforeCreate = null;
     stillUsable(map, model, config);
   });
+
+  for (const [kind, listLength] of [['index', 1], ['data', 3]] as const) {
+    test(`a growth of the ${kind} whose restart-file write fails (injected ENOSPC): IO, no file left behind, and the next growth succeeds`, () => {
+      const config = persistentConfig(dir, engine, { maxBuckets: 1 });
+      const map = new BucketMap(config);
+      const rng = new Rng(34);
+      const model = new Map<string, string>();
+      const insert = (): void => {
+        const key = rng.key();
+        const list = Array.from({ length: listLength }, () => rng.bytes(16));
+        map.insert(key, list);
+        model.set(hex(key), entryValue(list, 1));
+      };
+      insert();
+      const drive = config.drives![0];
+      // Spares are emptied files kept for reuse, not data.
+      const files = (): string[] => fs.readdirSync(drive).filter((f) => !f.includes('-spare.')).sort();
+      const before = files();
+      const held = engine === 'wasm' ? registered(map) : 0;
+      const resizes = (): number => map.stats()[kind].resizes;
+      const restart = fs.statSync(config.restartFile as string).ino;
+      const err = withFsFunction('writeSync', (original) => (fd, ...rest) => {
+        if (fs.fstatSync(fd as number).ino === restart) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        return original(fd, ...rest);
+      }, () => {
+        for (let i = 0; i < 200000; i++) {
+          const failed = thrownBy(insert);
+          if (failed !== null) return failed;
+        }
+        throw new Error('no growth failed');
+      });
+      assert.instance(err, BucketMapError);
+      assert.is(err.code, codes.IO);
+      assert.is(map.size, model.size, 'the failed insert wrote nothing');
+      assert.match(err.message, /restart file/);
+      assert.equal(files(), before, 'the new file went with the failed growth');
+      if (engine === 'wasm') assert.is(registered(map), held, 'the wasm engine let go of it too');
+      const resized = resizes();
+      while (resizes() === resized) insert();
+      assert.ok(map.verify().ok);
+      stillUsable(map, model, config);
+    });
+  }
 
   test('setAnticipatedCount on a full disk fails with IO, changes nothing and leaves no size behind', () => {
     // One bucket, so the growth checked below is the bucket whose presize failed.
