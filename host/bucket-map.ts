@@ -837,7 +837,6 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       if (freed === 0) continue;
       report.buckets++;
       report.bytesFreed += freed;
-      this.ctx.versions[storage.ix]++;
     }
     report.ms = performance.now() - started;
     return report;

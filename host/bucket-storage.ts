@@ -277,6 +277,9 @@ export class BucketStorage {
   }
 
   private bindEngine(count: number, dataCounts: ArrayLike<number>): void {
+    // New files: an iteration in progress must stop trusting cells it found in the old ones (they
+    // are truncated once retired, and a read of them would SIGBUS), whatever the caller did.
+    this.ctx.versions[this.ix]++;
     const record = this.record as BucketRecord;
     this.ctx.engine.bind(this.ix, {
       index: this.index as MappedFile, data: this.data, seedLo: record.seedLo, seedHi: record.seedHi, count, dataCounts,
@@ -516,7 +519,9 @@ export class BucketStorage {
       if (file === null) continue;
       let pow2 = dataCounts[c] === 0 ? -1 : initialDataPow2(file.spec.cellBytes);
       while (pow2 >= 0 && 2 ** pow2 * load < dataCounts[c]) pow2++;
-      if (pow2 < file.spec.capacityPow2) dataPlan.set(c, pow2);
+      // Fewer cells need not mean fewer bytes (files are whole pages): such a rebuild gives nothing back.
+      const smaller = pow2 < 0 || fileBytesFor(this.dataSpec(c, file.spec.generation, pow2), this.ctx.segmentBytes) < file.bytes;
+      if (pow2 < file.spec.capacityPow2 && smaller) dataPlan.set(c, pow2);
     }
     if (target >= current && dataPlan.size === 0) return 0;
     const started = performance.now();
