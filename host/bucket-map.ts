@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, encodeSlotList, putMarked, removeMarked, type Entry, type MapGuard } from './bucket.js';
 import { BucketStorage, openBucketFiles, readOnlyError, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { Batcher, type KeyBatch } from './batch.js';
-import { checkCodec, codecs, type ElementCodec } from './codecs.js';
+import { checkCodec, codecs, isBuiltInCodec, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
 import { bucketIndexAt, bucketIndexOf, toKeyBytes, type Key } from './keys.js';
@@ -259,7 +259,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const started = performance.now();
     checkPlatform(os.endianness());
     const cfg = resolveConfig(config);
-    this.codec = cfg.codec as ElementCodec<T>;
+    this.codec = isBuiltInCodec(cfg.codec) ? (cfg.codec as ElementCodec<T>) : this.guardCodec(cfg.codec as ElementCodec<T>);
     this.maxSlots = maxSlotsFor(this.codec.size);
     this.bits = Math.log2(cfg.maxBuckets);
     this.persistent = cfg.restartFile !== null;
@@ -435,13 +435,43 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   private enter(): void {
     if (this.closed) throw new BucketMapError(codes.CLOSED, 'the map is closed');
-    if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'map methods cannot be called from inside an update() callback');
+    if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'map methods cannot be called from inside an update() callback or a codec');
   }
 
   /** enter() for a call that writes: refused on a read-only map before its arguments are read. */
   private enterWrite(): void {
     this.enter();
     if (this.ctx.readOnly) throw readOnlyError();
+  }
+
+  /**
+   * A user's codec runs as an update() callback does: a map call from inside it is REENTRANT. It
+   * would reuse the engine's buffers the outer call is working in, or grow a file whose old
+   * mapping the outer call is still reading (on the host path, a SIGBUS).
+   */
+  private guardCodec(codec: ElementCodec<T>): ElementCodec<T> {
+    const self = this;
+    return Object.freeze({
+      size: codec.size,
+      encode(value: T, target: Uint8Array, offset: number): void {
+        const was = self.inCallback;
+        self.inCallback = true;
+        try {
+          codec.encode(value, target, offset);
+        } finally {
+          self.inCallback = was;
+        }
+      },
+      decode(source: Uint8Array, offset: number): T {
+        const was = self.inCallback;
+        self.inCallback = true;
+        try {
+          return codec.decode(source, offset);
+        } finally {
+          self.inCallback = was;
+        }
+      },
+    });
   }
 
   private runCallback<R>(fn: () => R): R {
@@ -845,7 +875,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   /** Flushes and releases everything. Idempotent; later calls to other methods throw CLOSED. */
   close(): void {
     if (this.closed) return;
-    if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from inside an update() callback');
+    if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from inside an update() callback or a codec');
     try {
       if (this.persistent && !this.ctx.readOnly) {
         this.flush();

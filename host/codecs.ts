@@ -10,12 +10,20 @@ export interface ElementCodec<T> {
   decode(source: Uint8Array, offset: number): T;
 }
 
+/** The codecs this module made: they never call a map, so they run without a guard. */
+const builtIn = new WeakSet<object>();
+
+/** Whether `codec` is one of ours (codecs.bytes(n), codecs.u64) rather than a user's. */
+export function isBuiltInCodec(codec: object): boolean {
+  return builtIn.has(codec);
+}
+
 /** Elements of exactly `n` bytes, returned as fresh Uint8Array copies. */
 function bytes(n: number): ElementCodec<Uint8Array> {
   if (!Number.isInteger(n) || n < 1 || n > MAX_ELEMENT_SIZE) {
     throw new RangeError(`codecs.bytes(n): n must be an integer from 1 to ${MAX_ELEMENT_SIZE}, got ${n}`);
   }
-  return Object.freeze({
+  const codec = Object.freeze({
     size: n,
     encode(value: Uint8Array, target: Uint8Array, offset: number): void {
       if (!(value instanceof Uint8Array)) throw new TypeError(`slot-list element must be a Uint8Array of ${n} bytes`);
@@ -26,6 +34,8 @@ function bytes(n: number): ElementCodec<Uint8Array> {
       return source.slice(offset, offset + n);
     },
   });
+  builtIn.add(codec);
+  return codec;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -51,6 +61,8 @@ const u64: ElementCodec<bigint> = Object.freeze({
 /** The largest element the format stores (a data-file cell must fit the scratch buffers). */
 export const MAX_ELEMENT_SIZE = 4096;
 
+builtIn.add(u64);
+
 export const codecs = Object.freeze({ bytes, u64 });
 
 /** Checks that a user-supplied codec has the shape the map relies on. */
@@ -60,8 +72,16 @@ export function checkCodec(codec: unknown): ElementCodec<unknown> {
   if (typeof c.encode !== 'function' || typeof c.decode !== 'function') {
     throw new TypeError('codec must have encode(value, target, offset) and decode(source, offset) functions');
   }
-  if (typeof c.size !== 'number' || !Number.isInteger(c.size) || c.size < 1 || c.size > MAX_ELEMENT_SIZE) {
-    throw new RangeError(`codec.size must be an integer from 1 to ${MAX_ELEMENT_SIZE}, got ${String(c.size)}`);
+  const size = c.size;
+  if (typeof size !== 'number' || !Number.isInteger(size) || size < 1 || size > MAX_ELEMENT_SIZE) {
+    throw new RangeError(`codec.size must be an integer from 1 to ${MAX_ELEMENT_SIZE}, got ${String(size)}`);
   }
-  return c as ElementCodec<unknown>;
+  if (builtIn.has(codec)) return codec as ElementCodec<unknown>;
+  // The size as checked, once: a getter answering differently later would break the file layout.
+  const { encode, decode } = c;
+  return Object.freeze({
+    size,
+    encode: (value: unknown, target: Uint8Array, offset: number): void => encode.call(codec, value, target, offset),
+    decode: (source: Uint8Array, offset: number): unknown => decode.call(codec, source, offset),
+  });
 }

@@ -41,8 +41,28 @@ test('checkCodec rejects codecs without the needed shape', () => {
   assert.throws(() => checkCodec({ size: 4 }), TypeError);
   assert.throws(() => checkCodec({ size: 0, encode() {}, decode() {} }), RangeError);
   assert.throws(() => checkCodec({ size: 2.5, encode() {}, decode() {} }), RangeError);
-  const ok = { size: 3, encode() {}, decode() {} };
-  assert.is(checkCodec(ok), ok);
+  // A user's codec is taken as checked: its size read once, its methods called on it.
+  let size = 3;
+  const ok = {
+    get size(): number {
+      return size;
+    },
+    encode(this: unknown, _v: unknown, target: Uint8Array, offset: number): void {
+      assert.is(this, ok);
+      target[offset] = 7;
+    },
+    decode(this: unknown, source: Uint8Array, offset: number): number {
+      assert.is(this, ok);
+      return source[offset];
+    },
+  };
+  const checked = checkCodec(ok);
+  size = 9;
+  assert.is(checked.size, 3);
+  const bytes = new Uint8Array(4);
+  checked.encode(0, bytes, 1);
+  assert.is(checked.decode(bytes, 1), 7);
+  assert.is(checkCodec(codecs.u64), codecs.u64, 'ours as they are');
 });
 
 test.run();
