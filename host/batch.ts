@@ -5,13 +5,14 @@
  * the host path overlaps the cache misses of a chunk). Arguments are checked in full before
  * anything is written: a bad entry anywhere leaves the map unchanged.
  */
+import { types } from 'node:util';
 import type { Entry, MapGuard } from './bucket.js';
 import { checkRefCount } from './bucket.js';
 import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
 import { BucketMapError } from './errors.js';
-import { KEY_BYTES, toKeyBytes, type Key } from './keys.js';
+import { KEY_BYTES, plainBytes, toKeyBytes, type Key } from './keys.js';
 import { copyToBytes } from './copy.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
 import { maxSlotsFor, MAX_LIST_BYTES } from './layout.js';
@@ -35,11 +36,12 @@ type Keys = Uint8Array | Uint8Array[];
 
 /** Checks a key batch: packed keys as they are, other keys turned into 32-byte arrays. */
 export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
-  if (keys instanceof Uint8Array) {
-    if (keys.length % KEY_BYTES !== 0) {
-      throw new RangeError(`${argName} packed in one buffer must be a multiple of 32 bytes long, got ${keys.length}`);
+  if (types.isUint8Array(keys)) {
+    const packed = plainBytes(keys);
+    if (packed.length % KEY_BYTES !== 0) {
+      throw new RangeError(`${argName} packed in one buffer must be a multiple of 32 bytes long, got ${packed.length}`);
     }
-    return keys;
+    return packed;
   }
   if (!Array.isArray(keys)) throw new TypeError(`${argName} must be an array of keys or a Uint8Array of packed 32-byte keys`);
   // Array.from, not map: map skips the holes of a sparse array, which would pass unchecked.
@@ -49,7 +51,7 @@ export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
 /** Checks an optional output array of one refCount per key. */
 function checkRefCountsOut(refCounts: Float64Array | null, total: number): void {
   if (refCounts === null) return;
-  if (!(refCounts instanceof Float64Array)) throw new TypeError('refCounts must be a Float64Array');
+  if (!types.isFloat64Array(refCounts)) throw new TypeError('refCounts must be a Float64Array');
   if (refCounts.length < total) throw new RangeError(`refCounts has room for ${refCounts.length} keys, got ${total}`);
 }
 
@@ -69,6 +71,9 @@ export class Batcher<T> {
     const { ctx, storages, bits } = this.host;
     const b = ctx.engine.batch;
     if (keys instanceof Uint8Array) {
+      // A buffer transferred or shrunk since the call began (by the caller's code it ran) reads
+      // short: the chunk would go on with the keys an earlier call left in the batch buffer.
+      if (keys.length < (from + n) * KEY_BYTES) throw new TypeError(`the keys buffer holds ${keys.length} bytes now, fewer than the ${(from + n) * KEY_BYTES} it held: it was transferred or shrunk during the call`);
       b.keys.set(keys.subarray(from * KEY_BYTES, (from + n) * KEY_BYTES));
     } else {
       for (let i = 0; i < n; i++) {
@@ -150,12 +155,15 @@ export class Batcher<T> {
   readManyInto(keys: KeyBatch, target: Uint8Array, slots: Int32Array, refCounts: Float64Array | null, offset: number): number {
     const list = batchKeys(keys);
     const total = keyCount(list);
-    if (!(target instanceof Uint8Array)) throw new TypeError('target must be a Uint8Array');
-    if (!(slots instanceof Int32Array)) throw new TypeError('slots must be an Int32Array');
+    // util.types checks, not instanceof: a Proxy passes instanceof and would run the caller's code
+    // in the middle of the copy. Each length is read once, before any lookup.
+    if (!types.isUint8Array(target)) throw new TypeError('target must be a Uint8Array');
+    if (!types.isInt32Array(slots)) throw new TypeError('slots must be an Int32Array');
+    const room = target.length;
     if (slots.length < total) throw new RangeError(`slots has room for ${slots.length} keys, got ${total}`);
     checkRefCountsOut(refCounts, total);
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) {
-      throw new RangeError(`offset must be an integer from 0 to ${target.length}, got ${offset}`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > room) {
+      throw new RangeError(`offset must be an integer from 0 to ${room}, got ${offset}`);
     }
     const b = this.host.ctx.engine.batch;
     const size = this.host.codec.size;
@@ -168,7 +176,11 @@ export class Batcher<T> {
           continue;
         }
         const bytes = b.outSlots[i] * size;
-        if (at + bytes > target.length) return i - start;
+        if (at + bytes > room) {
+          // Nothing read yet: a call again with the same keys would stop here again, for ever.
+          if (from + i === 0) throw new RangeError(`target has room for ${room - offset} bytes from offset ${offset}; the entry of keys[0] needs ${bytes}`);
+          return i - start;
+        }
         copyToBytes(b.data, b.dataWords, b.dataAt[i], target, at, bytes);
         at += bytes;
         slots[from + i] = b.outSlots[i];
@@ -273,31 +285,43 @@ export class Batcher<T> {
     const { ctx, storages, codec, guard } = this.host;
     const size = codec.size;
     const maxSlots = maxSlotsFor(size);
-    // Each list is encoded once, here, before anything is written, at an 8-byte aligned offset of
-    // one staging buffer: a codec that throws (or answers differently the second time) cannot stop
-    // the batch half-way, and a chunk is then one copy into the engine's list area.
+    // Each list is read and encoded once, here, before anything is written, at an 8-byte aligned
+    // offset of one staging buffer: a codec that throws (or answers differently the second time)
+    // cannot stop the batch half-way, and a chunk is then one copy into the engine's list area.
+    // Reading the arguments may run the caller's code (getters, a Proxy, the codec): it runs as
+    // an update() callback does, unable to call the map, and what it answers is read only once.
     const counts = new Uint32Array(total);
     const starts = new Float64Array(total + 1);
     const rcs = new Float64Array(total);
-    for (let i = 0; i < total; i++) {
-      rcs[i] = checkRefCount(single ? (refCounts as number) : (refCounts as ArrayLike<number>)[i], `refCounts[${i}]`);
-      const slots = slotLists[i];
-      if (!Array.isArray(slots)) throw new TypeError(`slotLists[${i}] must be an array`);
-      if (slots.length > maxSlots) throw new RangeError(`slotLists[${i}] has ${slots.length} elements; at most ${maxSlots} fit`);
-      counts[i] = slots.length;
-      starts[i + 1] = starts[i] + ((slots.length * size + 7) & ~7);
-    }
-    const staged = new Uint8Array(starts[total]);
-    for (let i = 0; i < total; i++) {
-      const slots = slotLists[i];
-      for (let k = 0; k < counts[i]; k++) {
-        try {
-          codec.encode(slots[k], staged, starts[i] + k * size);
-        } catch (err) {
-          if (err instanceof Error) err.message = `slotLists[${i}][${k}]: ${err.message}`;
-          throw err;
+    let staged: Uint8Array;
+    const was = guard.userCode;
+    guard.userCode = true;
+    try {
+      const lists = new Array<readonly T[]>(total);
+      for (let i = 0; i < total; i++) {
+        rcs[i] = checkRefCount(single ? (refCounts as number) : (refCounts as ArrayLike<number>)[i], `refCounts[${i}]`);
+        const slots = slotLists[i];
+        if (!Array.isArray(slots)) throw new TypeError(`slotLists[${i}] must be an array`);
+        const n = slots.length;
+        if (n > maxSlots) throw new RangeError(`slotLists[${i}] has ${n} elements; at most ${maxSlots} fit`);
+        lists[i] = slots;
+        counts[i] = n;
+        starts[i + 1] = starts[i] + ((n * size + 7) & ~7);
+      }
+      staged = new Uint8Array(starts[total]);
+      for (let i = 0; i < total; i++) {
+        const slots = lists[i];
+        for (let k = 0; k < counts[i]; k++) {
+          try {
+            codec.encode(slots[k], staged, starts[i] + k * size);
+          } catch (err) {
+            if (err instanceof Error) err.message = `slotLists[${i}][${k}]: ${err.message}`;
+            throw err;
+          }
         }
       }
+    } finally {
+      guard.userCode = was;
     }
     const b = ctx.engine.batch;
     let from = 0;

@@ -3,6 +3,7 @@
  * restart file and the engine, routes each key to its bucket, and adds Map-style conveniences on
  * top of the same code paths.
  */
+import { types } from 'node:util';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -251,7 +252,6 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private readonly guard: MapGuard;
   private readonly lock: MapLock | null;
   private closed = false;
-  private inCallback = false;
   /** A close record exists beside the restart file: the first change must remove it. */
   private closeRecordPresent = false;
 
@@ -259,6 +259,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const started = performance.now();
     checkPlatform(os.endianness());
     const cfg = resolveConfig(config);
+    this.guard = {
+      enter: () => this.enter(),
+      enterWrite: () => this.enterWrite(),
+      runCallback: <R>(fn: () => R): R => this.runCallback(fn),
+      userCode: false,
+      entries: 0,
+    };
     this.codec = isBuiltInCodec(cfg.codec) ? (cfg.codec as ElementCodec<T>) : this.guardCodec(cfg.codec as ElementCodec<T>);
     this.maxSlots = maxSlotsFor(this.codec.size);
     this.bits = Math.log2(cfg.maxBuckets);
@@ -281,12 +288,6 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     let createdRestartFile = false;
     let engine: Engine | null = null;
     const self = this;
-    this.guard = {
-      enter: () => self.enter(),
-      enterWrite: () => self.enterWrite(),
-      runCallback: <R>(fn: () => R): R => self.runCallback(fn),
-      entries: 0,
-    };
     // The restart file of a read-only open (resolveConfig requires one), else null.
     const readerOf = cfg.readOnly ? cfg.restartFile : null;
     try {
@@ -435,7 +436,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   private enter(): void {
     if (this.closed) throw new BucketMapError(codes.CLOSED, 'the map is closed');
-    if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'map methods cannot be called from inside an update() callback or a codec');
+    if (this.guard.userCode) throw new BucketMapError(codes.REENTRANT, 'map methods cannot be called from code a map call runs: an update() callback, a codec, a getter of an argument');
   }
 
   /** enter() for a call that writes: refused on a read-only map before its arguments are read. */
@@ -450,36 +451,37 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
    * mapping the outer call is still reading (on the host path, a SIGBUS).
    */
   private guardCodec(codec: ElementCodec<T>): ElementCodec<T> {
-    const self = this;
+    const guard = this.guard;
     return Object.freeze({
       size: codec.size,
       encode(value: T, target: Uint8Array, offset: number): void {
-        const was = self.inCallback;
-        self.inCallback = true;
+        const was = guard.userCode;
+        guard.userCode = true;
         try {
           codec.encode(value, target, offset);
         } finally {
-          self.inCallback = was;
+          guard.userCode = was;
         }
       },
       decode(source: Uint8Array, offset: number): T {
-        const was = self.inCallback;
-        self.inCallback = true;
+        const was = guard.userCode;
+        guard.userCode = true;
         try {
           return codec.decode(source, offset);
         } finally {
-          self.inCallback = was;
+          guard.userCode = was;
         }
       },
     });
   }
 
   private runCallback<R>(fn: () => R): R {
-    this.inCallback = true;
+    const was = this.guard.userCode;
+    this.guard.userCode = true;
     try {
       return fn();
     } finally {
-      this.inCallback = false;
+      this.guard.userCode = was;
     }
   }
 
@@ -568,23 +570,22 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     this.enterWrite();
     const k = toKeyBytes(key);
     const rc = checkRefCount(refCount);
-    const ix = bucketIndexOf(k, this.bits);
     const ctx = this.ctx;
+    // Encoded first: the caller's code it may run cannot change the key once it is routed.
+    const slots = encodeSlotList(this.guard, this.codec, this.maxSlots, ctx.engine.input, slotList);
+    const ix = bucketIndexOf(k, this.bits);
     if (ctx.writable[ix] === 1) {
       // Straight to the engine; only an insert that needs a file grown goes through the bucket.
-      const slots = encodeSlotList(this.codec, this.maxSlots, ctx.engine.input, slotList);
       const status = putMarked(ctx, this.guard, ix, k, slots, rc);
       if (status === PUT_NEW || status === PUT_UPDATED) return;
-      this.bucketAt(ix).writeEncoded(k, slots, rc);
-      return;
     }
-    const bucket = this.bucketAt(ix);
-    bucket.writeEncoded(k, bucket.encode(slotList), rc);
+    this.bucketAt(ix).writeEncoded(k, slots, rc);
   }
 
   tryInsert(key: Key, slotList: readonly T[], refCount = 1): NoSpace | undefined {
     this.enterWrite();
-    return this.bucketFor(toKeyBytes(key)).tryWrite(key, slotList, refCount);
+    const k = toKeyBytes(key); // once: a toBytes() answering differently the second time would misroute
+    return this.bucketFor(k).tryWrite(k, slotList, refCount);
   }
 
   /** Grows what a NoSpace from tryInsert names. */
@@ -596,7 +597,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   update(key: Key, fn: (current: Entry<T> | undefined) => Entry<T> | undefined): void {
     this.enterWrite();
-    this.bucketFor(toKeyBytes(key)).update(key, fn);
+    const k = toKeyBytes(key);
+    this.bucketFor(k).update(k, fn);
   }
 
   deleteKey(key: Key): boolean {
@@ -648,13 +650,17 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   /** readInto() of the key at `keys[koff, koff + 32)`, once the map is known open. */
   private readIntoAt(keys: Uint8Array, koff: number, target: Uint8Array, offset: number): number {
-    if (!(target instanceof Uint8Array)) throw new TypeError('target must be a Uint8Array');
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) throw new RangeError(`offset must be an integer from 0 to ${target.length}, got ${offset}`);
+    // Nothing of the caller's may run between the lookup and the copy: the value may sit in a
+    // mapped file that a write would retire (SIGBUS). util.types refuses a Proxy, which passes
+    // instanceof and would trap the copy's stores; a subclass's length getter runs once, here.
+    if (!types.isUint8Array(target)) throw new TypeError('target must be a Uint8Array');
+    const room = target.length;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > room) throw new RangeError(`offset must be an integer from 0 to ${room}, got ${offset}`);
     const ref = this.lookup(keys, koff);
     if (ref === null) return -1;
     const bytes = ref.slots * this.codec.size;
-    if (offset + bytes > target.length) {
-      throw new RangeError(`target has room for ${target.length - offset} bytes from offset ${offset}; the entry needs ${bytes}`);
+    if (offset + bytes > room) {
+      throw new RangeError(`target has room for ${room - offset} bytes from offset ${offset}; the entry needs ${bytes}`);
     }
     copyToBytes(ref.buf, ref.words, ref.off, target, offset, bytes);
     this.lastRefCount = ref.refCount;
@@ -875,7 +881,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   /** Flushes and releases everything. Idempotent; later calls to other methods throw CLOSED. */
   close(): void {
     if (this.closed) return;
-    if (this.inCallback) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from inside an update() callback or a codec');
+    if (this.guard.userCode) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from code a map call runs: an update() callback, a codec, a getter of an argument');
     try {
       if (this.persistent && !this.ctx.readOnly) {
         this.flush();

@@ -45,6 +45,12 @@ export interface MapGuard {
   /** enter() for a call that writes: READ_ONLY too on a map opened read-only. */
   enterWrite(): void;
   runCallback<R>(fn: () => R): R;
+  /**
+   * True while the caller's code runs inside a map call (an update() callback, a codec, a getter
+   * of an argument being read): a map call from it would find the engine's buffers, or a mapped
+   * value, in use by the outer call, so enter() refuses it with REENTRANT.
+   */
+  userCode: boolean;
   /** Live entries of the whole map, kept by every write. */
   entries: number;
 }
@@ -66,13 +72,20 @@ export function checkRefCount(refCount: unknown, argName = 'refCount'): number {
 }
 
 /** Encodes a slot list into `input` (the engine's input buffer); returns its length. */
-export function encodeSlotList<T>(codec: ElementCodec<T>, maxSlots: number, input: Uint8Array, slotList: readonly T[]): number {
+export function encodeSlotList<T>(guard: MapGuard, codec: ElementCodec<T>, maxSlots: number, input: Uint8Array, slotList: readonly T[]): number {
   if (!Array.isArray(slotList)) throw new TypeError('slotList must be an array');
-  const n = slotList.length;
-  if (n > maxSlots) throw new RangeError(`slotList has ${n} elements; at most ${maxSlots} fit (element size ${codec.size})`);
-  const size = codec.size;
-  for (let i = 0; i < n; i++) codec.encode(slotList[i], input, i * size);
-  return n;
+  // Reading the list may run the caller's code (a getter, a Proxy), as the codec may.
+  const was = guard.userCode;
+  guard.userCode = true;
+  try {
+    const n = slotList.length;
+    if (n > maxSlots) throw new RangeError(`slotList has ${n} elements; at most ${maxSlots} fit (element size ${codec.size})`);
+    const size = codec.size;
+    for (let i = 0; i < n; i++) codec.encode(slotList[i], input, i * size);
+    return n;
+  } finally {
+    guard.userCode = was;
+  }
 }
 
 /**
@@ -138,7 +151,8 @@ export class Bucket<T> {
   /** One attempt, never a partial write: returns what must grow, or undefined when written. */
   tryWrite(key: Key, slotList: readonly T[], refCount = 1): NoSpace | undefined {
     this.guard.enterWrite();
-    const k = toKeyBytes(key);
+    // A copy: the caller's code run while encoding cannot change the key after the map routed it.
+    const k = toKeyBytes(key).slice();
     const rc = checkRefCount(refCount);
     const slots = this.encode(slotList);
     if (!this.storage.allocated) this.storage.allocate();
@@ -156,7 +170,8 @@ export class Bucket<T> {
   /** Reads the entry, passes it to `fn`, and writes what `fn` returns (undefined deletes). */
   update(key: Key, fn: (current: Entry<T> | undefined) => Entry<T> | undefined): void {
     this.guard.enterWrite();
-    const k = toKeyBytes(key);
+    // A copy: `fn` may reuse the caller's key buffer, but the entry goes under the key it was given.
+    const k = toKeyBytes(key).slice();
     if (typeof fn !== 'function') throw new TypeError('update(key, fn): fn must be a function');
     const current = this.readKey(k);
     const next = this.guard.runCallback(() => fn(current));
@@ -197,18 +212,26 @@ export class Bucket<T> {
     // Every item is checked and encoded before anything is written: a bad one fails the whole
     // batch, and the codec is not asked again half-way through.
     const size = this.codec.size;
-    const staged = new Uint8Array(items.length * size);
-    const keys = Array.from(items, (item, i) => { // not map: it skips a sparse array's holes
-      if (!Array.isArray(item) || item.length !== 2) throw new TypeError(`items[${i}] must be a [key, element] pair`);
-      const key = toKeyBytes(item[0], `items[${i}][0]`);
-      try {
-        this.codec.encode(item[1], staged, i * size);
-      } catch (err) {
-        if (err instanceof Error) err.message = `items[${i}][1]: ${err.message}`;
-        throw err;
-      }
-      return key;
-    });
+    const was = this.guard.userCode;
+    this.guard.userCode = true; // reading the items may run the caller's code: see insertMany
+    let staged: Uint8Array;
+    let keys: Uint8Array[];
+    try {
+      staged = new Uint8Array(items.length * size);
+      keys = Array.from(items, (item, i) => { // not map: it skips a sparse array's holes
+        if (!Array.isArray(item) || item.length !== 2) throw new TypeError(`items[${i}] must be a [key, element] pair`);
+        const key = toKeyBytes(item[0], `items[${i}][0]`).slice();
+        try {
+          this.codec.encode(item[1], staged, i * size);
+        } catch (err) {
+          if (err instanceof Error) err.message = `items[${i}][1]: ${err.message}`;
+          throw err;
+        }
+        return key;
+      });
+    } finally {
+      this.guard.userCode = was;
+    }
     this.setAnticipatedCount(this.bucketLen() + keys.length);
     const duplicates: Array<[number, T]> = [];
     const input = this.ctx.engine.input;
@@ -271,7 +294,7 @@ export class Bucket<T> {
 
   /** Encodes a slot list into the engine's input buffer; returns its length. */
   encode(slotList: readonly T[]): number {
-    return encodeSlotList(this.codec, this.maxSlots, this.ctx.engine.input, slotList);
+    return encodeSlotList(this.guard, this.codec, this.maxSlots, this.ctx.engine.input, slotList);
   }
 
   decode(ref: ValueRef): Entry<T> {

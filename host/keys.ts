@@ -3,6 +3,7 @@
  * (@solana/kit's `Address`) or as objects with `toBytes()` (web3.js `PublicKey`); all three are
  * accepted without depending on any Solana package.
  */
+import { types } from 'node:util';
 
 export const KEY_BYTES = 32;
 
@@ -76,14 +77,16 @@ export function bytesToBase58(bytes: Uint8Array): string {
  * map never keeps a reference to it past the call).
  */
 export function toKeyBytes(key: Key, argName = 'key'): Uint8Array {
-  if (key instanceof Uint8Array) {
+  // util.types, not instanceof: a Proxy passes instanceof, and its traps would run the caller's
+  // code while the map copies the key in the middle of a call.
+  if (types.isUint8Array(key)) {
     if (key.length !== KEY_BYTES) throw new RangeError(`${argName} must be 32 bytes, got ${key.length}`);
     return key;
   }
   if (typeof key === 'string') return base58ToBytes(key, argName);
   if (key !== null && typeof key === 'object' && typeof (key as { toBytes?: unknown }).toBytes === 'function') {
     const bytes = (key as { toBytes(): unknown }).toBytes();
-    if (!(bytes instanceof Uint8Array)) throw new TypeError(`${argName}.toBytes() must return a Uint8Array`);
+    if (!types.isUint8Array(bytes)) throw new TypeError(`${argName}.toBytes() must return a Uint8Array`);
     if (bytes.length !== KEY_BYTES) throw new RangeError(`${argName}.toBytes() must return 32 bytes, got ${bytes.length}`);
     return bytes;
   }
@@ -102,4 +105,20 @@ export function bucketIndexOf(key: Uint8Array, bits: number): number {
 export function bucketIndexAt(keys: Uint8Array, koff: number, bits: number): number {
   if (bits === 0) return 0;
   return ((keys[koff] << 8) | keys[koff + 1]) >>> (16 - bits);
+}
+
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const intrinsic = (name: string): ((this: unknown) => unknown) => Object.getOwnPropertyDescriptor(typedArrayPrototype, name)!.get as (this: unknown) => unknown;
+const bufferOf = intrinsic('buffer');
+const byteOffsetOf = intrinsic('byteOffset');
+const byteLengthOf = intrinsic('byteLength');
+
+/**
+ * A plain Uint8Array over the same bytes as `bytes` (a Uint8Array, Buffer or subclass, checked by
+ * the caller), read through the built-in getters: no getter or species constructor of a subclass
+ * runs when the map later reads it in the middle of a call. Its length is fixed now; if the
+ * buffer shrinks or is transferred, it reads as empty.
+ */
+export function plainBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bufferOf.call(bytes) as ArrayBuffer, byteOffsetOf.call(bytes) as number, byteLengthOf.call(bytes) as number);
 }

@@ -9,7 +9,8 @@
  * else: any number of views may share a buffer or a map, and a view of a closed map throws CLOSED.
  */
 import type { Entry } from './bucket.js';
-import { KEY_BYTES } from './keys.js';
+import { types } from 'node:util';
+import { KEY_BYTES, plainBytes } from './keys.js';
 
 /** What a view needs from its map: the two offset-aware reads, and the map for the rest. */
 export interface PackedHost<T> {
@@ -35,18 +36,19 @@ export class PackedKeys<T> {
   private readonly scratch = new Uint8Array(KEY_BYTES);
 
   constructor(host: PackedHost<T>, keys: Uint8Array) {
-    if (!(keys instanceof Uint8Array)) throw new TypeError('keys must be a Uint8Array of packed 32-byte keys');
-    if (keys.length % KEY_BYTES !== 0) throw new RangeError(`keys must be a multiple of 32 bytes long, got ${keys.length}`);
+    if (!types.isUint8Array(keys)) throw new TypeError('keys must be a Uint8Array of packed 32-byte keys');
+    const packed = plainBytes(keys); // no getter of a subclass runs when a call reads it
+    if (packed.length % KEY_BYTES !== 0) throw new RangeError(`keys must be a multiple of 32 bytes long, got ${packed.length}`);
     this.host = host;
-    this.keys = keys;
-    this.length = keys.length / KEY_BYTES;
+    this.keys = packed;
+    this.length = packed.length / KEY_BYTES;
   }
 
   /** Byte offset of key `i`, or a TypeError/RangeError naming the bad index. */
   private at(i: number): number {
     // The buffer's own length too: one whose ArrayBuffer was transferred since reads as empty, and
     // a view that trusted its length would read (and insert) the all-zero key.
-    if (i >>> 0 === i && i < this.length && i * KEY_BYTES < this.keys.length) return i * KEY_BYTES;
+    if (i >>> 0 === i && i < this.length && (i + 1) * KEY_BYTES <= this.keys.length) return i * KEY_BYTES;
     if (typeof i !== 'number') throw new TypeError(`key index must be a number, got ${typeof i}`);
     if (i >>> 0 === i && i < this.length) {
       throw new TypeError(`the keys buffer holds ${this.keys.length} bytes now, not ${this.length * KEY_BYTES}: it was detached (transferred) or shrunk after the view was made`);

@@ -1,0 +1,156 @@
+/**
+ * Arguments that run the caller's code when the map reads them: getters, Proxies, Uint8Array
+ * subclasses, toBytes() that answers differently, buffers that shrink in the middle of a call.
+ * The map reads each argument once, before it starts work that such code could disturb; code run
+ * in the middle of a call cannot call the map (REENTRANT); and nothing ends in a native crash, a
+ * damaged cell, or an entry filed under a key the map routes elsewhere.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BucketMap, BucketMapError, codes } from '../host/index.js';
+import { ENGINES, Rng, hex, packKeys, thrownBy } from './helpers.js';
+
+const value = (e: [Uint8Array[], number] | undefined): string | undefined => (e === undefined ? undefined : JSON.stringify([e[0].map(hex), e[1]]));
+
+/** ES2024's resizable ArrayBuffer (Node 20 has it; the TypeScript lib here predates it). */
+const ResizableBuffer = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => ArrayBuffer & { resize(bytes: number): void };
+
+/** A key in bucket `ix` of a 256-bucket map. */
+function keyIn(rng: Rng, ix: number): Uint8Array {
+  const k = rng.key();
+  k[0] = ix;
+  return k;
+}
+
+/** Inserts two-element lists into bucket `ix` until its data file grows once. */
+function growData(map: BucketMap, rng: Rng, ix: number): void {
+  const before = map.stats().data.resizes;
+  while (map.stats().data.resizes === before) map.insert(keyIn(rng, ix), [rng.bytes(16), rng.bytes(16)]);
+}
+
+for (const engine of ENGINES) {
+  const test = suite(`arguments that run the caller's code [${engine}]`);
+
+  test('readInto into a Proxy is a TypeError; a subclass whose length getter grows the map reads the value it found', () => {
+    const map = new BucketMap({ maxBuckets: 256, engine });
+    const rng = new Rng(61);
+    const k = keyIn(rng, 1);
+    const list = [rng.bytes(16), rng.bytes(16)];
+    map.insert(k, list, 4);
+    // A Proxy that answers as the array it wraps, but whose traps could run anything mid-copy.
+    const proxy = (): Uint8Array => {
+      const inner = new Uint8Array(64);
+      return new Proxy(inner, { get: (t, p) => (p === 'length' ? inner.length : Reflect.get(t, p)) });
+    };
+    assert.throws(() => map.readInto(k, proxy()), TypeError);
+    assert.throws(() => map.packed(k.slice()).readInto(0, proxy()), TypeError);
+    assert.throws(() => map.readManyInto([k], proxy(), new Int32Array(1)), TypeError);
+    let reads = 0;
+    class Target extends Uint8Array {
+      override get length(): number {
+        // The map used to read it again after the lookup: growth then retired the file the value
+        // was in, and the copy read the truncated mapping (SIGBUS on the host path).
+        if (++reads === 2) growData(map, rng, 1);
+        return super.length;
+      }
+    }
+    const target = new Target(64);
+    assert.is(map.readInto(k, target), 2);
+    assert.is(hex(target.subarray(0, 32)), hex(list[0]) + hex(list[1]));
+    assert.is(map.lastRefCount, 4);
+    map.close();
+  });
+
+  test('readManyInto refuses a target too small for the first entry rather than reading nothing for ever', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    const rng = new Rng(62);
+    const [a, b] = [rng.key(), rng.key()];
+    map.insert(a, [rng.bytes(16), rng.bytes(16)]);
+    const slots = new Int32Array(2);
+    assert.throws(() => map.readManyInto([a, b], new Uint8Array(20), slots), (e: Error) => e instanceof RangeError && /keys\[0\]/.test(e.message));
+    // An absent first key is read (−1); the call stops before the entry that does not fit, as documented.
+    assert.is(map.readManyInto([b, a], new Uint8Array(20), slots), 1);
+    assert.is(slots[0], -1);
+    map.close();
+  });
+
+  test('insertMany reads each refCount and slot list once; a getter that calls the map is REENTRANT and nothing is written', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    const rng = new Rng(63);
+    const keys = [rng.key(), rng.key()];
+    let reads = 0;
+    const refCounts = { length: 2, get 0(): number { return reads++ === 0 ? 5 : -1; }, 1: 6 };
+    const lists = [[rng.bytes(16)], [rng.bytes(16)]];
+    let listReads = 0;
+    const slotLists = new Proxy(lists, {
+      get: (t, p, r) => (p === '0' && listReads++ > 0 ? [rng.bytes(16), rng.bytes(16), rng.bytes(16)] : Reflect.get(t, p, r)),
+    });
+    map.insertMany(keys, slotLists, refCounts);
+    assert.is(value(map.readValue(keys[0])), JSON.stringify([lists[0].map(hex), 5]));
+    assert.is(value(map.readValue(keys[1])), JSON.stringify([lists[1].map(hex), 6]));
+    assert.ok(map.verify().ok);
+    const stranger = rng.key();
+    const meddling = new Proxy([[rng.bytes(16)]], { get: (t, p, r) => (p === '0' ? (map.hasMany([stranger]), Reflect.get(t, p, r)) : Reflect.get(t, p, r)) });
+    const err = thrownBy(() => map.insertMany([rng.key()], meddling));
+    assert.instance(err, BucketMapError);
+    assert.is(err!.code, codes.REENTRANT);
+    assert.is(map.size, 2);
+    map.close();
+  });
+
+  test('update() and tryInsert() write under the key they routed, whatever the callback or toBytes() does to it', () => {
+    const map = new BucketMap({ maxBuckets: 256, engine });
+    const rng = new Rng(64);
+    const k = keyIn(rng, 10);
+    const original = k.slice();
+    const el = rng.bytes(16);
+    map.update(k, () => {
+      k[0] = 20; // a callback reusing the caller's key buffer
+      return [[el], 1];
+    });
+    assert.is(value(map.readValue(original)), JSON.stringify([[hex(el)], 1]));
+    assert.is(map.has(k), false);
+    assert.equal(map.getBucketFromIndex(10).keys().map(hex), [hex(original)]);
+    let calls = 0;
+    const [first, second] = [keyIn(rng, 30), keyIn(rng, 40)];
+    assert.is(map.tryInsert({ toBytes: () => (calls++ === 0 ? first : second) }, [el]), undefined);
+    assert.is(calls, 1, 'toBytes() asked once');
+    assert.ok(map.has(first));
+    // A slot list whose getter changes the key: the entry is routed by the key as written.
+    const moving = keyIn(rng, 50);
+    const list: Uint8Array[] = [];
+    Object.defineProperty(list, 0, { get: () => ((moving[0] = 60), el), enumerable: true });
+    map.insert(moving, list);
+    assert.is(value(map.readValue(moving)), JSON.stringify([[hex(el)], 1]));
+    assert.is(map.bucketIx(moving), 60);
+    assert.equal(map.getBucketFromIndex(60).keys().map(hex), [hex(moving)]);
+    assert.equal(map.getBucketFromIndex(50).keys(), []);
+    map.close();
+  });
+
+  test('packed keys that shrink or are transferred are a TypeError, never a partly read or stale key', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    const rng = new Rng(65);
+    const keys = [rng.key(), rng.key()];
+    const buffer = new ResizableBuffer(64, { maxByteLength: 64 });
+    const packed = new Uint8Array(buffer);
+    packed.set(packKeys(keys));
+    const view = map.packed(packed);
+    buffer.resize(40);
+    assert.throws(() => view.key(1), TypeError);
+    assert.throws(() => view.insert(1, []), TypeError);
+    assert.is(map.size, 0);
+    // Shrunk in the middle of a batch (by a getter of the slot lists): the batch stops before writing.
+    const other = [rng.key(), rng.key()];
+    map.hasMany(other); // leaves these keys in the engine's batch buffer
+    const growing = new ResizableBuffer(64, { maxByteLength: 64 });
+    new Uint8Array(growing).set(packKeys(keys));
+    const lists = [[rng.bytes(16)], [rng.bytes(16)]];
+    Object.defineProperty(lists, 1, { get: () => (growing.resize(0), [rng.bytes(16)]) });
+    assert.throws(() => map.insertMany(new Uint8Array(growing), lists), TypeError);
+    assert.is(map.size, 0, 'nothing written, and no stale key of the earlier call');
+    map.close();
+  });
+
+  test.run();
+}
