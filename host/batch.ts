@@ -214,14 +214,20 @@ export class Batcher<T> {
     for (let from = 0; from < total; from += BATCH) {
       const n = Math.min(BATCH, total - from);
       this.loadMarked(list, from, n);
-      ctx.engine.removeMany(n);
+      b.status.fill(0, 0, n);
       let inChunk = 0;
-      for (let i = 0; i < n; i++) {
-        if (b.status[i] !== 1) continue;
-        inChunk++;
-        ctx.versions[b.buckets[i]]++;
+      try {
+        ctx.engine.removeMany(n);
+      } finally {
+        // Also when a damaged cell stops the chunk: the keys removed before it leave the map's
+        // size, and iterations of their buckets learn of it.
+        for (let i = 0; i < n; i++) {
+          if (b.status[i] !== 1) continue;
+          inChunk++;
+          ctx.versions[b.buckets[i]]++;
+        }
+        guard.entries -= inChunk;
       }
-      guard.entries -= inChunk; // chunk by chunk: a later chunk may throw (a damaged bucket)
       removed += inChunk;
     }
     return removed;
@@ -341,8 +347,12 @@ export class Batcher<T> {
         ctx.versions[ix]++;
       }
       for (let start = 0; start < n; ) {
-        const next = ctx.engine.putMany(start, n);
-        guard.entries += ctx.engine.batchAdded;
+        let next: number;
+        try {
+          next = ctx.engine.putMany(start, n);
+        } finally {
+          guard.entries += ctx.engine.batchAdded; // also the keys added before a damaged cell
+        }
         if (next === n) break;
         const storage = storages[b.buckets[next]];
         const status = ctx.engine.batchStatus;

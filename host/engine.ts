@@ -120,7 +120,10 @@ export interface Engine {
   putMany(start: number, n: number): number;
   readonly batchStatus: number;
   readonly batchAdded: number;
-  /** Deletes batch keys [0, n); status per key. A damaged cell throws CORRUPT. */
+  /**
+   * Deletes batch keys [0, n); status per key. A damaged cell throws CORRUPT, with the status of
+   * every key before it set (the caller zeroes them first, so the rest read as not removed).
+   */
   removeMany(n: number): void;
   /**
    * adjustRef() of batch keys [start, n) in turn: status 0 absent, or 1 and the new refCount in
@@ -301,24 +304,27 @@ export class HostEngine implements Engine {
     // growth hashes again.
     let added = 0;
     let prefetched = start;
-    for (let i = start; i < n; i++) {
-      if (i === prefetched) {
-        prefetched = Math.min(n, i + PREFETCH_GROUP);
-        this.hashAndPrefetch(i, prefetched);
+    try {
+      for (let i = start; i < n; i++) {
+        if (i === prefetched) {
+          prefetched = Math.min(n, i + PREFETCH_GROUP);
+          this.hashAndPrefetch(i, prefetched);
+        }
+        const table = this.tables[b.buckets[i]] as Table;
+        const status = table.putHashed(batchLo[i], batchTag[i], kw, i * 8, b.lists, b.listAt[i], b.slots[i], b.refCounts[i]);
+        if (status === PUT_NEW) {
+          added++;
+        } else if (status !== PUT_UPDATED) {
+          this.batchStatus = status;
+          this.lastFullClass = table.fullClass;
+          return i;
+        }
       }
-      const table = this.tables[b.buckets[i]] as Table;
-      const status = table.putHashed(batchLo[i], batchTag[i], kw, i * 8, b.lists, b.listAt[i], b.slots[i], b.refCounts[i]);
-      if (status === PUT_NEW) {
-        added++;
-      } else if (status !== PUT_UPDATED) {
-        this.batchStatus = status;
-        this.lastFullClass = table.fullClass;
-        this.batchAdded = added;
-        return i;
-      }
+      return n;
+    } finally {
+      // Also when a damaged cell throws: the keys added before it count in the map's size.
+      this.batchAdded = added;
     }
-    this.batchAdded = added;
-    return n;
   }
 
   removeMany(n: number): void {

@@ -168,6 +168,28 @@ for (const engine of ENGINES) {
     assert.equal(fingerprint(path.join(dir, 'drive')), before, 'no content was written (the dirty mark is cleared by close)');
   });
 
+  test('a batch that meets a damaged cell part-way counts the keys it changed before it', () => {
+    const victim = keys.find((_, i) => i % 3 === 2 && i % 5 !== 0)!;
+    const spot = locate(config, victim);
+    patch(spot.file, spot.cellAt + 32 + 5, [15]);
+    const map = new BucketMap(config);
+    const before = map.size;
+    const present = keys.filter((k, i) => i % 5 !== 0 && k !== victim).slice(0, 3);
+    const isCorrupt = (e: BucketMapError): boolean => e instanceof BucketMapError && e.code === codes.CORRUPT;
+    const later = keys[1499]; // never deleted (1499 % 5 = 4), and not among the first three
+    assert.throws(() => map.deleteMany([...present, victim, later]), isCorrupt);
+    assert.equal(map.hasMany(present), [false, false, false], 'removed before the damaged cell');
+    assert.is(map.has(later), true, 'not reached');
+    assert.is(map.size, before - 3);
+    assert.is([...map.keys()].length, map.size);
+    const fresh = [rng.key(), rng.key()];
+    assert.throws(() => map.insertMany([...fresh, victim], [[], [], []]), isCorrupt);
+    assert.equal(map.hasMany(fresh), [true, true]);
+    assert.is(map.size, before - 1);
+    assert.is([...map.keys()].length, map.size);
+    map.close();
+  });
+
   test('an occupied data cell nothing points at, and a wrong saved count, are found in a clean bucket', () => {
     const victim = keys.find((_, i) => i % 3 === 2 && i % 5 !== 0)!;
     const spot = locate(config, victim);
