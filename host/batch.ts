@@ -285,9 +285,8 @@ export class Batcher<T> {
     if (!Array.isArray(slotLists)) throw new TypeError('slotLists must be an array with one slot list per key');
     if (slotLists.length !== total) throw new RangeError(`${total} keys but ${slotLists.length} slot lists`);
     const single = typeof refCounts === 'number';
-    if (!single && (refCounts === null || typeof refCounts !== 'object' || (refCounts as ArrayLike<number>).length !== total)) {
-      throw new TypeError('refCounts must be a number or one refCount per key');
-    }
+    if (!single && (refCounts === null || typeof refCounts !== 'object')) throw new TypeError('refCounts must be a number or one refCount per key');
+    if (!single && (refCounts as ArrayLike<number>).length !== total) throw new RangeError(`${total} keys but ${(refCounts as ArrayLike<number>).length} refCounts`);
     const { ctx, storages, codec, guard } = this.host;
     const size = codec.size;
     const maxSlots = maxSlotsFor(size);

@@ -726,7 +726,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   insertMany(first: unknown, slotLists?: ReadonlyArray<readonly T[]>, refCounts?: number | ArrayLike<number>): void {
     this.enterWrite();
     if (slotLists !== undefined) {
-      this.batcher.insertMany(first as KeyBatch, slotLists, refCounts ?? 1);
+      this.batcher.insertMany(first as KeyBatch, slotLists, refCounts === undefined ? 1 : refCounts); // null is a TypeError, as for insert()
       return;
     }
     if (!Array.isArray(first)) throw new TypeError('insertMany takes an array of [key, slotList, refCount?] entries, or keys and slotLists');

@@ -58,7 +58,7 @@ export interface MapGuard {
 /** Entries of one bucket captured for iteration: keys, the cell each was in, and the bucket's version. */
 interface Snapshot {
   keys: Uint8Array;
-  cells: Int32Array;
+  cells: Uint32Array; // cells past 2^31 (a bucket may have up to 2^32)
   length: number;
   version: number;
 }
@@ -195,18 +195,17 @@ export class Bucket<T> {
   /** Sizes the index for `count` entries now, so a following bulk load does not grow step by step. */
   setAnticipatedCount(count: number): void {
     this.guard.enterWrite();
-    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
-      throw new RangeError(`count must be a non-negative integer, got ${String(count)}`);
-    }
+    if (typeof count !== 'number') throw new TypeError(`count must be a number, got ${typeof count}`);
+    if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`);
     if (this.storage.anticipate(count)) this.ctx.versions[this.index]++;
   }
 
   /**
    * Startup bulk load of one-element entries with refCount 1. Entries whose key already exists
    * (in the bucket, or earlier in `items`) are not written; for each, the result holds the input
-   * index and the first element of the entry that is kept.
+   * index and the first element of the entry that is kept (undefined if its list is empty).
    */
-  batchInsertNonDuplicates(items: ReadonlyArray<readonly [Key, T]>): Array<[number, T]> {
+  batchInsertNonDuplicates(items: ReadonlyArray<readonly [Key, T]>): Array<[number, T | undefined]> {
     this.guard.enterWrite();
     if (!Array.isArray(items)) throw new TypeError('items must be an array of [key, element] pairs');
     // Every item is checked and encoded before anything is written: a bad one fails the whole
@@ -233,7 +232,7 @@ export class Bucket<T> {
       this.guard.userCode = was;
     }
     this.setAnticipatedCount(this.bucketLen() + keys.length);
-    const duplicates: Array<[number, T]> = [];
+    const duplicates: Array<[number, T | undefined]> = []; // undefined: the entry kept has an empty list
     const input = this.ctx.engine.input;
     for (let i = 0; i < keys.length; i++) {
       const existing = this.readKey(keys[i]);
@@ -350,7 +349,7 @@ export class Bucket<T> {
     const table = this.storage.tableOver();
     const count = this.ctx.engine.count(this.index);
     const keys = new Uint8Array(count * 32);
-    const cells = new Int32Array(count);
+    const cells = new Uint32Array(count);
     let n = 0;
     for (let c = 0; c < table.capacity && n < count; c++) {
       if (!table.isLive(c)) continue;

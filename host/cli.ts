@@ -11,15 +11,19 @@ function usage(): never {
   process.exit(2);
 }
 
-const [command, restartFile, ...rest] = process.argv.slice(2);
-if (command !== 'verify' || restartFile === undefined) usage();
+// Flags anywhere after the command; the one other argument is the restart file.
+const [command, ...args] = process.argv.slice(2);
+if (command !== 'verify') usage();
 const drives: string[] = [];
 let json = false;
-for (let i = 0; i < rest.length; i++) {
-  if (rest[i] === '--json') json = true;
-  else if (rest[i] === '--drive' && i + 1 < rest.length) drives.push(rest[++i]);
+let restartFile: string | undefined;
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--json') json = true;
+  else if (args[i] === '--drive' && i + 1 < args.length) drives.push(args[++i]);
+  else if (!args[i].startsWith('--') && args[i] !== '' && restartFile === undefined) restartFile = args[i];
   else usage();
 }
+if (restartFile === undefined) usage();
 try {
   const report = BucketMap.verify({ restartFile, ...(drives.length > 0 ? { drives } : {}) });
   if (json) {
@@ -33,7 +37,9 @@ try {
   }
   process.exit(report.ok ? 0 : 1);
 } catch (err) {
-  if (!(err instanceof BucketMapError)) throw err;
-  console.error(`${err.code}: ${err.message}`);
+  // Exit code 1 means problems found: anything else that goes wrong must not read as that.
+  if (err instanceof BucketMapError) console.error(`${err.code}: ${err.message}`);
+  else if (err instanceof TypeError || err instanceof RangeError) console.error(`bad argument: ${err.message}`);
+  else console.error(err);
   process.exit(2);
 }

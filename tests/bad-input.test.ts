@@ -81,7 +81,7 @@ function calls(): Call[] {
   for (const [slots, rcs] of [[null, null], [new Int32Array(1), null], [new Uint32Array(2), null], [new Int32Array(2), new Float64Array(1)], [new Int32Array(2), [1, 1]]]) {
     out.push(['readManyInto slots', (m) => m.readManyInto(keys2, new Uint8Array(64), slots as never, rcs as never)]);
   }
-  for (const [lists, rcs] of [[null, 1], [[[element]], 1], [[[element], 'x'], 1], [[[element], [element]], [1]], [[[element], [element]], -1], [[[element], [element]], 'x']]) {
+  for (const [lists, rcs] of [[null, 1], [[[element]], 1], [[[element], 'x'], 1], [[[element], [element]], [1]], [[[element], [element]], -1], [[[element], [element]], 'x'], [[[element], [element]], null]]) {
     out.push(['insertMany lists', (m) => m.insertMany(keys2, lists as never, rcs as never)]);
   }
   for (const l of badLists) {

@@ -18,14 +18,24 @@ for (const engine of ENGINES) {
     items.push([items[3][0], rng.bytes(16)]);
     const duplicates = bucket.batchInsertNonDuplicates(items);
     assert.equal(duplicates.map(([i]) => i), [100, 501]);
-    assert.is(hex(duplicates[0][1]), hex(kept));
-    assert.is(hex(duplicates[1][1]), hex(items[3][1]), 'a key repeated in the batch keeps its first value');
+    assert.is(hex(duplicates[0][1]!), hex(kept));
+    assert.is(hex(duplicates[1][1]!), hex(items[3][1]), 'a key repeated in the batch keeps its first value');
     assert.is(bucket.bucketLen(), 501);
     for (const [i, [key, value]] of items.entries()) {
       if (i === 100 || i === 501) continue;
       assert.equal(map.readValue(key), [[value], 1]);
     }
     assert.is(map.stats().index.resizes, 1, 'one growth, sized for the whole batch up front');
+    map.close();
+  });
+
+  test('a duplicate of an entry whose slot list is empty reports undefined as its element', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    const bucket = map.getBucketFromIndex(0);
+    const k = rng.key();
+    bucket.insert(k, [], 7);
+    assert.equal(bucket.batchInsertNonDuplicates([[k, rng.bytes(16)]]), [[0, undefined]]);
+    assert.equal(map.readValue(k), [[], 7], 'kept as it was');
     map.close();
   });
 

@@ -243,11 +243,16 @@ for (const engine of ENGINES) {
     assert.match(ok.stdout, /1200 entries/);
     const spot = locate(config, keys[3]);
     patch(spot.file, spot.cellAt, [read(spot.file, spot.cellAt, 1)[0] ^ 1]);
-    const bad = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!, '--drive', config.drives![0], '--json'], { encoding: 'utf8' });
+    // Flags before the path too.
+    const bad = spawnSync(process.execPath, [CLI, 'verify', '--json', '--drive', config.drives![0], config.restartFile!], { encoding: 'utf8' });
     assert.is(bad.status, 1);
     assert.is(JSON.parse(bad.stdout).ok, false);
-    const usage = spawnSync(process.execPath, [CLI, 'nonsense'], { encoding: 'utf8' });
-    assert.is(usage.status, 2);
+    // Everything that is not a verdict is exit code 2, never 1 ("problems found").
+    for (const args of [['nonsense'], ['verify'], ['verify', ''], ['verify', '--json'], ['verify', path.join(dir, 'missing')]]) {
+      const failed = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+      assert.is(failed.status, 2, `${args.join(' ')}: ${failed.stderr}`);
+      assert.not.match(failed.stderr, /\n\s+at /, 'no stack trace');
+    }
   });
 
   test.run();
