@@ -23,6 +23,17 @@ import {
   S_INDEX_GEN, S_INDEX_PAGES, S_SEED_HI, S_SEED_LO, S_SEQ, MAX_INDEX_PAGES, MAX_DATA_POW2,
 } from './layout.js';
 
+/** Reads `length` bytes at `position`; a file that ends sooner (it shrank meanwhile) is CORRUPT. */
+function readFully(fd: number, length: number, position: number, file: string): Buffer {
+  const out = Buffer.alloc(length);
+  for (let done = 0; done < length; ) {
+    const n = fs.readSync(fd, out, done, length - done, position + done);
+    if (n === 0) throw corrupt(file, `ends at ${position + done} bytes, before its size`);
+    done += n;
+  }
+  return out;
+}
+
 export interface BucketRecord {
   seedLo: number;
   seedHi: number;
@@ -184,42 +195,73 @@ export class Manifest {
   }
 
   private static read(file: string, config: Omit<ManifestConfig, 'segmentBytes' | 'mapId'> | null): Manifest {
-    let bytes: Buffer;
+    // The size is checked before the file is read: reading first made a 1.5 GiB file cost 1.5 GiB
+    // of memory and seconds before CORRUPT, and one past 2 GiB fail as IO (Node refuses to read it
+    // whole). The header is read alone, checked, and only then the rest, of the size it implies.
+    let fd: number;
     try {
+      // lstat first: a device or socket is refused without being opened.
       const stat = fs.lstatSync(file);
       if (stat.isSymbolicLink()) throw corrupt(file, 'restart file is a symbolic link');
       if (!stat.isFile()) throw corrupt(file, 'restart file is not a regular file');
-      bytes = fs.readFileSync(file);
+      fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
     } catch (err) {
       if (err instanceof BucketMapError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw corrupt(file, 'restart file is a symbolic link');
       throw ioError(`cannot read restart file ${file}`, err, file);
     }
-    const view = checkCommonHeader(bytes, FILE_KIND_MANIFEST, file);
-    if (view.getUint32(MH_SLOT_BYTES, true) !== MANIFEST_SLOT_BYTES) throw corrupt(file, 'unexpected record size');
-    const stored: ManifestConfig = {
-      maxBuckets: view.getUint32(MH_MAX_BUCKETS, true),
-      elementSize: view.getUint32(MH_ELEMENT_SIZE, true),
-      maxSearch: view.getUint32(MH_MAX_SEARCH, true),
-      drives: view.getUint32(MH_DRIVES, true),
-      segmentBytes: view.getUint32(MH_SEGMENT_BYTES, true),
-      mapId: view.getUint32(MH_MAP_ID, true),
-    };
-    for (const key of ['maxBuckets', 'elementSize', 'maxSearch', 'drives'] as const) {
-      if (config !== null && stored[key] !== config[key]) {
-        throw new BucketMapError(
-          codes.CONFIG_MISMATCH,
-          `${file}: the map was created with ${key} = ${stored[key]}, but the configuration says ${config[key]}`,
-          { file },
-        );
+    let bytes: Buffer;
+    let stored: ManifestConfig;
+    try {
+      let size: number;
+      let header: Buffer;
+      try {
+        // Checked again on the descriptor: the name may have been replaced since the lstat.
+        const stat = fs.fstatSync(fd);
+        if (!stat.isFile()) throw corrupt(file, 'restart file is not a regular file');
+        size = stat.size;
+        header = readFully(fd, Math.min(size, HEADER_BYTES), 0, file);
+      } catch (err) {
+        if (err instanceof BucketMapError) throw err;
+        throw ioError(`cannot read restart file ${file}`, err, file);
       }
+      const view = checkCommonHeader(header, FILE_KIND_MANIFEST, file);
+      if (view.getUint32(MH_SLOT_BYTES, true) !== MANIFEST_SLOT_BYTES) throw corrupt(file, 'unexpected record size');
+      stored = {
+        maxBuckets: view.getUint32(MH_MAX_BUCKETS, true),
+        elementSize: view.getUint32(MH_ELEMENT_SIZE, true),
+        maxSearch: view.getUint32(MH_MAX_SEARCH, true),
+        drives: view.getUint32(MH_DRIVES, true),
+        segmentBytes: view.getUint32(MH_SEGMENT_BYTES, true),
+        mapId: view.getUint32(MH_MAP_ID, true),
+      };
+      for (const key of ['maxBuckets', 'elementSize', 'maxSearch', 'drives'] as const) {
+        if (config !== null && stored[key] !== config[key]) {
+          throw new BucketMapError(
+            codes.CONFIG_MISMATCH,
+            `${file}: the map was created with ${key} = ${stored[key]}, but the configuration says ${config[key]}`,
+            { file },
+          );
+        }
+      }
+      if (stored.segmentBytes < 64 * 1024 || stored.segmentBytes > 0x7fffffff) throw corrupt(file, 'segment size out of range');
+      if (stored.maxBuckets < 1 || stored.maxBuckets > 65536 || (stored.maxBuckets & (stored.maxBuckets - 1)) !== 0) {
+        throw corrupt(file, `maxBuckets ${stored.maxBuckets} is not a power of two up to 65,536`);
+      }
+      const expected = Manifest.fileBytes(stored.maxBuckets);
+      if (size !== expected) throw corrupt(file, `size is ${size} bytes, expected ${expected}`);
+      try {
+        bytes = Buffer.allocUnsafe(expected);
+        header.copy(bytes, 0);
+        readFully(fd, expected - HEADER_BYTES, HEADER_BYTES, file).copy(bytes, HEADER_BYTES);
+      } catch (err) {
+        if (err instanceof BucketMapError) throw err;
+        throw ioError(`cannot read restart file ${file}`, err, file);
+      }
+    } finally {
+      fs.closeSync(fd);
     }
-    if (stored.segmentBytes < 64 * 1024 || stored.segmentBytes > 0x7fffffff) throw corrupt(file, 'segment size out of range');
-    const expected = Manifest.fileBytes(stored.maxBuckets);
-    if (bytes.length !== expected) throw corrupt(file, `size is ${bytes.length} bytes, expected ${expected}`);
 
-    if (stored.maxBuckets < 1 || stored.maxBuckets > 65536 || (stored.maxBuckets & (stored.maxBuckets - 1)) !== 0) {
-      throw corrupt(file, `maxBuckets ${stored.maxBuckets} is not a power of two up to 65,536`);
-    }
     if (stored.elementSize < 1 || stored.elementSize > 4096 || stored.maxSearch < 1 || stored.maxSearch > 255 || stored.drives < 1 || stored.drives > 255) {
       throw corrupt(file, 'configuration fields out of range');
     }

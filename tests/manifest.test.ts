@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { BucketMapError, codes } from '../host/index.js';
 import { HEADER_BYTES, MANIFEST_SLOT_BYTES } from '../host/layout.js';
 import { Manifest, emptyRecord, type BucketRecord, type ManifestConfig } from '../host/manifest.js';
-import { removeDir, tempDir } from './helpers.js';
+import { removeDir, tempDir, withFsFunction } from './helpers.js';
 
 const test = suite('manifest');
 let dir = '';
@@ -97,6 +97,37 @@ test('a truncated or foreign restart file is CORRUPT', () => {
   assert.throws(() => Manifest.open(file, userConfig), (e: BucketMapError) => e.code === codes.CORRUPT && /size is/.test(e.message));
   fs.writeFileSync(file, Buffer.alloc(5000, 1));
   assert.throws(() => Manifest.open(file, userConfig), (e: BucketMapError) => e.code === codes.CORRUPT && /bad magic/.test(e.message));
+});
+
+test('an oversized restart file is CORRUPT before it is read: no more than its header comes into memory', () => {
+  Manifest.create(file, config).close();
+  // Sparse, so the test costs no disk: past 2 GiB Node refuses to read a file whole (that was IO),
+  // and below it the whole file was read before its size was compared.
+  for (const size of [64 * 1024 * 1024, 3 * 2 ** 30]) {
+    fs.truncateSync(file, size);
+    let bytesRead = 0;
+    let wholeReads = 0;
+    const err = withFsFunction('readFileSync', (original) => (...args) => {
+      if (args[0] === file) wholeReads++;
+      return original(...args);
+    }, () => withFsFunction('readSync', (original) => (...args) => {
+      const n = original(...args) as number;
+      bytesRead += n;
+      return n;
+    }, () => {
+      try {
+        Manifest.open(file, userConfig);
+      } catch (e) {
+        return e as BucketMapError;
+      }
+      return null;
+    }));
+    assert.instance(err, BucketMapError);
+    assert.is(err?.code, codes.CORRUPT, String(err));
+    assert.match(String(err?.message), `size is ${size} bytes`);
+    assert.is(wholeReads, 0, 'not read whole');
+    assert.ok(bytesRead <= HEADER_BYTES, `read ${bytesRead} bytes`);
+  }
 });
 
 test('a record naming a drive that does not exist is CORRUPT', () => {
