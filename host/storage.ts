@@ -12,6 +12,8 @@
  * the mapping, and on a full disk that store kills the process with SIGBUS (measured on a full
  * tmpfs); reserving turns a full disk into an ENOSPC from write(), reported as a BucketMapError
  * while the map stays usable.
+ * An existing file opened for writing gets the same before it is mapped if it has holes (a sparse
+ * copy of the map): see fillHoles.
  * mmap-io cannot unmap: a mapping goes when its Buffer is collected, so `unlink` removes the files
  * at once and `release` drops our references. How many mappings may wait for that is bounded
  * (see `mappings`).
@@ -214,6 +216,66 @@ export function reserveBlocks(fd: number, from: number, to: number, unit = OS_PA
   }
 }
 
+/** Filesystems (by device) on which a fill left a file as sparse as it was: see fillHoles. */
+const keepsNoZeros = new Set<number>();
+/** How much of a sparse file fillHoles reads at a time: a whole number of huge pages and of OS pages. */
+const FILL_READ_BYTES = HUGE_PAGE_BYTES;
+
+/**
+ * Gives every block of an existing file that is about to be mapped for writing a place on disk,
+ * without changing a byte of it. A file copied with `cp --sparse=always`, `rsync -S` or `tar -S`
+ * (or restored by a backup tool that punches holes) has holes wherever its pages were zero, and
+ * the first store into a hole would need a block: on a full disk that store is a SIGBUS, which the
+ * blocks reserved at creation (reserveBlocks) exist to prevent.
+ *
+ * A file with a hole has fewer bytes allocated than its size (`blocks * 512 < size`: each hole
+ * takes away at least one whole block of a size rounded up to blocks), and that is checked on the
+ * fstat the open already made, so a file without holes costs nothing more. A sparse one is read
+ * and every page that reads as zeros (the holes among them) is written back as zeros, page by page
+ * as reserveBlocks does (for `hugePages` maps, whole 2 MiB units with any such page are written
+ * back with the bytes just read, so its folios stay large); pages with data hold blocks already.
+ * Nothing else writes the file meanwhile: this map holds the writer lock and has not mapped it yet,
+ * and readers write nothing. A full disk is then an ENOSPC from write(), reported as BUCKET_MAP_IO
+ * at the open or the bucket's first use, while the file's contents stay as they were.
+ *
+ * A filesystem that compresses or deduplicates zeros (ZFS with compression, say) leaves such a file
+ * as sparse as before, and there the fill cannot reserve anything; so that it is not repeated for
+ * every file, such a device is remembered for the rest of the process and its files are not filled.
+ */
+function fillHoles(fd: number, stat: fs.Stats, file: string, hugePages: boolean): void {
+  const size = stat.size;
+  if (stat.blocks * 512 >= size || keepsNoZeros.has(stat.dev)) return;
+  try {
+    const chunk = Buffer.allocUnsafe(Math.min(FILL_READ_BYTES, size));
+    const unit = hugePages ? HUGE_PAGE_BYTES : OS_PAGE_BYTES;
+    const zeros = Buffer.alloc(OS_PAGE_BYTES);
+    for (let at = 0; at < size; at += FILL_READ_BYTES) {
+      const length = Math.min(FILL_READ_BYTES, size - at);
+      for (let got = 0; got < length; ) {
+        const n = fs.readSync(fd, chunk, got, length - got, at + got);
+        if (n === 0) throw corrupt(file, 'ended while its holes were filled');
+        got += n;
+      }
+      // A huge unit only where a whole one fits (the tail goes page by page, as in MappedFile.create).
+      const step = at + length === size && length % unit !== 0 ? OS_PAGE_BYTES : unit;
+      for (let from = 0; from < length; from += step) {
+        const to = Math.min(from + step, length);
+        let zeroPage = false;
+        for (let page = from; page < to && !zeroPage; page += OS_PAGE_BYTES) {
+          const end = Math.min(page + OS_PAGE_BYTES, to);
+          zeroPage = chunk.compare(zeros, 0, end - page, page, end) === 0;
+        }
+        if (!zeroPage) continue;
+        if (step === OS_PAGE_BYTES) reserveBlocks(fd, at + from, at + to);
+        else for (let done = from; done < to; ) done += fs.writeSync(fd, chunk, done, to - done, at + done);
+      }
+    }
+    if (fs.fstatSync(fd).blocks * 512 < size) keepsNoZeros.add(stat.dev);
+  } catch (err) {
+    throw err instanceof BucketMapError ? err : ioError(`cannot allocate the holes of sparse file ${file} (${size} bytes, ${stat.blocks * 512} allocated)`, err, file);
+  }
+}
+
 /** The kernel's cap on mappings per process (vm.max_map_count); Infinity where there is none to read. */
 function kernelMappingCap(): number {
   try {
@@ -294,7 +356,7 @@ export function fileBytesFor(spec: FileSpec, segmentBytes: number): number {
  * bytes first (mapping a shorter file would turn a later access into SIGBUS). Calls `use` with the
  * open descriptor and the header, and closes the descriptor whatever happens.
  */
-function withCheckedSegment<R>(file: string, bytes: number, readOnly: boolean, use: (fd: number, header: Uint8Array) => R): R {
+function withCheckedSegment<R>(file: string, bytes: number, readOnly: boolean, use: (fd: number, header: Uint8Array, stat: fs.Stats) => R): R {
   let fd: number;
   try {
     // O_NONBLOCK: a read-only open of a FIFO would wait for a writer; this way it fails isFile().
@@ -312,7 +374,7 @@ function withCheckedSegment<R>(file: string, bytes: number, readOnly: boolean, u
     if (stat.size !== bytes) throw corrupt(file, `size is ${stat.size} bytes, expected ${bytes}`);
     const header = new Uint8Array(HEADER_BYTES);
     if (fs.readSync(fd, header, 0, HEADER_BYTES, 0) !== HEADER_BYTES) throw corrupt(file, 'header is truncated');
-    return use(fd, header);
+    return use(fd, header, stat);
   } finally {
     fs.closeSync(fd);
   }
@@ -381,9 +443,10 @@ export class MappedFile {
     const headers = this.headers as Uint8Array[];
     const out = this.segmentSizes.map((bytes, i) => {
       const file = segmentPath(this.dir, this.name, i);
-      return withCheckedSegment(file, bytes, this.readOnly, (fd, header) => {
+      return withCheckedSegment(file, bytes, this.readOnly, (fd, header, stat) => {
         const before = headers[i];
         for (let k = 0; k < HEADER_BYTES; k++) if (header[k] !== before[k]) throw corrupt(file, 'header changed since the map was opened');
+        if (!this.readOnly) fillHoles(fd, stat, file, this.hugePages);
         return mapFd(fd, bytes, file, this.readOnly, this.hugePages);
       });
     });
@@ -395,8 +458,9 @@ export class MappedFile {
   private checkAndMap(): Buffer[] {
     return placementsOf(this.spec, this.recordsPerSegment).map((place, i) => {
       const file = segmentPath(this.dir, this.name, place.segment);
-      return withCheckedSegment(file, this.segmentSizes[i], this.readOnly, (fd, header) => {
+      return withCheckedSegment(file, this.segmentSizes[i], this.readOnly, (fd, header, stat) => {
         checkFileHeader(header, this.spec, place, file);
+        if (!this.readOnly) fillHoles(fd, stat, file, this.hugePages);
         return mapFd(fd, this.segmentSizes[i], file, this.readOnly, this.hugePages);
       });
     });
