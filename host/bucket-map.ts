@@ -932,6 +932,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   /**
    * Walks every cell and data cell of every bucket and reports what is wrong; changes nothing.
    * Opening checks headers, sizes and checksums only, so this is how to check a map's cells.
+   * A bucket whose header disagrees with the close record it was opened on is reported, not
+   * repaired (its first real use repairs it), and its cells are checked as its files have them.
    */
   verify(): VerifyReport {
     this.enter();
@@ -939,6 +941,18 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     for (const storage of this.storages) {
       let allocated: boolean;
       try {
+        const mismatch = storage.vouchedMismatch();
+        if (mismatch !== null) {
+          const { header, vouched } = mismatch;
+          const found = header === null ? 'its header says it was being changed (dirty)' : `its header counts ${header.count} entries`;
+          addProblem(report, {
+            file: storage.index?.segmentPaths[0] ?? '', bucket: storage.ix,
+            problem: `the close record the map was opened on vouches for ${vouched.count} entries, but ${found}: the record is stale `
+              + `or the files changed after it was written. Nothing was changed; the bucket's first use will repair it (as after a crash)`,
+          });
+          verifyBucket(mismatch.verify, report);
+          continue;
+        }
         allocated = storage.allocated;
       } catch (err) {
         // A bucket mapped on first use can find its file damaged since the open: a problem to report.

@@ -351,6 +351,26 @@ export class BucketStorage {
     return tableOverFiles(this.ctx, this.record as BucketRecord, index, this.data);
   }
 
+  /**
+   * For verify(), which must write nothing: a bucket still pending on the close record's word whose
+   * header disagrees with the record would be repaired by its first use (a new index generation,
+   * the record removed). Instead this returns the disagreement, and the bucket as its files have
+   * it, to check against its header's counts, and leaves it pending: its first real use repairs it
+   * as before. Null for any other bucket (verify() binds it as usual, which writes nothing). Maps
+   * the files (checked as on first use), so a damaged file throws its BucketMapError here.
+   */
+  vouchedMismatch(): { header: SavedCounts | null; vouched: SavedCounts; verify: BucketToVerify } | null {
+    if (this.pending === null || !this.vouched) return null;
+    const index = this.index as MappedFile;
+    const header = readSavedCounts(index);
+    if (sameCounts(header, this.pending)) return null;
+    return {
+      header,
+      vouched: this.pending,
+      verify: { bucket: this.ix, table: this.tableOver(), saved: header, live: null, journalCommitted: journalCommitted(index) },
+    };
+  }
+
   /** What verify() needs to check this open bucket against the engine's live counts. */
   toVerify(): BucketToVerify {
     const table = this.tableOver();

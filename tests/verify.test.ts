@@ -237,6 +237,33 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('a bucket whose header disagrees with a stale close record is reported by verify(), which writes nothing; its first use then repairs it', () => {
+    const staleRecord = fs.readFileSync(`${config.restartFile}.closed`);
+    let map = new BucketMap(config);
+    const extra = rng.key();
+    map.insert(extra, [rng.bytes(16)]); // one more entry, no growth: only the counts change
+    map.close();
+    fs.writeFileSync(`${config.restartFile}.closed`, staleRecord); // a backup's older record, say
+    map = new BucketMap(config);
+    const size = map.size;
+    const before = fingerprint(dir);
+    const report = map.verify();
+    assert.not.ok(report.ok, 'the disagreement is reported');
+    assert.is(report.problemCount, 1, problems(report));
+    assert.match(problems(report), /close record/);
+    assert.is(report.entries, 1201, 'the cells were still checked, as the files have them');
+    assert.equal(fingerprint(dir), before, 'nothing on disk changed');
+    assert.is(map.size, size);
+    assert.is(map.stats().open.repairedBuckets, 0);
+    assert.equal(map.verify(), report, 'verify() is repeatable');
+    // The first real use repairs the bucket, as before; verify() is then clean.
+    assert.ok(map.has(extra));
+    assert.is(map.size, 1201);
+    assert.is(map.stats().open.repairedBuckets, 1);
+    assert.ok(map.verify().ok, problems(map.verify()));
+    map.close();
+  });
+
   test('the command line verifies a folder and reports problems through its exit code', () => {
     const ok = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!, '--drive', config.drives![0]], { encoding: 'utf8' });
     assert.is(ok.status, 0, ok.stderr);
