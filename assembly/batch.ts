@@ -15,8 +15,8 @@
  */
 import { hashHi, hashKey } from './hash';
 import {
-  OUT_FULL_CLASS, OUT_KIND, OUT_RC_HI, OUT_RC_LO, OUT_SLOTS, adjustFound, bindCurrent, cur, elementBytesOf, locFid, locPage, locate,
-  outPtr, probeHashed, putAt, readCellTo, removeFound, seedHi, seedLo,
+  OUT_FULL_CLASS, OUT_KIND, OUT_RC_HI, OUT_RC_LO, OUT_SLOTS, adjustFound, bindCurrent, copyElements, cur, locFid, locPage, locate,
+  outPtr, probeHashed, putAt, readRecord, removeFound, seedHi, seedLo,
 } from './bucket';
 import { FOUND_CORRUPT, MAX_LIST_BYTES, PUT_NEW, PUT_UPDATED } from './layout';
 import { drainLog, fetchPending, prefetch } from './page_cache';
@@ -98,13 +98,17 @@ export function getMany(start: u32, n: u32, withValues: u32): u32 {
       store<u32>(at32(bStatus, i), 1);
       continue;
     }
-    const need = (elementBytesOf(c) + 7) & ~7;
-    if (used + need > MAX_LIST_BYTES) return i;
-    if (!readCellTo(c, record, bData + used)) {
+    // The cell is checked before the space test: a damaged one is reported, never taken for one
+    // that does not fit (the host would call again from it, for ever). A good one fits an empty area.
+    const bytes = readRecord(c, record);
+    if (bytes == 0xffffffff) {
       store<u32>(outPtr + OUT_FULL_CLASS, c);
       store<u32>(at32(bStatus, i), FOUND_CORRUPT);
       return i + 1;
     }
+    const need = (bytes + 7) & ~7;
+    if (used + need > MAX_LIST_BYTES) return i;
+    copyElements(bData + used);
     store<u32>(at32(bStatus, i), 1);
     store<f64>(bOutRc + (<usize>i << 3), <f64>load<u32>(record + OUT_RC_LO) + <f64>load<u32>(record + OUT_RC_HI) * 4294967296.0);
     store<u32>(at32(bOutSlots, i), load<u32>(record + OUT_SLOTS));

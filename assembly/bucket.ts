@@ -83,6 +83,8 @@ import {
 // Configuration and buffers, set by init().
 let maxSearch: u32 = 32;
 let elementSize: u32 = 16;
+/** The longest slot list: 2^16 elements, and no more than MAX_LIST_BYTES (the list buffers' size). */
+let maxSlots: u32 = 1 << 16;
 export let descBase: usize = 0;
 export let keyPtr: usize = 0;
 export let inPtr: usize = 0;
@@ -120,6 +122,7 @@ export let locSlot: u32 = 0;
 export function initBuckets(maxBuckets: u32, search: u32, size: u32, seed: u32, listBytes: u32): void {
   maxSearch = search;
   elementSize = size;
+  maxSlots = min(<u32>1 << (SIZE_CLASSES - 1), min(listBytes, MAX_LIST_BYTES) / max(size, 1));
   random = seed | 1;
   descBase = heap.alloc(<usize>maxBuckets * DESC_BYTES);
   memory.fill(descBase, 0, <usize>maxBuckets * DESC_BYTES);
@@ -284,6 +287,25 @@ export function damaged(c: u32, status: u32): u32 {
  * layout), the elements to `elements`. False if the cell is damaged (the record is then meaningless).
  */
 export function readCellTo(c: u32, rec: usize, elements: usize): bool {
+  if (readRecord(c, rec) == NONE) return false;
+  copyElements(elements);
+  return true;
+}
+
+// Where readRecord() found the elements, for copyElements(): an INLINE cell's value in the cache
+// (elemPtr), or a DATA cell's elements at (elemFid, elemOff); elemBytes long.
+let elemPtr: usize = 0;
+let elemFid: u32 = 0;
+let elemOff: u32 = 0;
+let elemBytes: u32 = 0;
+
+/**
+ * Checks live cell `c` and reads its kind, refCount and slot count into the record at `rec`, but
+ * not its elements: returns how many bytes they take (at most maxSlots × elementSize, so never
+ * more than MAX_LIST_BYTES), or NONE if the cell is damaged. copyElements() then copies them; no
+ * page may be brought into the cache in between (an INLINE cell's elements are read in place).
+ */
+export function readRecord(c: u32, rec: usize): u32 {
   const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
   const value = cellPtr(cur, c) + VALUE_OFFSET;
   store<u32>(rec + OUT_KIND, kind);
@@ -291,33 +313,43 @@ export function readCellTo(c: u32, rec: usize, elements: usize): bool {
     store<u32>(rec + OUT_RC_LO, 1 + extraOf(cur, c));
     store<u32>(rec + OUT_RC_HI, 0);
     store<u32>(rec + OUT_SLOTS, 1);
-    memory.copy(elements, cellPtr(cur, c) + VALUE_OFFSET, elementSize);
-  } else if (kind == KIND_ZERO) {
+    elemPtr = value;
+    elemBytes = elementSize;
+    return elementSize;
+  }
+  elemPtr = 0;
+  elemBytes = 0;
+  if (kind == KIND_ZERO) {
     store<u32>(rec + OUT_RC_LO, load<u32>(value));
     store<u32>(rec + OUT_RC_HI, load<u32>(value, 4));
     store<u32>(rec + OUT_SLOTS, 0);
-  } else if (kind == KIND_DATA) {
-    const slots = load<u32>(value, 8);
-    const cell = dataRefOf(value);
-    if (cell == NONE || slots == 0 || slots > (<u32>1 << refClass)) return false;
-    store<u32>(rec + OUT_SLOTS, slots);
-    locateData(refClass, cell);
-    readRange(dataFidAt, dataOffAt, cellTmp, DATA_HEADER_BYTES);
-    store<u32>(rec + OUT_RC_LO, load<u32>(cellTmp));
-    store<u32>(rec + OUT_RC_HI, load<u32>(cellTmp, 4) & 0xffffff);
-    readRange(dataFidAt, dataOffAt + DATA_HEADER_BYTES, elements, slots * elementSize);
-  } else {
-    return false;
+    return 0;
   }
-  return true;
+  if (kind != KIND_DATA) return NONE;
+  const slots = load<u32>(value, 8);
+  // A slot count beyond the longest list (maxSlots: 2^16 elements and MAX_LIST_BYTES) is damage
+  // even within the class's 2^c: copying it would overrun OUT or the batch's data area.
+  if (slots == 0 || slots > maxSlots) return NONE;
+  const cell = dataRefOf(value);
+  if (cell == NONE || slots > (<u32>1 << refClass)) return NONE;
+  store<u32>(rec + OUT_SLOTS, slots);
+  locateData(refClass, cell);
+  readRange(dataFidAt, dataOffAt, cellTmp, DATA_HEADER_BYTES);
+  store<u32>(rec + OUT_RC_LO, load<u32>(cellTmp));
+  store<u32>(rec + OUT_RC_HI, load<u32>(cellTmp, 4) & 0xffffff);
+  elemFid = dataFidAt;
+  elemOff = dataOffAt + DATA_HEADER_BYTES;
+  elemBytes = slots * elementSize;
+  return elemBytes;
 }
 
-/** Bytes the elements of live cell `c` take (to check they fit before reading them). */
-export function elementBytesOf(c: u32): u32 {
-  const kind = ctrlOf(cur, c) >> CTRL_KIND_SHIFT;
-  if (kind == KIND_INLINE) return elementSize;
-  if (kind == KIND_DATA) return min(load<u32>(cellPtr(cur, c) + VALUE_OFFSET, 8), <u32>1 << 16) * elementSize;
-  return 0;
+/** Copies the elements of the cell the last readRecord() accepted to `elements`. */
+export function copyElements(elements: usize): void {
+  if (elemPtr != 0) {
+    memory.copy(elements, elemPtr, elemBytes);
+  } else if (elemBytes != 0) {
+    readRange(elemFid, elemOff, elements, elemBytes);
+  }
 }
 
 // ── writes ───────────────────────────────────────────────────────────────────────────────────────

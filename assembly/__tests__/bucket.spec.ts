@@ -3,14 +3,14 @@ import {
   D_CAPACITY, D_COUNT, D_DATA, D_INDEX_FID, D_PAGES, D_PAGES_PER_SEG, D_SEED_HI, D_SEED_LO, DD_CELLS_PER_SEG,
   DD_COUNT, DD_FID, DD_POW2, OUT_ELEMENTS, OUT_FULL_CLASS, OUT_KIND, OUT_RC_HI, OUT_RC_LO, OUT_SLOTS,
 } from '../bucket';
-import { adjustMany, bBuckets, bKeys, bOutRc, bStatus, initBatch } from '../batch';
+import { adjustMany, bBuckets, bKeys, bOutRc, bOutSlots, bStatus, getMany, initBatch } from '../batch';
 import { hashHi, hashKey } from '../hash';
 import {
-  CELL_BYTES, DATA_FULL, INDEX_FULL, J_BODY, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
+  CELL_BYTES, DATA_FULL, FOUND_CORRUPT, INDEX_FULL, J_BODY, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
   KIND_INLINE, KIND_ZERO, PUT_NEW, PUT_UPDATED, dataCellBytes, sizeClassOf,
 } from '../layout';
-import { initCache, page } from '../page_cache';
-import { createFile, fileU16, fileU32, fileU8, randomKey, seedRandom } from './fixtures';
+import { initCache, invalidate, page } from '../page_cache';
+import { createFile, fileU16, fileU32, fileU8, randomKey, seedRandom, setFileU8 } from './fixtures';
 
 const SEED_LO: u32 = 0x1111;
 const SEED_HI: u32 = 0x2222;
@@ -30,8 +30,8 @@ function bindIndex(fid: u32, pages: u32): void {
   store<u32>(field(0, D_SEED_HI), SEED_HI);
 }
 
-function bindData(sizeClass: u32, fid: u32, pow2: u32): void {
-  const cellBytes = dataCellBytes(sizeClass, 16);
+function bindData(sizeClass: u32, fid: u32, pow2: u32, elementSize: u32 = 16): void {
+  const cellBytes = dataCellBytes(sizeClass, elementSize);
   createFile(fid, ((1024 + (<u32>1 << pow2) * cellBytes + 1023) / 1024) * 1024);
   const at = D_DATA + (sizeClass << 4);
   store<u32>(field(0, at + DD_FID), fid);
@@ -39,9 +39,9 @@ function bindData(sizeClass: u32, fid: u32, pow2: u32): void {
   store<u32>(field(0, at + DD_CELLS_PER_SEG), <u32>1 << pow2);
 }
 
-function setup(maxSearch: u32, pages: u32): void {
+function setup(maxSearch: u32, pages: u32, elementSize: u32 = 16): void {
   initCache(16);
-  initBuckets(1, maxSearch, 16, 777, 1 << 20);
+  initBuckets(1, maxSearch, elementSize, 777, 1 << 20);
   seedRandom(4242);
   bindIndex(INDEX_FID, pages);
 }
@@ -77,6 +77,23 @@ function occupiedCells(): u32 {
 
 function homeOf(key: usize, capacity: u32): u32 {
   return hashKey(key, SEED_LO, SEED_HI) % capacity;
+}
+
+/** The one live DATA cell of the index (the specs below write a single such entry). */
+function dataCell(capacity: u32): u32 {
+  for (let c: u32 = 0; c < capacity; c++) {
+    const ctl = ctrlInFile(c);
+    if ((ctl & 0xff) != 0 && (ctl >> 14) == KIND_DATA) return c;
+  }
+  return 0xffffffff;
+}
+
+/** Damages the slot count of index cell `c` (value bytes 8..11) in the file, and drops the cached copy. */
+function setSlotCount(c: u32, slots: u32): void {
+  const p = c / 20;
+  const at = (1 + p) * 1024 + 64 + (c - p * 20) * CELL_BYTES + 32 + 8;
+  for (let b: u32 = 0; b < 4; b++) setFileU8(INDEX_FID, at + b, (slots >> (b * 8)) & 0xff);
+  invalidate(INDEX_FID, INDEX_FID + 1);
 }
 
 describe('bucket', () => {
@@ -479,5 +496,50 @@ describe('bucket', () => {
       expect(load<u32>(outPtr + OUT_RC_LO)).toBe(5 + i);
       expect(load<u32>(outPtr + OUT_ELEMENTS)).toBe(1000 + i);
     }
+  });
+
+  test('getMany reports a slot count too large for the data area as damage, not as a full area', () => {
+    // 32-byte elements: 100,000 of them (3.2 MiB) do not fit the batch's 1 MiB data area, even empty.
+    setup(32, 2, 32);
+    initBatch();
+    bindData(1, 300, 4, 32);
+    randomKey(keyPtr);
+    expect(put(0, 2, 1, 0)).toBe(PUT_NEW);
+    const c = dataCell(40);
+    expect(c).toBeLessThan(40);
+    setSlotCount(c, 100000);
+    expect(get(0)).toBe(FOUND_CORRUPT);
+    memory.copy(bKeys, keyPtr, 32);
+    store<u32>(bBuckets, 0);
+    expect(getMany(0, 1, 1)).toBe(1, 'stops after the damaged entry, not before it');
+    expect(load<u32>(bStatus)).toBe(FOUND_CORRUPT);
+    expect(load<u32>(outPtr + OUT_FULL_CLASS)).toBe(c);
+  });
+
+  test('a slot count above the longest list (1 MiB of elements) is damage even within its size class', () => {
+    // 24-byte elements: a list stops at 43,690 elements, in class 16, whose cells hold 65,536.
+    const most: u32 = (1 << 20) / 24;
+    setup(32, 2, 24);
+    initBatch();
+    bindData(16, 300, 1, 24);
+    randomKey(keyPtr);
+    for (let b: u32 = 0; b < most * 24; b += 4) store<u32>(inPtr + b, 0x5a5a5a5a);
+    expect(put(0, most, 1, 0)).toBe(PUT_NEW);
+    expect(get(0)).toBe(1);
+    expect(load<u32>(outPtr + OUT_SLOTS)).toBe(most, 'the longest list reads whole');
+    const c = dataCell(40);
+    memory.copy(bKeys, keyPtr, 32);
+    store<u32>(bBuckets, 0);
+    const counts: u32[] = [most + 1, 65536];
+    for (let i = 0; i < counts.length; i++) {
+      setSlotCount(c, counts[i]);
+      expect(get(0)).toBe(FOUND_CORRUPT);
+      expect(getMany(0, 1, 1)).toBe(1);
+      expect(load<u32>(bStatus)).toBe(FOUND_CORRUPT);
+    }
+    setSlotCount(c, most);
+    expect(getMany(0, 1, 1)).toBe(1);
+    expect(load<u32>(bStatus)).toBe(1);
+    expect(load<u32>(bOutSlots)).toBe(most);
   });
 });
