@@ -24,7 +24,7 @@ import {
   CELL_BYTES, CELLS_PER_PAGE, CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_HEADER_BYTES, DATA_OCCUPIED,
   DATA_SEARCH_FACTOR, HEADER_BYTES, J_BODY, J_CHECK, J_COMMIT, JOURNAL_SEED_HI, JOURNAL_SEED_LO, KIND_DATA,
   KIND_INLINE, KIND_ZERO, LOAD_MAX_D, LOAD_MAX_N, MAX_INLINE_ELEMENT, MAX_INLINE_REFCOUNT, PAGE_BYTES, SIZE_CLASSES,
-  cellByte, ctrlHalf, extraByte, sizeClassOf,
+  cellByte, ctrlHalf, extraByte, maxSlotsFor, sizeClassOf,
 } from './layout.js';
 
 export const PUT_NEW = 0;
@@ -173,6 +173,8 @@ export class Table {
 
   readonly maxSearch: number;
   readonly elementSize: number;
+  /** The longest slot list the element size allows (maxSlotsFor): a longer slot count is damage. */
+  readonly maxSlots: number;
   index!: MappedFile;
   u8: Uint8Array[] = [];
   private u16: Uint16Array[] = [];
@@ -197,6 +199,7 @@ export class Table {
   constructor(maxSearch: number, elementSize: number, randomSeed = 0x9e3779b9) {
     this.maxSearch = maxSearch;
     this.elementSize = elementSize;
+    this.maxSlots = maxSlotsFor(elementSize);
     this.random = randomSeed | 1;
   }
 
@@ -407,7 +410,9 @@ export class Table {
     } else if (kind === KIND_DATA) {
       const slots = this.wordsOf(this.seg)[(off >>> 2) + 2] >>> 0;
       const cell = this.dataRefAt(c, bytes, off);
-      if (slots === 0 || slots > 2 ** this.refClass) throw this.damaged(c, `holds ${slots} elements in size class ${this.refClass}`);
+      if (slots === 0 || slots > 2 ** this.refClass || slots > this.maxSlots) {
+        throw this.damaged(c, `holds ${slots} elements in size class ${this.refClass} (at most ${Math.min(2 ** this.refClass, this.maxSlots)})`);
+      }
       const data = this.data[this.refClass] as DataFile;
       const s = data.segmentOf(cell);
       const at = data.offsetOf(cell, s);

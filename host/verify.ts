@@ -119,7 +119,9 @@ export function verifyBucket(b: BucketToVerify, report: VerifyReport): void {
       if (ref !== null) {
         const [sizeClass, cell] = ref;
         const slots = (bytes[value + 8] | (bytes[value + 9] << 8) | (bytes[value + 10] << 16) | (bytes[value + 11] << 24)) >>> 0;
-        if (slots === 0 || slots > 2 ** sizeClass) problem(c, `holds ${slots} elements in size class ${sizeClass}`);
+        // At most 2^c in class c, and never more than the longest list the element size allows.
+        const most = Math.min(2 ** sizeClass, table.maxSlots);
+        if (slots === 0 || slots > most) problem(c, `holds ${slots} elements in size class ${sizeClass} (at most ${most})`);
         const marks = references[sizeClass] as Uint8Array;
         if (marks[cell] !== 0) problem(c, `points at data cell ${cell} of class ${sizeClass}, which another entry points at too`);
         marks[cell] = 1;

@@ -339,7 +339,7 @@ export class WasmEngine implements Engine {
     const cell = this.u32[(this.outAt + OUT_FULL_CLASS) >>> 2];
     const index = (this.bound[ix] as MappedFile[])[0];
     const segment = Math.floor(cell / CELLS_PER_PAGE / index.recordsPerSegment);
-    return corrupt(index.segmentPaths[segment] ?? index.name, `index cell ${cell} is damaged (a live cell without a valid kind or data reference)`);
+    return corrupt(index.segmentPaths[segment] ?? index.name, `index cell ${cell} is damaged (a live cell without a valid kind, data reference or slot count)`);
   }
 
   read(ix: number, key: Uint8Array, koff: number): ValueRef | null | undefined {
