@@ -11,7 +11,7 @@ import { checkRefCount } from './bucket.js';
 import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
-import { BucketMapError } from './errors.js';
+import { BucketMapError, codes } from './errors.js';
 import { KEY_BYTES, plainBytes, toKeyBytes, type Key } from './keys.js';
 import { copyToBytes } from './copy.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
@@ -116,6 +116,11 @@ export class Batcher<T> {
       this.load(list, from, n, false);
       for (let start = 0; start < n; ) {
         const done = engine.getMany(start, n, true);
+        // Each call starts with an empty data area, which any good entry fits: no progress means
+        // the engine took a damaged entry for one too long to fit. Calling again would loop for ever.
+        if (done === start) {
+          throw new BucketMapError(codes.CORRUPT, `keys[${from + start}]: its entry does not fit in an empty batch data area (a damaged slot count)`);
+        }
         const used = take(from, start, done);
         if (used < done - start) return from + start + used;
         start = done;
