@@ -1,38 +1,89 @@
 /**
- * One open map per restart file. Node has no flock, so the lock is a file next to the restart
- * file, made only where none exists and holding the owner's pid and process start time, then (on
- * Linux) the owning thread's id and start time. A lock whose owner is gone (the process died, or its pid now
- * belongs to another process, or the worker thread that opened the map ended without closing it)
- * is stale and is taken over, which is what an OS lock released at exit would give. The thread
- * matters because a map lives in the isolate that opened it: once that worker has ended, no code
- * can write through its mappings, so its files are in the state a killed process leaves. Within
- * one isolate a set of held paths answers without touching the file. Taking over a stale lock is
- * safe against one concurrent opener doing the same (see acquire).
+ * One open map per restart file, held by a kernel lock. The lock file `<restartFile>.lock` is
+ * opened, and its holder keeps an open file description (OFD) lock on one byte of it (F_OFD_SETLK
+ * on Linux, flock on macOS, LockFileEx on Windows, through fs-native-extensions): exclusive for the
+ * writer, and each reader keeps one on a file of its own. The kernel releases such a lock when the
+ * last descriptor of its open file goes, so when its process dies, whatever the process's pid
+ * namespace or hostname: a dead owner's lock never needs to be judged stale, and two live owners
+ * can never both hold it (OFD locks conflict between two opens of one process too, so threads
+ * exclude one another like processes). The file's text only names the holder, for messages and for
+ * the one case the kernel does not cover: a worker thread that ended without closing its map. Its
+ * descriptor stays open (Node closes no raw descriptor when a worker ends), so its lock holds until
+ * the process exits. A map lives in the isolate that opened it, so once that thread is gone
+ * (checked through /proc on Linux) no code can write through its mappings, and another thread of
+ * the same process (the same pid, process start time and pid namespace) may take the hold over:
+ * under a second lock byte (TAKEOVER), it rewrites the text and adopts the dead thread's
+ * descriptor, which the text names. Within one isolate a set of held paths answers first.
  *
- * A lock file appears whole: it is written under a name of its own and hard-linked into place,
- * so a kill at any moment leaves either no lock or a complete one (plain O_EXCL create-then-write
- * left an empty file to a kill between the two, and every later open was LOCKED by "process 0").
- * Where hard links are not supported the create-then-write remains; a lock that does not parse is
- * therefore taken as stale only once it has not changed for UNFINISHED_LOCK_MS.
+ * The writer locks, then checks that the path still names the file it locked (a closing writer
+ * removes the file while it holds it, so a lock on a removed file is retried), then writes its
+ * owner line. A line found there already was left by a writer that did not close: `tookOver`.
  *
- * Read-only opens share the map: each puts a reader file (the same owner text) in the folder
- * `<lock>.readers`, under a name of its own, and they never exclude one another. A writer and a
- * reader each publish themselves first and look for the other second, so when both open at once at
- * least one of them sees the other and backs off (both may: LOCKED either way, never both in).
- * Reader files of owners that are gone are removed by the next writer that finds them.
+ * Read-only opens share the map: each puts a reader file (its owner line) in the folder
+ * `<lock>.readers`, locked before it is renamed into place, and they never exclude one another. A
+ * writer and a reader each publish themselves first and look for the other second, so when both
+ * open at once at least one of them sees the other and backs off (both may: LOCKED either way,
+ * never both in). A reader file nobody holds a lock on was left by a dead process and is removed by
+ * the next writer that finds it, as is one whose thread ended.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { createRequire } from 'node:module';
 import { BucketMapError, codes, ioError } from './errors.js';
+
+/** fs-native-extensions: OFD locks on byte ranges (the parts of its API used here). */
+interface NativeLocks {
+  tryLock(fd: number, offset: number, length: number, opts?: { shared?: boolean }): boolean;
+  unlock(fd: number, offset: number, length: number): void;
+}
+const native = createRequire(import.meta.url)('fs-native-extensions') as NativeLocks;
+
+/**
+ * The byte a holder locks: far past any text in the file (Windows's byte-range locks are
+ * mandatory, and would otherwise stop others reading the owner line).
+ */
+const HOLD = 2 ** 30;
+/** The byte under which a thread takes over a dead thread's hold in its own process. */
+const TAKEOVER = HOLD + 1;
 
 const held = new Set<string>();
 
-/** How old an unreadable (empty or garbled) lock file must be before it is taken as abandoned. */
+/** How old an empty owner file must be before a temporary folder's sweep takes it as abandoned (see isStale). */
 const UNFINISHED_LOCK_MS = 10_000;
 
 /** The kernel's per-task flag set from the first step of its exit (include/linux/sched.h). */
 const PF_EXITING = 0x4;
+
+/**
+ * Takes (true) or finds taken (false) an OFD lock on byte `at` of `fd`. A file system without
+ * such locks is an IO error: there is no safe way to hold the map there.
+ */
+function tryLockByte(fd: number, at: number, shared: boolean, file: string): boolean {
+  try {
+    return native.tryLock(fd, at, 1, { shared });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EAGAIN' || code === 'EACCES' || code === 'EWOULDBLOCK') return false;
+    throw ioError(`cannot lock ${file} (the file system must support file locks)`, err, file);
+  }
+}
+
+function unlockByte(fd: number, at: number): void {
+  try {
+    native.unlock(fd, at, 1);
+  } catch {
+    // Closing the descriptor releases it anyway.
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Already closed.
+  }
+}
 
 /**
  * From a /proc stat file: the task's start time in clock ticks since boot, and whether it is
@@ -60,6 +111,19 @@ function startTime(pid: number): string {
   return readStat(`/proc/${pid}/stat`)?.started ?? '';
 }
 
+/** This process's pid namespace ('pid:[inode]', Linux), or '' where /proc does not say. */
+let thisNamespace: string | null = null;
+function pidNamespace(): string {
+  if (thisNamespace === null) {
+    try {
+      thisNamespace = fs.readlinkSync('/proc/self/ns/pid');
+    } catch {
+      thisNamespace = '';
+    }
+  }
+  return thisNamespace;
+}
+
 /** The OS thread running this isolate: '<tid> <start time>' (Linux), or '' where /proc has no thread-self. */
 let thisThread: string | null = null;
 function currentThread(): string {
@@ -76,73 +140,155 @@ function currentThread(): string {
   return thisThread;
 }
 
-function processAlive(pid: number, started: string): boolean {
+/** Is there a process with this pid in our pid namespace? Used only for drafts' names (see removeDrafts). */
+function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
   }
-  // The pid exists; it is the owner unless it was reused by a process started at another time.
-  const now = startTime(pid);
-  return now === '' || started === '' || now === started;
+  return true;
 }
 
 interface Owner {
-  /** The file's text, which a takeover compares to make sure it moved the lock it judged. */
+  /** The file's text, which a takeover compares to make sure nothing changed meanwhile. */
   text: string;
-  /** False for an empty or garbled file: no owner can be named or checked. */
+  /** False for an empty or garbled file: no owner can be named. */
   parsed: boolean;
   /** Milliseconds since the file last changed. */
   ageMs: number;
   pid: number;
   started: string;
   host: string;
-  /** The owning thread's OS id, or 0 when the lock does not say (other systems, older locks). */
+  /** The owning thread's OS id, or 0 when the lock does not say (other systems). */
   tid: number;
   threadStarted: string;
+  /** The owner's pid namespace ('' where unknown). */
+  namespace: string;
+  /** The owner's descriptor holding the lock (-1 where unknown). */
+  fd: number;
 }
 
-function alive(owner: Owner): boolean {
-  if (!processAlive(owner.pid, owner.started)) return false;
-  // A main thread lives as long as its process; a lock without a thread is the process's.
-  if (owner.tid === 0 || owner.tid === owner.pid) return true;
-  const now = readStat(`/proc/${owner.pid}/task/${owner.tid}/stat`);
-  if (now === null) return !fs.existsSync(`/proc/${owner.pid}/task`); // no /proc here: assume alive
-  // A thread past the start of its exit runs no more JavaScript (not so a process: its other
-  // threads may still be running, so a process counts until it is gone).
-  return !now.exiting && (owner.threadStarted === '' || now.started === owner.threadStarted);
+/** What a lock or reader file says about this thread holding it through `fd`. */
+function ownerText(fd: number): string {
+  const [tid, threadStarted] = (currentThread() || '0 -').split(' ');
+  const field = (s: string) => (s === '' ? '-' : s);
+  return `${process.pid} ${field(startTime(process.pid))} ${os.hostname()} ${tid} ${field(threadStarted)} ${field(pidNamespace())} ${fd}\n`;
 }
 
-function readOwner(file: string): Owner | null {
-  let text: string;
-  let ageMs: number;
-  try {
-    // O_NONBLOCK: a FIFO in the lock's place reads as empty (an unfinished lock), not a hang.
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    try {
-      text = fs.readFileSync(fd, 'utf8');
-      ageMs = Date.now() - fs.fstatSync(fd).mtimeMs;
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    return null;
-  }
-  const [pid, started, host, tid, threadStarted] = text.trim().split(' ');
+function parseOwner(text: string, ageMs: number): Owner {
+  const [pid, started, host, tid, threadStarted, namespace, fd] = text.trim().split(' ');
+  const field = (s: string | undefined) => (s === undefined || s === '-' ? '' : s);
   const thread = Number(tid ?? 0);
   const owner = Number(pid);
+  const desc = Number(fd ?? -1);
   return {
     text, ageMs, parsed: /^\d+$/.test(pid ?? '') && owner > 0,
-    pid: owner, started: started ?? '', host: host ?? '',
-    tid: Number.isInteger(thread) && thread > 0 ? thread : 0, threadStarted: threadStarted ?? '',
+    pid: owner, started: field(started), host: field(host),
+    tid: Number.isInteger(thread) && thread > 0 ? thread : 0, threadStarted: field(threadStarted),
+    namespace: field(namespace), fd: Number.isInteger(desc) && desc >= 0 ? desc : -1,
   };
 }
 
-/** Is the lock's owner gone? An unreadable lock counts as gone once it has stood unchanged long enough. */
-function abandoned(owner: Owner): boolean {
-  if (!owner.parsed) return owner.ageMs >= UNFINISHED_LOCK_MS;
-  if (owner.host !== '' && owner.host !== os.hostname()) return false;
-  return !alive(owner);
+/** The owner line in open file `fd`. */
+function readOwnerFd(fd: number): Owner {
+  const buf = Buffer.alloc(1024);
+  let n = 0;
+  try {
+    n = fs.readSync(fd, buf, 0, buf.length, 0);
+  } catch {
+    n = 0;
+  }
+  let ageMs = 0;
+  try {
+    ageMs = Date.now() - fs.fstatSync(fd).mtimeMs;
+  } catch {
+    // Age unknown: counts as new.
+  }
+  return parseOwner(buf.toString('utf8', 0, n), ageMs);
+}
+
+function writeOwnerFd(fd: number, text: string): void {
+  fs.ftruncateSync(fd, 0);
+  fs.writeSync(fd, text, 0);
+}
+
+/** Does the owner line name this process (the same pid, start time and pid namespace)? */
+function thisProcess(owner: Owner): boolean {
+  if (!owner.parsed || owner.pid !== process.pid) return false;
+  if (owner.namespace !== pidNamespace()) return false;
+  const started = startTime(process.pid);
+  return owner.started === started && (owner.namespace !== '' || owner.host === os.hostname());
+}
+
+/** Has the thread an owner line of this process names ended (Linux)? Never for the main thread, nor where /proc cannot tell. */
+function threadGone(owner: Owner): boolean {
+  if (owner.tid === 0 || owner.tid === owner.pid) return false;
+  const now = readStat(`/proc/${owner.pid}/task/${owner.tid}/stat`);
+  if (now === null) return fs.existsSync(`/proc/${owner.pid}/task`);
+  // A thread past the start of its exit runs no more JavaScript.
+  return now.exiting || (owner.threadStarted !== '' && now.started !== owner.threadStarted);
+}
+
+/** Does descriptor `fd` of this process stand for the same file as `other`? */
+function sameFile(fd: number, other: number): boolean {
+  try {
+    const a = fs.fstatSync(fd);
+    const b = fs.fstatSync(other);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Does `file` still name the file open as `fd` (a closing writer removes its lock file while holding it)? */
+function stillNamed(fd: number, file: string): boolean {
+  try {
+    const a = fs.fstatSync(fd);
+    const b = fs.lstatSync(file);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits `ms` milliseconds without returning to the event loop. */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Opens `file` to look at its lock: null if there is none. O_NONBLOCK: a FIFO in its place does
+ * not hang; O_NOFOLLOW: a link is refused.
+ */
+function openToProbe(file: string, write: boolean): number | null {
+  try {
+    return fs.openSync(file, (write ? fs.constants.O_RDWR : fs.constants.O_RDONLY) | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw ioError(`cannot open lock ${file}`, err, file);
+  }
+}
+
+function isRegular(fd: number): boolean {
+  try {
+    return fs.fstatSync(fd).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Who holds `file`'s lock, looked at through descriptor `fd`: null when nobody does (it can be
+ * taken), else the owner line. A shared probe, so readers probing never stop one another.
+ */
+function holderOf(fd: number, file: string): Owner | null {
+  if (!isRegular(fd)) return parseOwner('', 0); // held by nobody we could name: never taken
+  if (tryLockByte(fd, HOLD, true, file)) {
+    unlockByte(fd, HOLD);
+    return null;
+  }
+  return readOwnerFd(fd);
 }
 
 /**
@@ -173,7 +319,7 @@ function draftsOf(file: string): Array<{ path: string; pid: number }> {
 
 /** Removes the drafts of `file` (and locks moved aside) that a kill left: all of them, or with `deadOnly` those whose pid is gone. */
 export function removeDrafts(file: string, deadOnly: boolean): void {
-  for (const d of draftsOf(file)) if (!deadOnly || !processAlive(d.pid, '')) fs.rmSync(d.path, { force: true });
+  for (const d of draftsOf(file)) if (!deadOnly || !processAlive(d.pid)) fs.rmSync(d.path, { force: true });
 }
 
 /**
@@ -193,52 +339,15 @@ export function linkDraft(draft: string, file: string): boolean | null {
   }
 }
 
-/** Creates `file` holding `text` if no such file exists (false if one does): whole, or not at all. */
-function createWhole(file: string, text: string): boolean {
-  const draft = draftPath(file);
-  try {
-    fs.writeFileSync(draft, text, { flag: 'wx', mode: 0o644 });
-  } catch (err) {
-    throw ioError(`cannot create lock ${file}`, err, file);
-  }
-  let linked: boolean | null;
-  try {
-    linked = linkDraft(draft, file);
-  } catch (err) {
-    throw ioError(`cannot create lock ${file}`, err, file);
-  } finally {
-    fs.rmSync(draft, { force: true });
-  }
-  if (linked !== null) return linked;
-  // No hard links on this file system: create, then write (see UNFINISHED_LOCK_MS).
-  let fd: number;
-  try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw ioError(`cannot create lock ${file}`, err, file);
-  }
-  try {
-    fs.writeSync(fd, text);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return true;
-}
-
-function describe(owner: Owner, sameHost: boolean): string {
-  if (!owner.parsed) return `another process (its lock file is unfinished: being written, or left so by a crash; it counts as abandoned after ${UNFINISHED_LOCK_MS / 1000} s)`;
-  if (owner.pid === process.pid && sameHost) {
+function describe(owner: Owner): string {
+  if (!owner.parsed) return 'another process (its lock file does not name it yet, or is not a regular file)';
+  if (thisProcess(owner)) {
     if (owner.tid > 0 && `${owner.tid} ${owner.threadStarted}` === currentThread()) return 'this thread';
     return `another thread of this process${owner.tid > 0 ? ` (thread ${owner.tid})` : ''}`;
   }
-  return `process ${owner.pid}${sameHost ? '' : ` on ${owner.host}`}`;
-}
-
-/** What a lock or reader file says about this thread: pid, start time, host, then thread on Linux. */
-function ownerText(): string {
-  const thread = currentThread();
-  return `${process.pid} ${startTime(process.pid)} ${os.hostname()}${thread === '' ? '' : ` ${thread}`}\n`;
+  const host = owner.host !== '' && owner.host !== os.hostname() ? ` on ${owner.host}` : '';
+  const namespace = owner.namespace !== '' && pidNamespace() !== '' && owner.namespace !== pidNamespace() ? ' (a pid of another pid namespace)' : '';
+  return `process ${owner.pid}${host}${namespace}`;
 }
 
 /** The folder of reader files beside lock `file`. */
@@ -247,8 +356,28 @@ function readersDir(file: string): string {
 }
 
 /**
- * The live readers of lock `file`; reader files whose owner is gone (and drafts of dead
- * processes) are removed on the way.
+ * Removes a reader file whose thread ended, claimed by a rename (only one thread can move a name)
+ * so that its descriptor, which the dead thread left open and which still holds the lock, is
+ * closed once only, and only while it is still that file's.
+ */
+function clearDeadThreadReader(at: string, owner: Owner): void {
+  const claimed = `${at}.${Math.random().toString(36).slice(2)}.gone`;
+  try {
+    fs.renameSync(at, claimed);
+  } catch {
+    return; // Another thread claimed it.
+  }
+  const fd = openToProbe(claimed, false);
+  if (fd !== null) {
+    if (owner.fd >= 0 && sameFile(owner.fd, fd)) closeQuietly(owner.fd);
+    closeQuietly(fd);
+  }
+  fs.rmSync(claimed, { force: true });
+}
+
+/**
+ * The live readers of lock `file`. Reader files nobody holds (their process died), drafts nobody
+ * holds, and reader files of ended threads of this process are removed on the way.
  */
 function liveReaders(file: string): Owner[] {
   const dir = readersDir(file);
@@ -261,15 +390,25 @@ function liveReaders(file: string): Owner[] {
   const live: Owner[] = [];
   for (const name of names) {
     const at = path.join(dir, name);
-    if (name.endsWith('.new')) {
-      // A reader file being written: published only once renamed, so not a reader yet.
-      if (!processAlive(Number(name.split('.')[0]), '')) fs.rmSync(at, { force: true });
-      continue;
+    const fd = openToProbe(at, false);
+    if (fd === null) continue;
+    let owner: Owner | null;
+    try {
+      owner = holderOf(fd, at);
+    } finally {
+      closeQuietly(fd);
     }
-    const owner = readOwner(at);
-    if (owner === null) continue;
-    if (abandoned(owner)) fs.rmSync(at, { force: true });
-    else live.push(owner);
+    if (owner === null) {
+      // Nobody holds it: its process died (or, for a draft, a reader is between making it and
+      // locking it, and retries when its rename finds it gone).
+      fs.rmSync(at, { force: true });
+    } else if (name.endsWith('.new') || name.endsWith('.gone')) {
+      // Not published yet, or being removed: not a reader.
+    } else if (thisProcess(owner) && threadGone(owner)) {
+      clearDeadThreadReader(at, owner);
+    } else {
+      live.push(owner);
+    }
   }
   if (live.length === 0) removeIfEmpty(dir);
   return live;
@@ -282,10 +421,11 @@ function liveReaders(file: string): Owner[] {
 const NO_LOCK_HERE = ['EROFS', 'EACCES', 'EPERM', 'ENOENT', 'ENOTDIR'];
 
 /**
- * Publishes a reader file for this thread in the readers folder of `file`: its path, or null where
- * no file can be made there (see NO_LOCK_HERE).
+ * Publishes a reader file for this thread in the readers folder of `file`, locked before it takes
+ * its name: its path and the descriptor holding it, or null where no file can be made there (see
+ * NO_LOCK_HERE).
  */
-function publishReader(file: string): string | null {
+function publishReader(file: string): { path: string; fd: number } | null {
   const dir = readersDir(file);
   const reader = path.join(dir, `${process.pid}.${Math.random().toString(36).slice(2)}`);
   const draft = `${reader}.new`;
@@ -297,16 +437,22 @@ function publishReader(file: string): string | null {
       if (NO_LOCK_HERE.includes(code(err))) return null;
       if (code(err) !== 'EEXIST') throw ioError(`cannot register a reader of ${file}`, err, file);
     }
+    let fd = -1;
     try {
-      fs.writeFileSync(draft, ownerText(), { flag: 'wx', mode: 0o644 });
+      fs.writeFileSync(draft, '', { flag: 'wx', mode: 0o644 });
+      fd = fs.openSync(draft, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
+      if (!tryLockByte(fd, HOLD, false, draft)) throw Object.assign(new Error('reader draft locked by another'), { code: 'ENOENT' });
+      writeOwnerFd(fd, ownerText(fd));
       fs.renameSync(draft, reader);
-      return reader;
+      return { path: reader, fd };
     } catch (err) {
+      if (fd >= 0) closeQuietly(fd);
       fs.rmSync(draft, { force: true });
-      // The last reader removed the folder between our mkdir and write: make it again.
+      // The last reader removed the folder, or a writer our unlocked draft: make it again.
       if (code(err) === 'ENOENT' && attempt < 3) continue;
       removeIfEmpty(dir);
       if (NO_LOCK_HERE.includes(code(err))) return null;
+      if (err instanceof BucketMapError) throw err;
       throw ioError(`cannot register a reader of ${file}`, err, file);
     }
   }
@@ -320,34 +466,38 @@ function removeIfEmpty(dir: string): void {
   }
 }
 
-/** Removes reader file `reader`, and its folder if it was the last one there. */
-function withdrawReader(reader: string): void {
-  fs.rmSync(reader, { force: true });
-  removeIfEmpty(path.dirname(reader));
+/** Removes reader file `reader`, releases its lock, and removes its folder if it was the last one there. */
+function withdrawReader(reader: { path: string; fd: number }): void {
+  fs.rmSync(reader.path, { force: true });
+  closeQuietly(reader.fd);
+  removeIfEmpty(path.dirname(reader.path));
 }
 
 function describeReaders(readers: Owner[]): string {
-  const first = readers[0];
-  const sameHost = first.host === '' || first.host === os.hostname();
   const more = readers.length > 1 ? ` and ${readers.length - 1} other reader${readers.length > 2 ? 's' : ''}` : '';
-  return `${describe(first, sameHost)}${more}`;
+  return `${describe(readers[0])}${more}`;
 }
+
+/** How often, and how far apart, a writer that finds the lock held looks again (a reader's probe holds it for microseconds). */
+const HELD_RETRIES = 5;
+const HELD_RETRY_MS = 2;
 
 export class MapLock {
   readonly file: string;
 
-  /** The lock was taken over from an owner that died: what a crash leaves beside it may be there. */
+  /** The last writer did not close (it died, or its thread ended): what a crash leaves beside it may be there. */
   readonly tookOver: boolean;
 
-  /**
-   * For a read-only (shared) hold, this reader's file ('' where none could be made, see
-   * NO_LOCK_HERE); null for the writer's lock.
-   */
+  /** The descriptor holding the lock: the writer's on the lock file, a reader's on its reader file; -1 for a reader without one. */
+  private fd: number;
+
+  /** For a read-only (shared) hold, this reader's file ('' where none could be made, see NO_LOCK_HERE); null for the writer's lock. */
   private readonly reader: string | null;
 
-  private constructor(file: string, tookOver: boolean, reader: string | null = null) {
+  private constructor(file: string, tookOver: boolean, fd: number, reader: string | null = null) {
     this.file = file;
     this.tookOver = tookOver;
+    this.fd = fd;
     this.reader = reader;
   }
 
@@ -356,54 +506,71 @@ export class MapLock {
     if (held.has(file)) {
       throw new BucketMapError(codes.LOCKED, `${file}: the map is already open in this process`, { file });
     }
-    const me = ownerText();
-    let tookOver = false;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      if (createWhole(file, me)) {
-        // Published first, readers looked for second (see the header).
-        const readers = liveReaders(file);
-        if (readers.length > 0) {
-          fs.rmSync(file, { force: true });
-          throw new BucketMapError(codes.LOCKED, `${file}: the map is open read-only in ${describeReaders(readers)}`, { file });
-        }
-        held.add(file);
-        return new MapLock(file, tookOver);
-      }
-      const owner = readOwner(file);
-      if (owner === null) continue;
-      const sameHost = owner.host === '' || owner.host === os.hostname();
-      if (!abandoned(owner)) {
-        throw new BucketMapError(codes.LOCKED, `${file}: the map is open in ${describe(owner, sameHost)}`, { file });
-      }
-      // Stale: its owner is gone. Move it aside (atomic) and check that what moved is the stale
-      // lock, not one a concurrent opener took in the meantime (that one goes back). The name
-      // aside is a draft's, so that one a kill leaves here is removed like a draft.
-      const aside = draftPath(file);
+    let owner: Owner | null = null;
+    for (let attempt = 0; attempt < HELD_RETRIES + 3; attempt++) {
+      let fd: number;
       try {
-        fs.renameSync(file, aside);
-      } catch {
-        continue;
+        fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW, 0o644);
+      } catch (err) {
+        throw ioError(`cannot create lock ${file}`, err, file);
       }
-      const moved = readOwner(aside);
-      if (moved !== null && moved.text !== owner.text) {
-        try {
-          fs.linkSync(aside, file);
-        } catch {
-          // Someone created a lock meanwhile; theirs stands.
+      let keep = false;
+      try {
+        if (!isRegular(fd)) {
+          throw new BucketMapError(codes.LOCKED, `${file}: the lock is not a regular file; remove it`, { file });
         }
-        fs.rmSync(aside, { force: true });
-        const movedHere = moved.host === '' || moved.host === os.hostname();
-        throw new BucketMapError(codes.LOCKED, `${file}: the map is open in ${describe(moved, movedHere)}`, { file });
+        if (tryLockByte(fd, HOLD, false, file)) {
+          // Locked: check that it is still the file the path names (a closing writer removes it).
+          if (!stillNamed(fd, file)) continue;
+          const previous = readOwnerFd(fd);
+          // Published first (the owner line), readers looked for second (see the header).
+          writeOwnerFd(fd, ownerText(fd));
+          const readers = liveReaders(file);
+          if (readers.length > 0) {
+            // Back off as we came: a dead writer's line stays for the next writer to find.
+            if (previous.parsed) writeOwnerFd(fd, previous.text);
+            else fs.rmSync(file, { force: true });
+            throw new BucketMapError(codes.LOCKED, `${file}: the map is open read-only in ${describeReaders(readers)}`, { file });
+          }
+          keep = true;
+          held.add(file);
+          return new MapLock(file, previous.parsed, fd);
+        }
+        owner = readOwnerFd(fd);
+        if (thisProcess(owner) && threadGone(owner)) {
+          const adopted = MapLock.adopt(file, fd, owner);
+          if (adopted !== null) return adopted;
+        }
+      } finally {
+        if (!keep) closeQuietly(fd);
       }
-      fs.rmSync(aside, { force: true });
-      tookOver = true;
+      // Held by a live owner, or probed by a reader for a moment: look again shortly.
+      if (attempt >= 2) pause(HELD_RETRY_MS);
     }
-    throw new BucketMapError(codes.LOCKED, `${file}: could not take the lock`, { file });
+    throw new BucketMapError(codes.LOCKED, `${file}: the map is open in ${describe(owner ?? parseOwner('', 0))}`, { file });
+  }
+
+  /**
+   * Takes over the hold of a thread of this process that ended without closing (its descriptor,
+   * still open, holds the lock): under the TAKEOVER byte, if the owner line has not changed and
+   * its descriptor is still this lock file's, the line is rewritten and the descriptor adopted.
+   * Null when another thread got there first.
+   */
+  private static adopt(file: string, fd: number, owner: Owner): MapLock | null {
+    if (owner.fd < 0 || !tryLockByte(fd, TAKEOVER, false, file)) return null;
+    try {
+      if (readOwnerFd(fd).text !== owner.text || !sameFile(owner.fd, fd) || !stillNamed(fd, file)) return null;
+      writeOwnerFd(owner.fd, ownerText(owner.fd));
+      held.add(file);
+      return new MapLock(file, true, owner.fd);
+    } finally {
+      unlockByte(fd, TAKEOVER);
+    }
   }
 
   /**
    * Takes a read-only (shared) hold: any number at once, none while a writer holds the lock.
-   * Throws LOCKED naming the writer. A stale writer's lock is left for the next writer to take over.
+   * Throws LOCKED naming the writer. A dead writer's lock file is left for the next writer.
    */
   static acquireShared(file: string): MapLock {
     if (held.has(file)) {
@@ -411,34 +578,81 @@ export class MapLock {
     }
     const reader = publishReader(file);
     // Published first, the writer looked for second (see the header).
-    const owner = readOwner(file);
-    if (owner !== null && !abandoned(owner)) {
+    let writer: Owner | null = null;
+    try {
+      const fd = openToProbe(file, false);
+      if (fd !== null) {
+        try {
+          writer = holderOf(fd, file);
+        } finally {
+          closeQuietly(fd);
+        }
+      }
+    } catch (err) {
       if (reader !== null) withdrawReader(reader);
-      const sameHost = owner.host === '' || owner.host === os.hostname();
-      throw new BucketMapError(codes.LOCKED, `${file}: the map is open for writing in ${describe(owner, sameHost)}`, { file });
+      throw err;
     }
-    return new MapLock(file, false, reader ?? '');
+    // A writer thread of this process that ended holds nothing any more (see the header).
+    if (writer !== null && !(thisProcess(writer) && threadGone(writer))) {
+      if (reader !== null) withdrawReader(reader);
+      throw new BucketMapError(codes.LOCKED, `${file}: the map is open for writing in ${describe(writer)}`, { file });
+    }
+    return new MapLock(file, false, reader?.fd ?? -1, reader?.path ?? '');
   }
 
   /**
-   * Does the lock file name an owner on this host that is gone, or is it unfinished and old (see
-   * UNFINISHED_LOCK_MS)? False when there is no lock file and for locks of other hosts.
+   * Is the lock file there and held by nobody (its owner died), or by a thread of this process
+   * that ended? An empty file is stale only once UNFINISHED_LOCK_MS old: its owner may be between
+   * creating and locking it. False when there is no lock file. (Temporary folders' sweep.)
    */
   static isStale(file: string): boolean {
     if (held.has(file)) return false;
-    const owner = readOwner(file);
-    return owner !== null && abandoned(owner);
+    let fd: number | null;
+    try {
+      fd = openToProbe(file, true);
+    } catch {
+      return false;
+    }
+    if (fd === null) return false;
+    try {
+      const owner = holderOf(fd, file);
+      if (owner === null) {
+        const line = readOwnerFd(fd);
+        return line.parsed || line.ageMs >= UNFINISHED_LOCK_MS;
+      }
+      if (!thisProcess(owner) || !threadGone(owner) || owner.fd < 0) return false;
+      // Close the dead thread's descriptor once: under TAKEOVER, and the line emptied first so
+      // that no later look takes a reused descriptor number for it.
+      if (!tryLockByte(fd, TAKEOVER, false, file)) return false;
+      if (readOwnerFd(fd).text !== owner.text || !sameFile(owner.fd, fd)) return false;
+      fs.ftruncateSync(fd, 0);
+      closeQuietly(owner.fd);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      closeQuietly(fd);
+    }
   }
 
   release(): void {
     if (this.reader !== null) {
-      if (this.reader !== '') withdrawReader(this.reader);
+      if (this.reader !== '') withdrawReader({ path: this.reader, fd: this.fd });
+      this.fd = -1;
       return;
     }
-    if (!held.delete(this.file)) return;
-    const owner = readOwner(this.file);
-    if (owner === null || !owner.parsed || owner.pid !== process.pid) return;
-    const ownerThread = owner.tid === 0 ? '' : `${owner.tid} ${owner.threadStarted}`;
-    if (ownerThread === currentThread()) fs.rmSync(this.file, { force: true });
+    if (!held.delete(this.file) || this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    try {
+      // Still holding it: nobody else can have the file, so removing it races no one (a waiting
+      // opener that locked the removed file sees that it is no longer named, and retries).
+      fs.ftruncateSync(fd, 0);
+      if (stillNamed(fd, this.file)) fs.rmSync(this.file, { force: true });
+    } catch {
+      // Left behind, empty: the next writer takes it as it is.
+    } finally {
+      closeQuietly(fd);
+    }
   }
 }
