@@ -181,11 +181,7 @@ export class Batcher<T> {
           continue;
         }
         const bytes = b.outSlots[i] * size;
-        if (at + bytes > room) {
-          // Nothing read yet: a call again with the same keys would stop here again, for ever.
-          if (from + i === 0) throw new RangeError(`target has room for ${room - offset} bytes from offset ${offset}; the entry of keys[0] needs ${bytes}`);
-          return i - start;
-        }
+        if (at + bytes > room) return i - start; // 0 for keys[0]: the caller must offer more room
         copyToBytes(b.data, b.dataWords, b.dataAt[i], target, at, bytes);
         at += bytes;
         slots[from + i] = b.outSlots[i];

@@ -17,7 +17,8 @@ import type { ValueRef } from './table.js';
 
 export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
 export const MIN_CACHE_BYTES = 64 * 1024;
-export const MAX_CACHE_BYTES = 1024 * 1024 * 1024;
+/** The core allocates the cache's pages as one block, and the runtime's largest block is just under 1 GiB. */
+export const MAX_CACHE_BYTES = 512 * 1024 * 1024;
 
 const DESC_BYTES = 320;
 const D_INDEX_FID = 0;

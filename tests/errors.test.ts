@@ -36,12 +36,20 @@ config('every optional field is checked and named', () => {
     [{ codec: { size: 4 } }, TypeError, 'codec'],
     [{ codec: { size: 0, encode() {}, decode() {} } }, RangeError, 'codec.size'],
     [{ cacheBytes: 10 }, RangeError, 'cacheBytes'],
+    [{ cacheBytes: 2 ** 29 + 1 }, RangeError, 'cacheBytes'],
     [{ engine: 'gpu' }, TypeError, 'engine'],
     [{ segmentBytes: 1000 }, RangeError, 'segmentBytes'],
     [{ segmentBytes: 65 * 1024 + 1 }, RangeError, 'segmentBytes'],
     [{ checkFilesAtOpen: 'yes' }, TypeError, 'checkFilesAtOpen'],
   ];
   for (const [change, type, name] of cases) throwsNaming(() => new BucketMap({ ...base, ...change } as BucketMapConfig), type, name);
+});
+
+config('the largest cacheBytes the config takes opens a wasm map (1 GiB was past the core runtime\'s largest block)', () => {
+  const map = new BucketMap({ maxBuckets: 2, engine: 'wasm', cacheBytes: 2 ** 29 });
+  map.insert(new Uint8Array(32).fill(1), []);
+  assert.ok(map.has(new Uint8Array(32).fill(1)));
+  map.close();
 });
 
 config('a drive that cannot be used is a BucketMapError with code IO, and nothing is left behind', () => {
