@@ -7,13 +7,11 @@
  * namespace or hostname: a dead owner's lock never needs to be judged stale, and two live owners
  * can never both hold it (OFD locks conflict between two opens of one process too, so threads
  * exclude one another like processes). The file's text only names the holder, for messages and for
- * the one case the kernel does not cover: a worker thread that ended without closing its map. Its
- * descriptor stays open (Node closes no raw descriptor when a worker ends), so its lock holds until
- * the process exits. A map lives in the isolate that opened it, so once that thread is gone
- * (checked through /proc on Linux) no code can write through its mappings, and another thread of
- * the same process (the same pid, process start time and pid namespace) may take the hold over:
- * under a second lock byte (TAKEOVER), it rewrites the text and adopts the dead thread's
- * descriptor, which the text names. Within one isolate a set of held paths answers first.
+ * that case too: a worker thread that ends without closing its map has its descriptors closed by
+ * Node (the Worker option trackUnmanagedFds, on by default), which releases its lock; its mappings
+ * die with its isolate, so nothing can write through them afterwards. A descriptor number an owner
+ * line names is never acted on: by then it may be another file's. Within one isolate a set of held
+ * paths answers first.
  *
  * The writer locks, then checks that the path still names the file it locked (a closing writer
  * removes the file while it holds it, so a lock on a removed file is retried), then writes its
@@ -44,16 +42,12 @@ const native = createRequire(import.meta.url)('fs-native-extensions') as NativeL
  * mandatory, and would otherwise stop others reading the owner line).
  */
 const HOLD = 2 ** 30;
-/** The byte under which a thread takes over a dead thread's hold in its own process. */
-const TAKEOVER = HOLD + 1;
 
 const held = new Set<string>();
 
 /** How old an empty owner file must be before a temporary folder's sweep takes it as abandoned (see isStale). */
 const UNFINISHED_LOCK_MS = 10_000;
 
-/** The kernel's per-task flag set from the first step of its exit (include/linux/sched.h). */
-const PF_EXITING = 0x4;
 
 /**
  * Takes (true) or finds taken (false) an OFD lock on byte `at` of `fd`. A file system without
@@ -85,13 +79,8 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/**
- * From a /proc stat file: the task's start time in clock ticks since boot, and whether it is
- * exiting or exited (a zombie, or past the start of its exit, which a thread is when joining it
- * returns: the kernel wakes the joiner before it removes the thread from /proc). Null if the file
- * cannot be read.
- */
-function readStat(statFile: string): { started: string; exiting: boolean } | null {
+/** From a /proc stat file: the task's start time in clock ticks since boot; null if the file cannot be read. */
+function readStat(statFile: string): { started: string } | null {
   let stat: string;
   try {
     stat = fs.readFileSync(statFile, 'utf8');
@@ -99,11 +88,9 @@ function readStat(statFile: string): { started: string; exiting: boolean } | nul
     return null;
   }
   // The command name (field 2) may contain spaces; the fields after it are space-separated,
-  // from field 3 (state); flags is field 9, starttime field 22.
+  // from field 3 (state); starttime is field 22.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const state = fields[0] ?? '';
-  const flags = Number(fields[6] ?? 0);
-  return { started: fields[19] ?? '', exiting: state === 'Z' || state === 'X' || (flags & PF_EXITING) !== 0 };
+  return { started: fields[19] ?? '' };
 }
 
 /** Start time of a process (Linux), or '' where /proc is not available. */
@@ -221,26 +208,6 @@ function thisProcess(owner: Owner): boolean {
   return owner.started === started && (owner.namespace !== '' || owner.host === os.hostname());
 }
 
-/** Has the thread an owner line of this process names ended (Linux)? Never for the main thread, nor where /proc cannot tell. */
-function threadGone(owner: Owner): boolean {
-  if (owner.tid === 0 || owner.tid === owner.pid) return false;
-  const now = readStat(`/proc/${owner.pid}/task/${owner.tid}/stat`);
-  if (now === null) return fs.existsSync(`/proc/${owner.pid}/task`);
-  // A thread past the start of its exit runs no more JavaScript.
-  return now.exiting || (owner.threadStarted !== '' && now.started !== owner.threadStarted);
-}
-
-/** Does descriptor `fd` of this process stand for the same file as `other`? */
-function sameFile(fd: number, other: number): boolean {
-  try {
-    const a = fs.fstatSync(fd);
-    const b = fs.fstatSync(other);
-    return a.dev === b.dev && a.ino === b.ino;
-  } catch {
-    return false;
-  }
-}
-
 /** Does `file` still name the file open as `fd` (a closing writer removes its lock file while holding it)? */
 function stillNamed(fd: number, file: string): boolean {
   try {
@@ -356,28 +323,8 @@ function readersDir(file: string): string {
 }
 
 /**
- * Removes a reader file whose thread ended, claimed by a rename (only one thread can move a name)
- * so that its descriptor, which the dead thread left open and which still holds the lock, is
- * closed once only, and only while it is still that file's.
- */
-function clearDeadThreadReader(at: string, owner: Owner): void {
-  const claimed = `${at}.${Math.random().toString(36).slice(2)}.gone`;
-  try {
-    fs.renameSync(at, claimed);
-  } catch {
-    return; // Another thread claimed it.
-  }
-  const fd = openToProbe(claimed, false);
-  if (fd !== null) {
-    if (owner.fd >= 0 && sameFile(owner.fd, fd)) closeQuietly(owner.fd);
-    closeQuietly(fd);
-  }
-  fs.rmSync(claimed, { force: true });
-}
-
-/**
- * The live readers of lock `file`. Reader files nobody holds (their process died), drafts nobody
- * holds, and reader files of ended threads of this process are removed on the way.
+ * The live readers of lock `file`. Reader files nobody holds (their process or thread died) and
+ * drafts nobody holds are removed on the way.
  */
 function liveReaders(file: string): Owner[] {
   const dir = readersDir(file);
@@ -404,8 +351,6 @@ function liveReaders(file: string): Owner[] {
       fs.rmSync(at, { force: true });
     } else if (name.endsWith('.new') || name.endsWith('.gone')) {
       // Not published yet, or being removed: not a reader.
-    } else if (thisProcess(owner) && threadGone(owner)) {
-      clearDeadThreadReader(at, owner);
     } else {
       live.push(owner);
     }
@@ -512,6 +457,9 @@ export class MapLock {
       try {
         fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW, 0o644);
       } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // A directory or symlink where the lock goes: as for any lock that is not a regular file.
+        if (code === 'EISDIR' || code === 'ELOOP') throw new BucketMapError(codes.LOCKED, `${file}: the lock is not a regular file; remove it`, { file });
         throw ioError(`cannot create lock ${file}`, err, file);
       }
       let keep = false;
@@ -537,10 +485,6 @@ export class MapLock {
           return new MapLock(file, previous.parsed, fd);
         }
         owner = readOwnerFd(fd);
-        if (thisProcess(owner) && threadGone(owner)) {
-          const adopted = MapLock.adopt(file, fd, owner);
-          if (adopted !== null) return adopted;
-        }
       } finally {
         if (!keep) closeQuietly(fd);
       }
@@ -548,24 +492,6 @@ export class MapLock {
       if (attempt >= 2) pause(HELD_RETRY_MS);
     }
     throw new BucketMapError(codes.LOCKED, `${file}: the map is open in ${describe(owner ?? parseOwner('', 0))}`, { file });
-  }
-
-  /**
-   * Takes over the hold of a thread of this process that ended without closing (its descriptor,
-   * still open, holds the lock): under the TAKEOVER byte, if the owner line has not changed and
-   * its descriptor is still this lock file's, the line is rewritten and the descriptor adopted.
-   * Null when another thread got there first.
-   */
-  private static adopt(file: string, fd: number, owner: Owner): MapLock | null {
-    if (owner.fd < 0 || !tryLockByte(fd, TAKEOVER, false, file)) return null;
-    try {
-      if (readOwnerFd(fd).text !== owner.text || !sameFile(owner.fd, fd) || !stillNamed(fd, file)) return null;
-      writeOwnerFd(owner.fd, ownerText(owner.fd));
-      held.add(file);
-      return new MapLock(file, true, owner.fd);
-    } finally {
-      unlockByte(fd, TAKEOVER);
-    }
   }
 
   /**
@@ -592,8 +518,7 @@ export class MapLock {
       if (reader !== null) withdrawReader(reader);
       throw err;
     }
-    // A writer thread of this process that ended holds nothing any more (see the header).
-    if (writer !== null && !(thisProcess(writer) && threadGone(writer))) {
+    if (writer !== null) {
       if (reader !== null) withdrawReader(reader);
       throw new BucketMapError(codes.LOCKED, `${file}: the map is open for writing in ${describe(writer)}`, { file });
     }
@@ -601,8 +526,7 @@ export class MapLock {
   }
 
   /**
-   * Is the lock file there and held by nobody (its owner died), or by a thread of this process
-   * that ended? An empty file is stale only once UNFINISHED_LOCK_MS old: its owner may be between
+   * Is the lock file there and held by nobody (its owner died)? An empty file is stale only once UNFINISHED_LOCK_MS old: its owner may be between
    * creating and locking it. False when there is no lock file. (Temporary folders' sweep.)
    */
   static isStale(file: string): boolean {
@@ -620,14 +544,7 @@ export class MapLock {
         const line = readOwnerFd(fd);
         return line.parsed || line.ageMs >= UNFINISHED_LOCK_MS;
       }
-      if (!thisProcess(owner) || !threadGone(owner) || owner.fd < 0) return false;
-      // Close the dead thread's descriptor once: under TAKEOVER, and the line emptied first so
-      // that no later look takes a reused descriptor number for it.
-      if (!tryLockByte(fd, TAKEOVER, false, file)) return false;
-      if (readOwnerFd(fd).text !== owner.text || !sameFile(owner.fd, fd)) return false;
-      fs.ftruncateSync(fd, 0);
-      closeQuietly(owner.fd);
-      return true;
+      return false; // held: its owner is alive
     } catch {
       return false;
     } finally {

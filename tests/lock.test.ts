@@ -5,9 +5,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { BucketMap, BucketMapError, codes } from '../host/index.js';
+import { createRequire } from 'node:module';
 import { ENGINES, deadPid, fingerprint, killHard, persistentConfig, removeDir, startChild, tempDir, withFsFunction } from './helpers.js';
 
 const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
+const nativeLocks = createRequire(import.meta.url)('fs-native-extensions') as { tryLock(fd: number, offset: number, length: number, opts?: { shared?: boolean }): boolean };
 
 /**
  * A worker thread that opens the map, inserts key 3 and flushes, then reports; on 'insert' it
@@ -48,8 +50,8 @@ async function stopWorkers(): Promise<void> {
   workers.clear();
 }
 
-function startWorker(config: object, probe = false): { worker: Worker; next: () => Promise<{ code: string; message?: string }> } {
-  const worker = new Worker(WORKER, { eval: true, workerData: { index: HOST_INDEX, config, probe } });
+function startWorker(config: object, probe = false, trackUnmanagedFds = true): { worker: Worker; next: () => Promise<{ code: string; message?: string }> } {
+  const worker = new Worker(WORKER, { eval: true, workerData: { index: HOST_INDEX, config, probe }, trackUnmanagedFds });
   workers.add(worker);
   const inbox: Array<{ code: string; message?: string }> = [];
   const waiting: Array<(m: { code: string; message?: string }) => void> = [];
@@ -333,7 +335,7 @@ for (const engine of ENGINES) {
     await after.worker.terminate();
   });
 
-  (onLinux ? test : test.skip)('a worker that ends without close (terminated, or by an uncaught error) leaves a lock the next open takes over', async () => {
+  test('a worker that ends without close (terminated, or by an uncaught error) leaves a lock the next open takes over: Node closes its descriptors', async () => {
     const config = persistentConfig(dir, engine);
     for (const ending of ['terminate', 'throw']) {
       const { worker, next } = startWorker(config);
@@ -357,6 +359,64 @@ for (const engine of ENGINES) {
       map.deleteKey(new Uint8Array(32).fill(4));
       map.close();
     }
+  });
+
+  test('a lock that is not a regular file (a folder, a symlink, a FIFO) is LOCKED, naming what to do', () => {
+    const config = persistentConfig(dir, engine);
+    const lockFile = `${config.restartFile}.lock`;
+    new BucketMap(config).close();
+    const makers: Array<() => void> = [() => fs.mkdirSync(lockFile), () => fs.symlinkSync(`${dir}/elsewhere`, lockFile)];
+    if (onLinux) makers.push(() => spawnSync('mkfifo', [lockFile]));
+    for (const make of makers) {
+      make();
+      assert.throws(() => new BucketMap(config), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.LOCKED && /remove it/.test(e.message));
+      fs.rmSync(lockFile, { recursive: true, force: true });
+    }
+    new BucketMap(config).close();
+  });
+
+  test('a dead worker\'s lock line names a descriptor number since reused: a writer that finds the lock held a moment never takes it for the dead worker\'s', async () => {
+    const config = persistentConfig(dir, engine);
+    const lockFile = `${config.restartFile}.lock`;
+    const dead = startWorker(config);
+    assert.is((await dead.next()).code, 'open');
+    await dead.worker.terminate();
+    // A reader's probe in flight (a shared hold on the lock byte) on the very descriptor number
+    // the dead worker's line names, which Node closed when the worker ended.
+    const named = Number(fs.readFileSync(lockFile, 'utf8').trim().split(' ')[6]);
+    assert.ok(Number.isInteger(named) && named > 2, `the line names a descriptor (${named})`);
+    const spare: number[] = [];
+    let probe = fs.openSync(lockFile, 'r');
+    while (probe < named && spare.length < 1000) {
+      spare.push(probe);
+      probe = fs.openSync(lockFile, 'r');
+    }
+    for (const fd of spare) fs.closeSync(fd);
+    assert.is(probe, named, 'the probe got the dead worker\'s descriptor number');
+    assert.ok(nativeLocks.tryLock(probe, 2 ** 30, 1, { shared: true }));
+    try {
+      const during = startWorker(config, true);
+      const refused = await during.next();
+      assert.is(refused.code, codes.LOCKED, 'held (by the probe): no writer, whatever the line says');
+      assert.ok(fs.fstatSync(probe).isFile(), 'the probe\'s descriptor was left alone');
+    } finally {
+      fs.closeSync(probe);
+    }
+    const writer = startWorker(config);
+    assert.is((await writer.next()).code, 'open', 'free once the probe is gone');
+    const second = startWorker(config, true);
+    assert.is((await second.next()).code, codes.LOCKED, 'and then held by that writer alone');
+    writer.worker.postMessage('close');
+    assert.is((await writer.next()).code, 'done');
+  });
+
+  test('a worker started with trackUnmanagedFds: false that ends without close keeps the map locked until the process exits, never shared', async () => {
+    const config = persistentConfig(dir, engine);
+    const kept = startWorker(config, false, false);
+    assert.is((await kept.next()).code, 'open');
+    await kept.worker.terminate();
+    assert.throws(() => new BucketMap(config), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.LOCKED);
+    assert.throws(() => new BucketMap({ ...config, readOnly: true }), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.LOCKED);
   });
 
   test.run();
