@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { Manifest } from '../host/manifest.js';
+import { openBucketFiles, tableOverFiles } from '../host/bucket-storage.js';
 import { bucketFileName } from '../host/storage.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as v8 from 'node:v8';
@@ -231,4 +232,34 @@ export async function killHard(child: ChildProcess): Promise<void> {
 /** The pid of a process that has already exited: free now, or reused with another start time. */
 export function deadPid(): number {
   return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+}
+
+/**
+ * Where a key sits on disk in a closed map: its index cell (segment file and byte offset), its ctrl
+ * word, and its data cell if it has one. For tests that damage a chosen entry.
+ */
+export function locateKey(config: BucketMapConfig, key: Uint8Array): { file: string; cellAt: number; ctrlAt: number; dataFile: string | null; dataAt: number } {
+  const manifest = Manifest.inspect(config.restartFile!);
+  const layout = { ...manifest.config, drives: config.drives!, hugePages: false };
+  for (const [ix, record] of manifest.allocated()) {
+    const files = openBucketFiles(layout, ix, record, true);
+    const table = tableOverFiles(layout, record, files.index, files.data);
+    const cell = table.probe(key, 0);
+    if (cell < 0) continue;
+    const cellAt = table.cellOffset(cell);
+    const file = files.index.segmentPaths[table.seg];
+    const slot = cell % 20;
+    const ctrlAt = cellAt - 64 - slot * 48 + slot * 2;
+    const ref = table.dataRef(cell);
+    let dataFile: string | null = null;
+    let dataAt = 0;
+    if (ref !== null) {
+      const data = table.data[ref[0]]!;
+      const s = data.segmentOf(ref[1]);
+      dataFile = data.file.segmentPaths[s];
+      dataAt = data.offsetOf(ref[1], s);
+    }
+    return { file, cellAt, ctrlAt, dataFile, dataAt };
+  }
+  throw new Error('key not found');
 }

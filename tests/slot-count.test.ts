@@ -9,28 +9,12 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import { BucketMap, BucketMapError, codecs, codes, type BucketMapConfig } from '../host/index.js';
 import { Batcher, type BatchHost } from '../host/batch.js';
-import { openBucketFiles, tableOverFiles } from '../host/bucket-storage.js';
 import { BATCH } from '../host/engine.js';
-import { Manifest } from '../host/manifest.js';
-import { ENGINES, Rng, persistentConfig, removeDir, tempDir } from './helpers.js';
-
-/** Where a key's index cell is on disk: the segment file and the cell's byte offset in it. */
-function cellOf(config: BucketMapConfig, key: Uint8Array): { file: string; cellAt: number } {
-  const manifest = Manifest.inspect(config.restartFile!);
-  const layout = { ...manifest.config, drives: config.drives!, hugePages: false };
-  for (const [ix, record] of manifest.allocated()) {
-    const files = openBucketFiles(layout, ix, record, true);
-    const table = tableOverFiles(layout, record, files.index, files.data);
-    const cell = table.probe(key, 0);
-    if (cell < 0) continue;
-    return { file: files.index.segmentPaths[table.seg], cellAt: table.cellOffset(cell) };
-  }
-  throw new Error('key not found');
-}
+import { ENGINES, Rng, locateKey, persistentConfig, removeDir, tempDir } from './helpers.js';
 
 /** Writes `slots` as the slot count of the key's DATA cell (value bytes 8..11). */
 function setSlotCount(config: BucketMapConfig, key: Uint8Array, slots: number): void {
-  const { file, cellAt } = cellOf(config, key);
+  const { file, cellAt } = locateKey(config, key);
   const bytes = new Uint8Array(4);
   new DataView(bytes.buffer).setUint32(0, slots, true);
   const fd = fs.openSync(file, 'r+');

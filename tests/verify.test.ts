@@ -4,39 +4,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
-import { openBucketFiles, tableOverFiles } from '../host/bucket-storage.js';
-import { Manifest } from '../host/manifest.js';
 import { CELL_BYTES, CELLS_PER_PAGE, extraByte, PAGE_HEADER_BYTES } from '../host/layout.js';
-import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
+import { ENGINES, Rng, fingerprint, locateKey, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
 
 const CLI = new URL('../host/cli.js', import.meta.url).pathname;
-
-/** Where a key's index cell is on disk: the segment file and the cell's byte offset in it. */
-function locate(config: BucketMapConfig, key: Uint8Array): { file: string; cellAt: number; ctrlAt: number; dataFile: string | null; dataAt: number } {
-  const manifest = Manifest.inspect(config.restartFile!);
-  const layout = { ...manifest.config, drives: config.drives!, hugePages: false };
-  for (const [ix, record] of manifest.allocated()) {
-    const files = openBucketFiles(layout, ix, record, true);
-    const table = tableOverFiles(layout, record, files.index, files.data);
-    const cell = table.probe(key, 0);
-    if (cell < 0) continue;
-    const cellAt = table.cellOffset(cell);
-    const file = files.index.segmentPaths[table.seg];
-    const slot = cell % 20;
-    const ctrlAt = cellAt - 64 - slot * 48 + slot * 2;
-    const ref = table.dataRef(cell);
-    let dataFile: string | null = null;
-    let dataAt = 0;
-    if (ref !== null) {
-      const data = table.data[ref[0]]!;
-      const s = data.segmentOf(ref[1]);
-      dataFile = data.file.segmentPaths[s];
-      dataAt = data.offsetOf(ref[1], s);
-    }
-    return { file, cellAt, ctrlAt, dataFile, dataAt };
-  }
-  throw new Error('key not found');
-}
 
 function patch(file: string, at: number, bytes: number[]): void {
   const fd = fs.openSync(file, 'r+');
@@ -130,7 +101,7 @@ for (const engine of ENGINES) {
   });
 
   test('a changed key byte is found (it no longer sits where its hash says)', () => {
-    const spot = locate(config, keys[1]);
+    const spot = locateKey(config, keys[1]);
     patch(spot.file, spot.cellAt + 9, [read(spot.file, spot.cellAt + 9, 1)[0] ^ 0x40]);
     const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
     assert.not.ok(report.ok);
@@ -139,7 +110,7 @@ for (const engine of ENGINES) {
   });
 
   test('a ctrl word with a wrong distance or no kind is found', () => {
-    const spot = locate(config, keys[2]);
+    const spot = locateKey(config, keys[2]);
     const [lo, hi] = read(spot.file, spot.ctrlAt, 2);
     patch(spot.file, spot.ctrlAt, [lo + 3, hi]);
     let report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
@@ -151,7 +122,7 @@ for (const engine of ENGINES) {
 
   test('a damaged data reference is CORRUPT on read, update and delete, and nothing changes', () => {
     const victim = keys.find((_, i) => i % 3 === 2 && i % 5 !== 0)!;
-    const spot = locate(config, victim);
+    const spot = locateKey(config, victim);
     patch(spot.file, spot.cellAt + 32 + 5, [15]);
     const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
     assert.match(problems(report), /data class 15/);
@@ -170,7 +141,7 @@ for (const engine of ENGINES) {
 
   test('a batch that meets a damaged cell part-way counts the keys it changed before it', () => {
     const victim = keys.find((_, i) => i % 3 === 2 && i % 5 !== 0)!;
-    const spot = locate(config, victim);
+    const spot = locateKey(config, victim);
     patch(spot.file, spot.cellAt + 32 + 5, [15]);
     const map = new BucketMap(config);
     const before = map.size;
@@ -192,7 +163,7 @@ for (const engine of ENGINES) {
 
   test('an occupied data cell nothing points at, and a wrong saved count, are found in a clean bucket', () => {
     const victim = keys.find((_, i) => i % 3 === 2 && i % 5 !== 0)!;
-    const spot = locate(config, victim);
+    const spot = locateKey(config, victim);
     assert.ok(spot.dataFile !== null, 'a two-element entry has a data cell');
     // Free the entry's cell by hand, then occupy the next one: a leak and a dangling reference.
     patch(spot.dataFile!, spot.dataAt + 7, [0]);
@@ -204,7 +175,7 @@ for (const engine of ENGINES) {
     // What a crash in the middle of a move leaves, if reopening did not repair it: the same key in
     // two neighbouring cells of its home's run.
     for (const key of keys.filter((_, i) => i % 3 === 1 && i % 5 !== 0)) {
-      const spot = locate(config, key);
+      const spot = locateKey(config, key);
       const slot = (spot.cellAt - spot.ctrlAt - PAGE_HEADER_BYTES) / (CELL_BYTES - 2);
       if (slot === CELLS_PER_PAGE - 1 || read(spot.file, spot.ctrlAt + 2, 2).some((b) => b !== 0)) continue;
       const pageAt = spot.ctrlAt - 2 * slot;
@@ -268,7 +239,7 @@ for (const engine of ENGINES) {
     const ok = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!, '--drive', config.drives![0]], { encoding: 'utf8' });
     assert.is(ok.status, 0, ok.stderr);
     assert.match(ok.stdout, /1200 entries/);
-    const spot = locate(config, keys[3]);
+    const spot = locateKey(config, keys[3]);
     patch(spot.file, spot.cellAt, [read(spot.file, spot.cellAt, 1)[0] ^ 1]);
     // Flags before the path too.
     const bad = spawnSync(process.execPath, [CLI, 'verify', '--json', '--drive', config.drives![0], config.restartFile!], { encoding: 'utf8' });
