@@ -15,24 +15,13 @@ import * as fs from 'node:fs';
 import { crc32c } from './checksum.js';
 import { BucketMapError, codes, corrupt, ioError } from './errors.js';
 import { checkCommonHeader, writeMagicAndVersion } from './format.js';
-import { reserveBlocks } from './storage.js';
+import { readExactly, reserveBlocks } from './storage.js';
 import { draftPath, linkDraft, removeDrafts } from './lock.js';
 import {
   FILE_KIND_MANIFEST, HEADER_BYTES, H_CRC, MANIFEST_SLOT_BYTES, MH_DRIVES, MH_ELEMENT_SIZE, MH_MAX_BUCKETS,
   MH_MAX_SEARCH, MH_SEGMENT_BYTES, MH_SLOT_BYTES, MH_MAP_ID, SIZE_CLASSES, S_CRC, S_DATA_GEN, S_DATA_POW2, S_DRIVE,
   S_INDEX_GEN, S_INDEX_PAGES, S_SEED_HI, S_SEED_LO, S_SEQ, MAX_INDEX_PAGES, MAX_DATA_POW2,
 } from './layout.js';
-
-/** Reads `length` bytes at `position`; a file that ends sooner (it shrank meanwhile) is CORRUPT. */
-function readFully(fd: number, length: number, position: number, file: string): Buffer {
-  const out = Buffer.alloc(length);
-  for (let done = 0; done < length; ) {
-    const n = fs.readSync(fd, out, done, length - done, position + done);
-    if (n === 0) throw corrupt(file, `ends at ${position + done} bytes, before its size`);
-    done += n;
-  }
-  return out;
-}
 
 export interface BucketRecord {
   seedLo: number;
@@ -220,7 +209,8 @@ export class Manifest {
         const stat = fs.fstatSync(fd);
         if (!stat.isFile()) throw corrupt(file, 'restart file is not a regular file');
         size = stat.size;
-        header = readFully(fd, Math.min(size, HEADER_BYTES), 0, file);
+        header = Buffer.alloc(Math.min(size, HEADER_BYTES));
+        readExactly(fd, header, 0, header.length, 0, file);
       } catch (err) {
         if (err instanceof BucketMapError) throw err;
         throw ioError(`cannot read restart file ${file}`, err, file);
@@ -253,7 +243,7 @@ export class Manifest {
       try {
         bytes = Buffer.allocUnsafe(expected);
         header.copy(bytes, 0);
-        readFully(fd, expected - HEADER_BYTES, HEADER_BYTES, file).copy(bytes, HEADER_BYTES);
+        readExactly(fd, bytes, HEADER_BYTES, expected - HEADER_BYTES, HEADER_BYTES, file);
       } catch (err) {
         if (err instanceof BucketMapError) throw err;
         throw ioError(`cannot read restart file ${file}`, err, file);

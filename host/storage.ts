@@ -216,6 +216,18 @@ export function reserveBlocks(fd: number, from: number, to: number, unit = OS_PA
   }
 }
 
+/**
+ * Reads `length` bytes at file position `position` into `target` from `offset`; a file that ends
+ * sooner (it shrank meanwhile) is CORRUPT. Errors of the read itself are left to the caller.
+ */
+export function readExactly(fd: number, target: Uint8Array, offset: number, length: number, position: number, file: string): void {
+  for (let done = 0; done < length; ) {
+    const n = fs.readSync(fd, target, offset + done, length - done, position + done);
+    if (n === 0) throw corrupt(file, `ends at ${position + done} bytes, before its size`);
+    done += n;
+  }
+}
+
 /** Filesystems (by device) on which a fill left a file as sparse as it was: see fillHoles. */
 const keepsNoZeros = new Set<number>();
 /** How much of a sparse file fillHoles reads at a time: a whole number of huge pages and of OS pages. */
@@ -251,11 +263,7 @@ function fillHoles(fd: number, stat: fs.Stats, file: string, hugePages: boolean)
     const zeros = Buffer.alloc(OS_PAGE_BYTES);
     for (let at = 0; at < size; at += FILL_READ_BYTES) {
       const length = Math.min(FILL_READ_BYTES, size - at);
-      for (let got = 0; got < length; ) {
-        const n = fs.readSync(fd, chunk, got, length - got, at + got);
-        if (n === 0) throw corrupt(file, 'ended while its holes were filled');
-        got += n;
-      }
+      readExactly(fd, chunk, 0, length, at, file);
       // A huge unit only where a whole one fits (the tail goes page by page, as in MappedFile.create).
       const step = at + length === size && length % unit !== 0 ? OS_PAGE_BYTES : unit;
       for (let from = 0; from < length; from += step) {
