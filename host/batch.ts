@@ -132,10 +132,11 @@ export class Batcher<T> {
   getMany(keys: KeyBatch): Array<Entry<T> | undefined> {
     const list = batchKeys(keys);
     const out = new Array<Entry<T> | undefined>(keyCount(list));
-    const { ctx, codec } = this.host;
+    const { ctx, codec, guard } = this.host;
     const b = ctx.engine.batch;
     const size = codec.size;
-    this.lookUp(list, (from, start, done) => {
+    // A user's codec runs while the chunk's results sit in the engine's batch buffers.
+    this.lookUp(list, (from, start, done) => guard.runCallback(() => {
       for (let i = start; i < done; i++) {
         if (b.status[i] !== 1) {
           out[from + i] = undefined;
@@ -148,7 +149,7 @@ export class Batcher<T> {
         out[from + i] = [elements, b.outRefCounts[i]];
       }
       return done - start;
-    });
+    }));
     return out;
   }
 
@@ -299,10 +300,7 @@ export class Batcher<T> {
     const counts = new Uint32Array(total);
     const starts = new Float64Array(total + 1);
     const rcs = new Float64Array(total);
-    let staged: Uint8Array;
-    const was = guard.userCode;
-    guard.userCode = true;
-    try {
+    const staged = guard.runCallback((): Uint8Array => {
       const lists = new Array<readonly T[]>(total);
       for (let i = 0; i < total; i++) {
         rcs[i] = checkRefCount(single ? (refCounts as number) : (refCounts as ArrayLike<number>)[i], `refCounts[${i}]`);
@@ -314,21 +312,20 @@ export class Batcher<T> {
         counts[i] = n;
         starts[i + 1] = starts[i] + ((n * size + 7) & ~7);
       }
-      staged = new Uint8Array(starts[total]);
+      const encoded = new Uint8Array(starts[total]);
       for (let i = 0; i < total; i++) {
         const slots = lists[i];
         for (let k = 0; k < counts[i]; k++) {
           try {
-            codec.encode(slots[k], staged, starts[i] + k * size);
+            codec.encode(slots[k], encoded, starts[i] + k * size);
           } catch (err) {
             if (err instanceof Error) err.message = `slotLists[${i}][${k}]: ${err.message}`;
             throw err;
           }
         }
       }
-    } finally {
-      guard.userCode = was;
-    }
+      return encoded;
+    });
     const b = ctx.engine.batch;
     let from = 0;
     while (from < total) {

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, encodeSlotList, putMarked, removeMarked, type Entry, type MapGuard } from './bucket.js';
 import { BucketStorage, openBucketFiles, readOnlyError, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { Batcher, type KeyBatch } from './batch.js';
-import { checkCodec, codecs, isBuiltInCodec, type ElementCodec } from './codecs.js';
+import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
 import { bucketIndexAt, bucketIndexOf, toKeyBytes, type Key } from './keys.js';
@@ -266,7 +266,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       userCode: false,
       entries: 0,
     };
-    this.codec = isBuiltInCodec(cfg.codec) ? (cfg.codec as ElementCodec<T>) : this.guardCodec(cfg.codec as ElementCodec<T>);
+    // A codec runs only where the caller's code is flagged (guard.userCode): encodeSlotList,
+    // Bucket.decode and the batched calls, so a map call from inside it is REENTRANT.
+    this.codec = cfg.codec as ElementCodec<T>;
     this.maxSlots = maxSlotsFor(this.codec.size);
     this.bits = Math.log2(cfg.maxBuckets);
     this.persistent = cfg.restartFile !== null;
@@ -443,36 +445,6 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private enterWrite(): void {
     this.enter();
     if (this.ctx.readOnly) throw readOnlyError();
-  }
-
-  /**
-   * A user's codec runs as an update() callback does: a map call from inside it is REENTRANT. It
-   * would reuse the engine's buffers the outer call is working in, or grow a file whose old
-   * mapping the outer call is still reading (on the host path, a SIGBUS).
-   */
-  private guardCodec(codec: ElementCodec<T>): ElementCodec<T> {
-    const guard = this.guard;
-    return Object.freeze({
-      size: codec.size,
-      encode(value: T, target: Uint8Array, offset: number): void {
-        const was = guard.userCode;
-        guard.userCode = true;
-        try {
-          codec.encode(value, target, offset);
-        } finally {
-          guard.userCode = was;
-        }
-      },
-      decode(source: Uint8Array, offset: number): T {
-        const was = guard.userCode;
-        guard.userCode = true;
-        try {
-          return codec.decode(source, offset);
-        } finally {
-          guard.userCode = was;
-        }
-      },
-    });
   }
 
   private runCallback<R>(fn: () => R): R {

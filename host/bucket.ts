@@ -40,7 +40,7 @@ export interface BucketItem<T> {
 
 /** Runs user callbacks and guards every call; implemented by BucketMap. */
 export interface MapGuard {
-  /** Throws CLOSED after close(), REENTRANT inside an update() callback. */
+  /** Throws CLOSED after close(), REENTRANT while the caller's code runs inside a map call (userCode). */
   enter(): void;
   /** enter() for a call that writes: READ_ONLY too on a map opened read-only. */
   enterWrite(): void;
@@ -211,26 +211,19 @@ export class Bucket<T> {
     // Every item is checked and encoded before anything is written: a bad one fails the whole
     // batch, and the codec is not asked again half-way through.
     const size = this.codec.size;
-    const was = this.guard.userCode;
-    this.guard.userCode = true; // reading the items may run the caller's code: see insertMany
-    let staged: Uint8Array;
-    let keys: Uint8Array[];
-    try {
-      staged = new Uint8Array(items.length * size);
-      keys = Array.from(items, (item, i) => { // not map: it skips a sparse array's holes
-        if (!Array.isArray(item) || item.length !== 2) throw new TypeError(`items[${i}] must be a [key, element] pair`);
-        const key = toKeyBytes(item[0], `items[${i}][0]`).slice();
-        try {
-          this.codec.encode(item[1], staged, i * size);
-        } catch (err) {
-          if (err instanceof Error) err.message = `items[${i}][1]: ${err.message}`;
-          throw err;
-        }
-        return key;
-      });
-    } finally {
-      this.guard.userCode = was;
-    }
+    const staged = new Uint8Array(items.length * size);
+    // Reading the items may run the caller's code: see insertMany.
+    const keys = this.guard.runCallback(() => Array.from(items, (item, i) => { // not map: it skips a sparse array's holes
+      if (!Array.isArray(item) || item.length !== 2) throw new TypeError(`items[${i}] must be a [key, element] pair`);
+      const key = toKeyBytes(item[0], `items[${i}][0]`).slice();
+      try {
+        this.codec.encode(item[1], staged, i * size);
+      } catch (err) {
+        if (err instanceof Error) err.message = `items[${i}][1]: ${err.message}`;
+        throw err;
+      }
+      return key;
+    }));
     this.setAnticipatedCount(this.bucketLen() + keys.length);
     const duplicates: Array<[number, T | undefined]> = []; // undefined: the entry kept has an empty list
     const input = this.ctx.engine.input;
@@ -299,7 +292,14 @@ export class Bucket<T> {
   decode(ref: ValueRef): Entry<T> {
     const size = this.codec.size;
     const list = new Array<T>(ref.slots);
-    for (let i = 0; i < ref.slots; i++) list[i] = this.codec.decode(ref.buf, ref.off + i * size);
+    // A user's codec runs here, while `ref` points into a mapped file: as in encodeSlotList.
+    const was = this.guard.userCode;
+    this.guard.userCode = true;
+    try {
+      for (let i = 0; i < ref.slots; i++) list[i] = this.codec.decode(ref.buf, ref.off + i * size);
+    } finally {
+      this.guard.userCode = was;
+    }
     return [list, ref.refCount];
   }
 
