@@ -329,6 +329,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
           manifest = Manifest.inMemory(full);
         }
       }
+      if (lock !== null && cfg.restartFile !== null) lock.guard(cfg.restartFile);
       let closeRecord: CloseRecord | null = null;
       if (readerOf !== null) {
         closeRecord = cleanCloseRecord(readerOf, manifest, cfg.maxBuckets);
@@ -963,6 +964,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       throw err;
     }
     try {
+      if (fs.existsSync(restartFile)) lock.guard(restartFile);
       return BucketMap.verifyClosed(restartFile, options.drives);
     } finally {
       lock.release();

@@ -23,6 +23,9 @@
  * open at once at least one of them sees the other and backs off (both may: LOCKED either way,
  * never both in). A reader file nobody holds a lock on was left by a dead process and is removed by
  * the next writer that finds it, as is one whose thread ended.
+ *
+ * Once its restart file exists, each holder also locks that file the same way (guard()): files
+ * beside a map get removed by hand, and the restart file is the one that cannot be.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -439,6 +442,9 @@ export class MapLock {
   /** For a read-only (shared) hold, this reader's file ('' where none could be made, see NO_LOCK_HERE); null for the writer's lock. */
   private readonly reader: string | null;
 
+  /** The descriptor holding the second lock, on the restart file itself (see guard()); -1 until taken. */
+  private guardFd = -1;
+
   private constructor(file: string, tookOver: boolean, fd: number, reader: string | null = null) {
     this.file = file;
     this.tookOver = tookOver;
@@ -552,7 +558,46 @@ export class MapLock {
     }
   }
 
+  /**
+   * Also locks the restart file itself, on the same byte: exclusively for the writer, shared for a
+   * reader. The lock file and reader files can be removed by hand while their map is open (a habit
+   * after crashes, `rm *.lock`), and a second writer would then make a new lock file and hold that;
+   * the restart file cannot go without losing the map, so its lock still stands between them.
+   * Taken once the restart file exists (before any bucket file is mapped); the lock file still
+   * answers first, and names the holder.
+   */
+  guard(restartFile: string): void {
+    if (this.guardFd >= 0) return;
+    const shared = this.reader !== null;
+    let fd: number;
+    try {
+      fd = fs.openSync(restartFile, (shared ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW);
+    } catch (err) {
+      throw ioError(`cannot open restart file ${restartFile} to lock it`, err, restartFile);
+    }
+    let locked = false;
+    try {
+      locked = tryLockByte(fd, HOLD, shared, restartFile);
+    } finally {
+      if (!locked) closeQuietly(fd);
+    }
+    if (!locked) {
+      const held = shared ? 'open for writing elsewhere' : 'open elsewhere';
+      throw new BucketMapError(
+        codes.LOCKED,
+        `${restartFile}: the map is ${held}, though ${this.file} did not say so (was it removed by hand while the map was open?)`,
+        { file: restartFile },
+      );
+    }
+    this.guardFd = fd;
+  }
+
   release(): void {
+    // The restart file's lock first: a writer that takes the lock file next must find it free.
+    if (this.guardFd >= 0) {
+      closeQuietly(this.guardFd);
+      this.guardFd = -1;
+    }
     if (this.reader !== null) {
       if (this.reader !== '') withdrawReader({ path: this.reader, fd: this.fd });
       this.fd = -1;

@@ -419,5 +419,48 @@ for (const engine of ENGINES) {
     assert.throws(() => new BucketMap({ ...config, readOnly: true }), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.LOCKED);
   });
 
+  test('a lock file removed by hand while its map is open lets no second writer, reader or verify in: the restart file is locked too', async () => {
+    const config = persistentConfig(dir, engine);
+    const child = await startChild(HOLDER, JSON.stringify(config), 'open');
+    try {
+      fs.rmSync(`${config.restartFile}.lock`);
+      const before = fingerprint(dir);
+      const removedByHand = (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.LOCKED && /removed by hand/.test(e.message);
+      assert.throws(() => new BucketMap(config), removedByHand);
+      assert.throws(() => new BucketMap({ ...config, readOnly: true }), removedByHand);
+      assert.throws(() => BucketMap.verify({ restartFile: config.restartFile! }), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.LOCKED);
+      assert.equal(fingerprint(dir), before, 'the refused opens left nothing behind, not even a lock file');
+    } finally {
+      await killHard(child);
+    }
+    const map = new BucketMap(config);
+    assert.is(map.size, 1, 'free once its holder is gone, with its data');
+    map.close();
+  });
+
+  test('reader files removed by hand while a reader is open let no writer in: the reader holds the restart file shared', async () => {
+    const config = persistentConfig(dir, engine);
+    const seed = new BucketMap(config);
+    seed.insert(new Uint8Array(32).fill(3), [new Uint8Array(16)]);
+    seed.close();
+    const reader = await startChild(`
+      import { BucketMap } from ${JSON.stringify(HOST_INDEX)};
+      const map = new BucketMap({ ...JSON.parse(process.argv[1]), readOnly: true });
+      process.stdout.write(map.size === 1 ? 'open\\n' : 'wrong size\\n');
+      setInterval(() => {}, 1000);`, JSON.stringify(config), 'open');
+    try {
+      fs.rmSync(`${config.restartFile}.lock.readers`, { recursive: true });
+      assert.throws(() => new BucketMap(config), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.LOCKED && /removed by hand/.test(e.message));
+      const other = new BucketMap({ ...config, readOnly: true });
+      assert.is(other.size, 1, 'readers still share it');
+      other.close();
+    } finally {
+      await killHard(reader);
+    }
+    const map = new BucketMap(config);
+    assert.is(map.size, 1);
+    map.close();
+  });
+
   test.run();
 }
