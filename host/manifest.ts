@@ -197,6 +197,8 @@ export class Manifest {
     } catch (err) {
       if (err instanceof BucketMapError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw corrupt(file, 'restart file is a symbolic link');
+      // No map there: the code a read-only open gives for it, so callers test for one code only.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: no map here (no restart file)`, { file, cause: err });
       throw ioError(`cannot read restart file ${file}`, err, file);
     }
     let bytes: Buffer;

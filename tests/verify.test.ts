@@ -253,5 +253,19 @@ for (const engine of ENGINES) {
     }
   });
 
+  test('a map that is not there is FILE_MISSING, for BucketMap.verify as for a read-only open', () => {
+    const missing = path.join(dir, 'missing', 'restart');
+    for (const attempt of [() => BucketMap.verify({ restartFile: missing }), () => new BucketMap({ ...config, restartFile: missing, drives: undefined, readOnly: true })]) {
+      try {
+        attempt();
+        assert.unreachable('opened a map that does not exist');
+      } catch (err) {
+        assert.instance(err, BucketMapError);
+        assert.is((err as BucketMapError).code, codes.FILE_MISSING, (err as Error).message);
+      }
+    }
+    assert.not.ok(fs.existsSync(path.join(dir, 'missing')), 'nothing made for a missing map');
+  });
+
   test.run();
 }
