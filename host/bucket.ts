@@ -254,13 +254,18 @@ export class Bucket<T> {
   }
 
   // ── internals shared with BucketMap ───────────────────────────────────────────────────────────
+  // @internal (tsconfig stripInternal) keeps these out of the published declarations: they skip the
+  // guards of the documented calls (closed, read-only, reentrant, argument checks), which their
+  // callers have already passed.
 
+  /** @internal */
   readKey(k: Uint8Array): Entry<T> | undefined {
     if (!this.storage.allocated) return undefined;
     const ref = this.ctx.engine.read(this.index, k, 0);
     return ref == null ? undefined : this.decode(ref);
   }
 
+  /** @internal */
   removeKey(k: Uint8Array): boolean {
     if (!this.storage.allocated) return false;
     this.storage.markDirty();
@@ -268,6 +273,7 @@ export class Bucket<T> {
   }
 
   /**
+   * @internal
    * adjustRef() of an entry the engine cannot change in place (not INLINE, or its refCount would
    * leave 1..256): writes the entry again with the new refCount. Returns it, or undefined if the
    * key is absent.
@@ -284,11 +290,12 @@ export class Bucket<T> {
     return refCount + delta;
   }
 
-  /** Encodes a slot list into the engine's input buffer; returns its length. */
+  /** @internal Encodes a slot list into the engine's input buffer; returns its length. */
   encode(slotList: readonly T[]): number {
     return encodeSlotList(this.guard, this.codec, this.maxSlots, this.ctx.engine.input, slotList);
   }
 
+  /** @internal */
   decode(ref: ValueRef): Entry<T> {
     const size = this.codec.size;
     const list = new Array<T>(ref.slots);
@@ -303,7 +310,7 @@ export class Bucket<T> {
     return [list, ref.refCount];
   }
 
-  /** Writes an encoded value, growing until it fits. */
+  /** @internal Writes an encoded value, growing until it fits. */
   writeEncoded(k: Uint8Array, slots: number, refCount: number): void {
     if (!this.storage.allocated) this.storage.allocate();
     for (;;) {
@@ -359,6 +366,7 @@ export class Bucket<T> {
     return { keys, cells, length: n, version: this.ctx.versions[this.index] };
   }
 
+  /** @internal */
   *iterateKeys(): Generator<Uint8Array> {
     const snap = this.snapshot();
     if (snap === null) return;
@@ -373,6 +381,7 @@ export class Bucket<T> {
     }
   }
 
+  /** @internal */
   *iterateEntries(): Generator<[Uint8Array, Entry<T>]> {
     const snap = this.snapshot();
     if (snap === null) return;
