@@ -1,0 +1,48 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// What `npm pack` would publish, listed without building (--ignore-scripts) or writing a tarball.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const packed = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
+const files = new Set<string>(packed.status === 0 ? (JSON.parse(packed.stdout) as Array<{ files: Array<{ path: string }> }>)[0].files.map((f) => f.path) : []);
+
+test('npm pack lists the package', () => {
+  assert.is(packed.status, 0, packed.stderr);
+});
+
+test('the package ships every file its entry points, bin and the wasm engine load', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+  const needed = [pkg.main, pkg.types, ...Object.values(pkg.bin as Record<string, string>), pkg.exports['.'].types, pkg.exports['.'].default, 'build/core.wasm'];
+  for (const file of needed) assert.ok(files.has(path.posix.normalize(file)), `${file} is not in the package`);
+  // Every module an entry point imports, transitively: a missing one fails only at a consumer's import.
+  for (const file of files) {
+    if (!file.endsWith('.js')) continue;
+    for (const [, spec] of fs.readFileSync(path.join(root, file), 'utf8').matchAll(/from '(\.{1,2}\/[^']+)'/g)) {
+      const target = path.posix.join(path.posix.dirname(file), spec);
+      assert.ok(files.has(target), `${file} imports ${spec}, which is not in the package`);
+    }
+  }
+});
+
+test('the source maps the package ships point at sources it ships', () => {
+  // node --enable-source-maps and debuggers show a frame's place in the source a map names; a
+  // source left out of the package is a stack trace into a file that is not there.
+  let maps = 0;
+  for (const file of files) {
+    if (!file.endsWith('.js.map')) continue;
+    maps++;
+    const map = JSON.parse(fs.readFileSync(path.join(root, file), 'utf8')) as { sources: string[]; sourcesContent?: unknown[] };
+    if (map.sourcesContent !== undefined) continue;
+    for (const source of map.sources) {
+      const target = path.posix.join(path.posix.dirname(file), source);
+      assert.ok(files.has(target), `${file} names ${source}, which is not in the package`);
+    }
+  }
+  assert.ok(maps > 0, 'no source maps listed');
+});
+
+test.run();
