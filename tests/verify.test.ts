@@ -245,6 +245,10 @@ for (const engine of ENGINES) {
     const bad = spawnSync(process.execPath, [CLI, 'verify', '--json', '--drive', config.drives![0], config.restartFile!], { encoding: 'utf8' });
     assert.is(bad.status, 1);
     assert.is(JSON.parse(bad.stdout).ok, false);
+    const told = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!, '--drive', config.drives![0]], { encoding: 'utf8' });
+    assert.is(told.status, 1);
+    const count = JSON.parse(bad.stdout).problemCount as number;
+    assert.ok(told.stdout.split('\n').includes(`${count} problem${count === 1 ? '' : 's'}`), told.stdout);
     // Everything that is not a verdict is exit code 2, never 1 ("problems found").
     for (const args of [['nonsense'], ['verify'], ['verify', ''], ['verify', '--json'], ['verify', path.join(dir, 'missing')]]) {
       const failed = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
