@@ -154,6 +154,9 @@ export class BucketStorage {
   record: BucketRecord | undefined;
   index: MappedFile | null = null;
   readonly data: Array<MappedFile | null> = new Array<MappedFile | null>(SIZE_CLASSES).fill(null);
+
+  private closed = false;
+
   /** Changed since the last flush: its header says dirty and its counts must be saved. */
   dirty = false;
   /** Changed since the last durable flush: its files must be synced by the next one. */
@@ -243,6 +246,9 @@ export class BucketStorage {
    * growth) is not referenced by anything, so it is removed and the creation retried.
    */
   private createFile(sizeClass: number | null, generation: number, spec: FileSpec, replaces: MappedFile | null): MappedFile {
+    // The documented calls refuse a closed map first; this stops a Bucket kept past close() and
+    // driven through its undocumented methods, whose file would land among the next open's.
+    if (this.closed) throw new BucketMapError(codes.CLOSED, `bucket ${this.ix}: the map is closed`);
     if (this.ctx.readOnly) throw readOnlyError();
     this.ctx.beforeChange();
     const name = this.name(sizeClass, generation);
@@ -726,6 +732,7 @@ export class BucketStorage {
 
   /** Drops the mappings; with `remove`, deletes the files too (maps without a restart file). */
   close(remove: boolean): void {
+    this.closed = true;
     this.ctx.writable[this.ix] = 0;
     this.pending = null;
     this.vouched = false;

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codes, type BucketMapConfig } from '../host/index.js';
 import { checkPlatform } from '../host/errors.js';
-import { ENGINES, Rng, removeDir, tempDir } from './helpers.js';
+import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir } from './helpers.js';
 
 const rng = new Rng(11);
 
@@ -122,6 +122,24 @@ for (const engine of ENGINES) {
     const bucket = other.getBucketFromIndex(1);
     other[Symbol.dispose]();
     assert.throws(() => bucket.bucketLen(), (e: BucketMapError) => e.code === codes.CLOSED);
+  });
+
+  test('a bucket kept past close() never makes files, not even through its undocumented methods from plain JS', () => {
+    const dir = tempDir();
+    try {
+      const config = persistentConfig(dir, engine);
+      const first = new BucketMap(config);
+      const kept = first.getBucketFromIndex(0) as unknown as { writeEncoded(k: Uint8Array, slots: number, refCount: number): void };
+      first.close();
+      const next = new BucketMap(config); // the same folders, open again
+      const before = fingerprint(dir);
+      assert.throws(() => kept.writeEncoded(rng.key(), 0, 1), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CLOSED);
+      assert.equal(fingerprint(dir), before, 'no file appeared in the map open now');
+      assert.is(next.size, 0);
+      next.close();
+    } finally {
+      removeDir(dir);
+    }
   });
 
   test.run();
