@@ -47,14 +47,34 @@ function loadMmap(): MmapBinding {
   try {
     root = path.dirname(require.resolve('mmap-io/package.json'));
   } catch {
-    return require('mmap-io') as MmapBinding;
+    return requireAddon(require) as MmapBinding;
   }
   const abi = `node-v${process.versions.modules}-${process.platform}-${process.arch}`;
   for (const candidate of [path.join(root, 'build', 'binding', 'Release', abi, 'mmap_io.node'), path.join(root, 'build', 'Release', 'mmap_io.node')]) {
     if (fs.existsSync(candidate)) return require(candidate) as MmapBinding;
   }
-  const viaPackage = require('mmap-io') as MmapBinding & { sync(b: Buffer, o: number, s: number, bl: boolean, i: boolean): void };
+  const viaPackage = requireAddon(require) as MmapBinding & { sync(b: Buffer, o: number, s: number, bl: boolean, i: boolean): void };
   return { ...viaPackage, sync_lib_private__: (b, o, s, bl, i) => viaPackage.sync(b, o, s, bl, i) };
+}
+
+/**
+ * mmap-io through its entry point, or an error that says how to get it: its native addon is built
+ * by an install script, which npm 12 skips unless the installing project approves it, and the bare
+ * MODULE_NOT_FOUND for `mmap_io.node` that follows does not say so.
+ */
+function requireAddon(require: NodeJS.Require): unknown {
+  try {
+    return require('mmap-io');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    throw new Error(
+      'bucket-map: the native addon of mmap-io (npm:@riaskov/mmap-io) is not installed or was not built. ' +
+        'Its install script builds it, and npm skips install scripts a project has not approved: run ' +
+        '`npm approve-scripts @riaskov/mmap-io` (or add it to allowScripts in your package.json), then ' +
+        '`npm rebuild mmap-io`. The build needs python3, make and a C++ compiler.',
+      { cause: err },
+    );
+  }
 }
 
 const mmap = loadMmap();

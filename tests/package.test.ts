@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,6 +44,32 @@ test('the source maps the package ships point at sources it ships', () => {
     }
   }
   assert.ok(maps > 0, 'no source maps listed');
+});
+
+test('without mmap-io\'s native addon (npm skipped its install script), importing bucket-map says how to get it', () => {
+  // A consumer's install as npm 12 leaves it by default: the package and its dependencies in place,
+  // mmap-io unbuilt. The failure used to be a bare MODULE_NOT_FOUND for mmap_io.node.
+  const consumer = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-consumer-'));
+  try {
+    const installed = path.join(consumer, 'node_modules', 'bucket-map');
+    fs.mkdirSync(path.join(installed, 'build'), { recursive: true });
+    fs.copyFileSync(path.join(root, 'package.json'), path.join(installed, 'package.json'));
+    fs.cpSync(path.join(root, 'build', 'host'), path.join(installed, 'build', 'host'), { recursive: true });
+    fs.copyFileSync(path.join(root, 'build', 'core.wasm'), path.join(installed, 'build', 'core.wasm'));
+    const modules = path.join(root, 'node_modules');
+    const mmapIo = fs.realpathSync(path.join(modules, 'mmap-io'));
+    fs.cpSync(mmapIo, path.join(consumer, 'node_modules', 'mmap-io'), { recursive: true, filter: (from) => from !== path.join(mmapIo, 'build') });
+    for (const dep of ['fs-native-extensions', '@assemblyscript', '@mapbox']) {
+      fs.symlinkSync(path.join(modules, dep), path.join(consumer, 'node_modules', dep));
+    }
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('bucket-map')"], { cwd: consumer, encoding: 'utf8' });
+    assert.is.not(run.status, 0, 'the import fails');
+    assert.match(run.stderr, /native addon of mmap-io/);
+    assert.match(run.stderr, /npm approve-scripts @riaskov\/mmap-io/);
+    assert.match(run.stderr, /npm rebuild mmap-io/);
+  } finally {
+    fs.rmSync(consumer, { recursive: true, force: true });
+  }
 });
 
 test.run();
