@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, encodeSlotList, putMarked, removeMarked, type Entry, type MapGuard } from './bucket.js';
-import { BucketStorage, openBucketFiles, readOnlyError, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
+import { BucketStorage, checkDriveOrder, openBucketFiles, readOnlyError, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
@@ -361,6 +361,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         versions: new Float64Array(cfg.maxBuckets),
         readOnly: cfg.readOnly,
       };
+      if (manifest.file !== null) checkDriveOrder(this.ctx, manifest.allocated(), manifest.file);
       storages = new Array<BucketStorage>(cfg.maxBuckets);
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
       this.storages = storages;
@@ -979,6 +980,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     }
     // The static verifier takes no map configuration, so it maps the files plainly.
     const layout: FileLayout = { ...manifest.config, drives, hugePages: false };
+    checkDriveOrder(layout, manifest.allocated(), restartFile);
     const report = emptyReport();
     for (const [ix, record] of manifest.allocated()) {
       let files: ReturnType<typeof openBucketFiles>;

@@ -52,6 +52,32 @@ export function dataSpec(layout: FileLayout, ix: number, sizeClass: number, gene
   };
 }
 
+/**
+ * Refuses drives given in another order than the map's: the restart file names each bucket's folder
+ * by its position, so a swap made every moved bucket FILE_MISSING on first use, and new buckets
+ * placed under the swap went missing once the right order was back. For each position that holds
+ * a bucket, the first such bucket's index file is looked for there; found only in another of the
+ * drives, the order is wrong. A stat per drive, at open: buckets opened lazily are not mapped.
+ */
+export function checkDriveOrder(layout: FileLayout, allocated: Iterable<[number, BucketRecord]>, file: string): void {
+  if (layout.drives.length < 2) return;
+  const checked = new Set<number>();
+  for (const [ix, record] of allocated) {
+    if (checked.has(record.drive)) continue;
+    checked.add(record.drive);
+    const name = bucketFileName(layout.mapId, ix, null, record.indexGen);
+    if (fs.existsSync(segmentPath(layout.drives[record.drive], name, 0))) continue;
+    const at = layout.drives.findIndex((dir, i) => i !== record.drive && fs.existsSync(segmentPath(dir, name, 0)));
+    if (at < 0) continue; // missing everywhere: that bucket's first use says so
+    throw new BucketMapError(
+      codes.CONFIG_MISMATCH,
+      `${file}: the drives are given in another order than the map's: bucket ${ix}'s files are in ${layout.drives[at]}, given as drives[${at}], ` +
+        `which the map has as drives[${record.drive}]; give the drives in the order the map was created with`,
+      { file },
+    );
+  }
+}
+
 /** Opens the files a manifest record names (checked before mapping); read-only for the verifier. */
 export function openBucketFiles(layout: FileLayout, ix: number, record: BucketRecord, readOnly: boolean, mode: OpenMode = 'eager'): { index: MappedFile; data: Array<MappedFile | null> } {
   const dir = layout.drives[record.drive];

@@ -104,6 +104,31 @@ for (const engine of ENGINES) {
     again.close();
   });
 
+  test('drives given in another order are CONFIG_MISMATCH at open (after a clean close or a crash) and for verify, nothing changed; the right order opens everything', () => {
+    const drives = ['d0', 'd1', 'd2'].map((d) => path.join(dir, d));
+    const config = { ...persistentConfig(dir, engine), maxBuckets: 16, drives };
+    const map = new BucketMap(config);
+    fill(map, 400); // every bucket, spread over the three folders
+    const expected = snapshot(map);
+    map.close();
+    for (const crashed of [false, true]) {
+      if (crashed) fs.rmSync(`${config.restartFile}.closed`); // as after a kill: every bucket is opened at once
+      const before = fingerprint(dir);
+      for (const order of [[drives[1], drives[0], drives[2]], [drives[0], drives[2], drives[1]], [drives[2], drives[0], drives[1]]]) {
+        const misordered = (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CONFIG_MISMATCH && /another order/.test(e.message);
+        assert.throws(() => new BucketMap({ ...config, drives: order }), misordered);
+        // A reader of a crashed map stops earlier: it needs a writer's open first.
+        const readerRefused = crashed ? (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.NEEDS_RECOVERY : misordered;
+        assert.throws(() => new BucketMap({ ...config, drives: order, readOnly: true }), readerRefused);
+        assert.throws(() => BucketMap.verify({ restartFile: config.restartFile!, drives: order }), misordered);
+      }
+      assert.equal(fingerprint(dir), before, 'nothing written, nothing removed');
+    }
+    const again = new BucketMap(config);
+    assert.equal(snapshot(again), expected);
+    again.close();
+  });
+
   test('a missing bucket file fails with FILE_MISSING at open, or at its bucket\'s first use after a clean close, and deletes nothing', () => {
     const config = persistentConfig(dir, engine);
     const map = new BucketMap(config);
