@@ -57,6 +57,23 @@ export class RssSampler {
   }
 }
 
+/**
+ * Untimed, before every phase and before the memory baseline: two full GCs, then one event-loop
+ * turn. V8 frees the memory of a dead ArrayBuffer on a background thread after the collection that
+ * found it dead, so right after one gc() a buffer of hundreds of MB can still be resident (at 10M
+ * the 305 MiB of keys the workload drops once its streams are built was counted in one worker's
+ * baseline and hid its store's growth); a full GC first waits for the previous one's sweep. The
+ * turn is for mmap-io, which releases a mapping only when its Buffer's free callback runs, on the
+ * event loop: without it a store's replaced or closed file mappings would be charged to later phases.
+ */
+export async function settle(gc = (globalThis as { gc?: () => void }).gc): Promise<void> {
+  if (gc !== undefined) {
+    gc();
+    gc();
+  }
+  await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
 export interface DiskUse {
   /** Sum of st_blocks * 512: what the files really occupy. */
   bytes: number;

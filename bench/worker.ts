@@ -6,7 +6,7 @@
  */
 import * as os from 'node:os';
 import { buildWorkload, KEY_BYTES, sameValue, VALUE_BYTES, type Stream, type Workload } from './workload.js';
-import { RssSampler, cpuSince, diskUse, dropPageCache } from './measure.js';
+import { RssSampler, cpuSince, diskUse, dropPageCache, settle } from './measure.js';
 import { storeSpec } from './stores/index.js';
 import type { ReadCheck, Store } from './stores/store.js';
 import type { OncePhase, PhaseResult, RatePhase, RunResult } from './result.js';
@@ -45,18 +45,6 @@ function parseWorkerArgs(argv: string[]): WorkerArgs {
 }
 
 class VerifyError extends Error {}
-
-const gc = (globalThis as { gc?: () => void }).gc;
-
-/**
- * Untimed, before every phase: a full GC, then one event-loop turn. mmap-io releases a mapping
- * only when its Buffer's finaliser runs, which happens after the current turn; without the turn, a
- * store's replaced or closed file mappings would be charged to every later phase.
- */
-async function settle(): Promise<void> {
-  gc?.();
-  await new Promise<void>((resolve) => setImmediate(resolve));
-}
 
 class Runner {
   readonly result: RunResult;
