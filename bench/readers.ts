@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { buildWorkload, DEFAULT_SEED, KEY_BYTES, VALUE_BYTES } from './workload.js';
 import { flagValue, parseCount } from './options.js';
 import { parseRuns, runEngines, scriptMain } from './engine-runs.js';
-import { cell, int, machineLine, runStamp, sizeLabel, table, writeMarkdown } from './report.js';
+import { cell, int, machineLine, runStamp, sizeLabel, table, times2, writeMarkdown } from './report.js';
 import { stat } from './summary.js';
 import { STORED_VALUE_BYTES, writeRefCount } from './stores/store.js';
 
@@ -180,7 +180,7 @@ function parent(argv: string[]): void {
     (store, dir) => ({ store, n, seed, dir, readers }), (run, store) => `readers: run ${run}/${runs}, ${store}`);
   const rows = stores.map((s) => {
     const rates = results.get(s)!;
-    const ratios = readers.slice(1).map((r) => cell(stat(rates.map((x) => x[String(r)] / x[String(readers[0])])), (v) => `${v.toFixed(2)}×`, runs));
+    const ratios = readers.slice(1).map((r) => cell(stat(rates.map((x) => x[String(r)] / x[String(readers[0])])), times2, runs));
     return [LABELS[s], ...readers.map((r) => cell(stat(rates.map((x) => x[String(r)])), int, runs)), ...ratios];
   });
   const header = ['store', ...readers.map((r) => `${r} reader${r === 1 ? '' : 's'}`), ...readers.slice(1).map((r) => `${r} against ${readers[0]}`)];

@@ -53,6 +53,8 @@ export interface Report {
 export const int = (x: number): string => Math.floor(x).toLocaleString('en-US');
 /** One decimal, truncated: toFixed alone would round, and could round a figure up. */
 export const dec1 = (x: number): string => (Math.floor(x * 10) / 10).toFixed(1);
+/** A ratio to two decimals, truncated as every other figure: `1.81×`. */
+export const times2 = (x: number): string => `${(Math.floor(x * 100) / 100).toFixed(2)}×`;
 /** A run's start as it heads its section: `2026-11-27 11:05:19 UTC`. */
 export const runStamp = (d: Date): string => `${d.toISOString().replace('T', ' ').slice(0, 19)} UTC`;
 /** The machine line of a bucket-map-only section (bench:direct, bench:scale). */
