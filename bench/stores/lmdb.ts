@@ -1,4 +1,7 @@
-/** lmdb-js on its synchronous paths: putSync/removeSync inside transactionSync, getBinaryFast for reads. */
+/**
+ * lmdb-js on its synchronous paths: putSync/removeSync inside transactionSync, getBinaryFast for reads;
+ * optionally with noSync, which leaves writing back to the kernel as bucket-map does.
+ */
 import * as path from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
 import { KeyScratch, STORED_VALUE_BYTES, readRefCount, writeRefCount, type Store } from './store.js';
@@ -14,15 +17,17 @@ function copyBytes(source: Uint8Array, target: Uint8Array, count: number): void 
 class LmdbStore implements Store {
   private readonly dir: string;
   private readonly useWritemap: boolean;
+  private readonly noSync: boolean;
   private db: RootDatabase<Buffer, Buffer> | null = null;
   /** putSync copies the value into the transaction at once, so one scratch buffer serves every write. */
   private readonly scratch = Buffer.alloc(STORED_VALUE_BYTES);
   /** lmdb-js copies a key into its own buffer during the call, so one scratch key serves every call. */
   private readonly key = new KeyScratch();
 
-  constructor(dir: string, useWritemap: boolean) {
+  constructor(dir: string, useWritemap: boolean, noSync: boolean) {
     this.dir = path.join(dir, 'lmdb');
     this.useWritemap = useWritemap;
+    this.noSync = noSync;
   }
 
   private get d(): RootDatabase<Buffer, Buffer> {
@@ -39,6 +44,7 @@ class LmdbStore implements Store {
       cache: false,
       compression: false,
       useWritemap: this.useWritemap,
+      noSync: this.noSync,
     });
   }
 
@@ -85,6 +91,6 @@ class LmdbStore implements Store {
   }
 }
 
-export function createLmdb(dir: string, useWritemap: boolean): LmdbStore {
-  return new LmdbStore(dir, useWritemap);
+export function createLmdb(dir: string, useWritemap: boolean, noSync = false): LmdbStore {
+  return new LmdbStore(dir, useWritemap, noSync);
 }
