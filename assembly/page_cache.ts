@@ -116,8 +116,33 @@ export function initCache(sets: u32): void {
   memoFid = 0;
 }
 
+/** Sets the use counter (the specs use it to reach the wrap without 2^32 uses). */
+export function setClock(value: u32): void {
+  clock = value;
+}
+
 export function cacheSlots(): u32 {
   return slotCount;
+}
+
+/**
+ * The next use stamp. Before the counter would wrap, every stamp and the counter are halved: that
+ * keeps their order (a wrapped stamp would rank the page just used as the oldest, and each set
+ * would then evict its newest page and keep stale ones), and the stamp handed out is above all of
+ * them, so the page just used is still strictly the most recent of its set, as moveCell needs.
+ */
+// @ts-ignore: decorator
+@inline function tick(): u32 {
+  if (clock == 0xffffffff) halveStamps();
+  return ++clock;
+}
+
+function halveStamps(): void {
+  for (let s: u32 = 0; s < slotCount; s++) {
+    const t = tagOf(s);
+    store<u32>(t, load<u32>(t, T_STAMP) >>> 1, T_STAMP);
+  }
+  clock >>>= 1;
 }
 
 // @ts-ignore: decorator
@@ -147,7 +172,7 @@ export function cacheSlots(): u32 {
     const t = tagOf(s);
     const f = load<u32>(t, T_FID);
     if (f == fid && load<u32>(t, T_PAGE) == page) {
-      store<u32>(t, ++clock, T_STAMP);
+      store<u32>(t, tick(), T_STAMP);
       return s | SLOT_HIT;
     }
     const age: u32 = f == 0 ? 0 : load<u32>(t, T_STAMP);
@@ -178,7 +203,7 @@ export function page(fid: u32, page: u32): usize {
   hostFetchPage(fid, page, ptr);
   store<u32>(t, fid, T_FID);
   store<u32>(t, page, T_PAGE);
-  store<u32>(t, ++clock, T_STAMP);
+  store<u32>(t, tick(), T_STAMP);
   stats.misses += 1;
   stats.pagesIn += 1;
   return remember(fid, page, ptr);
@@ -206,7 +231,7 @@ export function prefetch(fid: u32, page: u32): void {
   if (load<u32>(t, T_DIRTY) != 0) writeBackSlot(victim);
   store<u32>(t, fid, T_FID);
   store<u32>(t, page, T_PAGE);
-  store<u32>(t, ++clock, T_STAMP);
+  store<u32>(t, tick(), T_STAMP);
   const entry = fetchList + <usize>fetchCount * 12;
   store<u32>(entry, fid);
   store<u32>(entry, page, 4);

@@ -1,5 +1,5 @@
 import {
-  drainLog, flushDirty, initCache, invalidate, markDirty, page, readRange, writeRangeBuilding, writeThrough,
+  drainLog, flushDirty, initCache, invalidate, markDirty, page, readRange, setClock, writeRangeBuilding, writeThrough,
   writeU16Through,
 } from '../page_cache';
 import { createFile, fetches, fileU16, fileU8, logApplies, pageWrites, setFileU8 } from './fixtures';
@@ -39,6 +39,24 @@ describe('page cache', () => {
     expect(fetches()).toBe(before + 1, 'pages 0, 2 and 3 must still be resident');
     page(FILE, 1);
     expect(fetches()).toBe(before + 2, 'page 1 was evicted');
+  });
+
+  test('eviction stays least recently used when the use counter wraps past 2^32', () => {
+    // A long-running process passes 2^32 uses in hours. Stamps issued after the wrap are small, so
+    // a plain comparison takes the page just used for the oldest: each set would keep its three
+    // stale pages for ever, and moveCell's source could be evicted by its destination.
+    initCache(1);
+    freshFile(8);
+    setClock(0xfffffffc);
+    for (let p: u32 = 0; p < 4; p++) page(FILE, p); // stamps ..fd, ..fe, ..ff, then the wrap
+    const before = fetches();
+    page(FILE, 4);
+    expect(fetches()).toBe(before + 1);
+    page(FILE, 1);
+    page(FILE, 2);
+    page(FILE, 3);
+    page(FILE, 4);
+    expect(fetches()).toBe(before + 1, 'page 0, the least recently used, was the one evicted');
   });
 
   test('a dirty page is written back when it is evicted', () => {
