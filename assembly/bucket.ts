@@ -310,6 +310,8 @@ export function readRecord(c: u32, rec: usize): u32 {
   const value = cellPtr(cur, c) + VALUE_OFFSET;
   store<u32>(rec + OUT_KIND, kind);
   if (kind == KIND_INLINE) {
+    // Elements over 16 bytes never go inline: copied from here, one would take the bytes after the cell.
+    if (elementSize > MAX_INLINE_ELEMENT) return NONE;
     store<u32>(rec + OUT_RC_LO, 1 + extraOf(cur, c));
     store<u32>(rec + OUT_RC_HI, 0);
     store<u32>(rec + OUT_SLOTS, 1);
@@ -461,7 +463,8 @@ export function adjustRef(ix: u32, delta: i32): i32 {
 /** adjustRef() of cell `c` of the bound bucket, which a probe returned (NONE: absent); no log drain. */
 export function adjustFound(c: u32, delta: i32): i32 {
   if (c == NONE) return -1;
-  if ((ctrlOf(cur, c) >> CTRL_KIND_SHIFT) != KIND_INLINE) return -2;
+  // A damaged INLINE cell (elements over 16 bytes) goes to the host's rewrite, whose read reports it.
+  if ((ctrlOf(cur, c) >> CTRL_KIND_SHIFT) != KIND_INLINE || elementSize > MAX_INLINE_ELEMENT) return -2;
   const rc = <i32>extraOf(cur, c) + 1 + delta;
   if (rc < 1 || rc > <i32>MAX_INLINE_REFCOUNT) return -2;
   setExtra(cur, c, <u32>(rc - 1));

@@ -395,6 +395,8 @@ export class Table {
     const bytes = this.bytesOf(this.seg);
     out.kind = kind;
     if (kind === KIND_INLINE) {
+      // Elements over 16 bytes never go inline: read from here, one would take the bytes after the cell.
+      if (this.elementSize > MAX_INLINE_ELEMENT) throw this.damaged(c, `is inline, but elements of ${this.elementSize} bytes are never stored inline`);
       out.refCount = 1 + bytes[extraByte(base, slot)];
       out.slots = 1;
       out.buf = bytes;
@@ -554,7 +556,8 @@ export class Table {
     // The probe left the hit's page and slot: no need to locate the cell again.
     const base = this.hitBase;
     const slot = this.hitSlot;
-    if (ctrlIn(this.wordsOf(this.seg), base, slot) >>> CTRL_KIND_SHIFT !== KIND_INLINE) return -2;
+    // A damaged INLINE cell (elements over 16 bytes) goes to the caller's rewrite, whose read reports it.
+    if (ctrlIn(this.wordsOf(this.seg), base, slot) >>> CTRL_KIND_SHIFT !== KIND_INLINE || this.elementSize > MAX_INLINE_ELEMENT) return -2;
     const at = extraByte(base, slot);
     const bytes = this.bytesOf(this.seg);
     const rc = 1 + bytes[at] + delta;

@@ -7,7 +7,7 @@
  */
 import { hashHi, hashKeyWords } from './hash.js';
 import {
-  CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_OCCUPIED, KIND_DATA, KIND_INLINE, KIND_ZERO, SIZE_CLASSES,
+  CTRL_KIND_SHIFT, DATA_FLAGS_OFFSET, DATA_OCCUPIED, KIND_DATA, KIND_INLINE, KIND_ZERO, MAX_INLINE_ELEMENT, SIZE_CLASSES,
 } from './layout.js';
 import type { SavedCounts } from './restart.js';
 import type { Table } from './table.js';
@@ -103,7 +103,9 @@ export function verifyBucket(b: BucketToVerify, report: VerifyReport): void {
     const extraAt = table.extraOffset(c);
     const extra = table.u8[table.seg][extraAt];
     if (kind !== KIND_INLINE && extra !== 0) problem(c, `has extra references ${extra} but is not an inline entry`);
-    if (kind === KIND_INLINE) {
+    if (kind === KIND_INLINE && es > MAX_INLINE_ELEMENT) {
+      problem(c, `is inline, but elements of ${es} bytes are never stored inline`);
+    } else if (kind === KIND_INLINE) {
       for (let i = es; i < 16; i++) if (bytes[value + i] !== 0) { problem(c, 'has non-zero padding after its element'); break; }
     } else if (kind === KIND_ZERO) {
       const hi = bytes[value + 4] | (bytes[value + 5] << 8) | (bytes[value + 6] << 16) | (bytes[value + 7] << 24);

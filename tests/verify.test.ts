@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BucketMap, BucketMapError, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
+import { BucketMap, BucketMapError, codecs, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
 import { CELL_BYTES, CELLS_PER_PAGE, extraByte, PAGE_HEADER_BYTES } from '../host/layout.js';
 import { ENGINES, Rng, fingerprint, locateKey, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
 
@@ -137,6 +137,33 @@ for (const engine of ENGINES) {
     assert.ok(map.readValue(other), 'other entries are unaffected');
     map.close();
     assert.equal(fingerprint(path.join(dir, 'drive')), before, 'no content was written (the dirty mark is cleared by close)');
+  });
+
+  test('an INLINE cell in a map whose elements pass 16 bytes is damage: CORRUPT on read and addref, a problem for verify()', () => {
+    // Such elements always go to data cells. Read as inline, an element of 100 bytes took the
+    // 16-byte value and the next cell's bytes after it (the wasm core: whatever its cache held there).
+    const wide = persistentConfig(path.join(dir, 'wide'), engine, { maxBuckets: 1, codec: codecs.bytes(100) });
+    let map = new BucketMap(wide);
+    const victim = rng.key();
+    const other = rng.key();
+    map.insert(victim, [new Uint8Array(100).fill(0xab)]);
+    map.insert(other, [new Uint8Array(100).fill(0xcd)]);
+    map.close();
+    const spot = locateKey(wide, victim);
+    const [lo, hi] = read(spot.file, spot.ctrlAt, 2);
+    patch(spot.file, spot.ctrlAt, [lo, (hi & 0x3f) | 0x40]);
+    assert.match(problems(BucketMap.verify({ restartFile: wide.restartFile!, drives: wide.drives! })), /inline/);
+    map = new BucketMap(wide);
+    try {
+      const isCorrupt = (e: BucketMapError): boolean => e instanceof BucketMapError && e.code === codes.CORRUPT && e.message.includes('.bkt');
+      assert.throws(() => map.readValue(victim), isCorrupt, 'readValue');
+      assert.throws(() => map.readInto(victim, new Uint8Array(1000)), isCorrupt, 'readInto');
+      assert.throws(() => map.getMany([other, victim]), isCorrupt, 'getMany');
+      assert.throws(() => map.addref(victim), isCorrupt, 'addref');
+      assert.equal(map.readValue(other), [[new Uint8Array(100).fill(0xcd)], 1], 'the other entry still reads');
+    } finally {
+      map.close();
+    }
   });
 
   test('a batch that meets a damaged cell part-way counts the keys it changed before it', () => {
