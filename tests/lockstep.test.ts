@@ -2,7 +2,7 @@
  * Both engines in lockstep against a plain Map model, over the configurations
  * tests/differential.test.ts keeps fixed: each run draws an element size (1, 3, 8, 16, 17, 100 or
  * 4,096 bytes), maxSearch (2, 3, 8, 32 or 255), maxBuckets (1, 2, 4, 16 or 256), 64 KiB or default
- * segment files, and a persistent or temporary map. A host map and a wasm map then take the same
+ * segment files, and a persistent or temporary map; the wasm map has the smallest cache (64 KiB). A host map and a wasm map then take the same
  * seeded steps: per-key calls (keys sometimes at odd offsets of a larger buffer), packed() views,
  * Bucket-level calls and batchInsertNonDuplicates, every batched call (keys as an array or packed
  * at an odd offset, now and then past one 1,024-key chunk), readManyInto into targets too small to
@@ -99,7 +99,12 @@ function run(seed: number): Promise<void> {
     const bits = Math.log2(d.maxBuckets);
     const dir = tempDir('bm-lockstep-');
     const configFor = (engine: EngineKind, files: EngineKind): BucketMapConfig => {
-      const extra = { maxBuckets: d.maxBuckets, maxSearch: d.maxSearch, codec: codecs.bytes(size), ...(d.segmentBytes === undefined ? {} : { segmentBytes: d.segmentBytes }) };
+      // The smallest wasm cache (64 pages of 1 KiB): most of these maps outgrow it, so the core
+      // evicts and fetches pages again, and resizes write pages back; the default 64 MiB holds them whole.
+      const extra = {
+        maxBuckets: d.maxBuckets, maxSearch: d.maxSearch, codec: codecs.bytes(size), cacheBytes: 64 * 1024,
+        ...(d.segmentBytes === undefined ? {} : { segmentBytes: d.segmentBytes }),
+      };
       if (!d.persistent) return { ...extra, engine };
       fs.mkdirSync(path.join(dir, files), { recursive: true });
       return persistentConfig(path.join(dir, files), engine, extra);
