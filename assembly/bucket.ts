@@ -583,7 +583,9 @@ function buildValue(kind: u32, sizeClass: u32, dataCell: u32, slots: u32, rcLo: 
  * header: record (check + body), commit, the cell, then commit = 0. See host/layout.ts.
  */
 function journaledUpdate(c: u32, ctrl: u32, extra: u32): void {
-  const seq = load<u32>(curDesc + D_JOURNAL_SEQ) + 1;
+  // Never 0: a commit word of 0 means no record, so a record numbered 0 would never be in force.
+  let seq = load<u32>(curDesc + D_JOURNAL_SEQ) + 1;
+  if (seq == 0) seq = 1;
   store<u32>(curDesc + D_JOURNAL_SEQ, seq);
   const body = journalTmp + 4;
   store<u32>(body, c);

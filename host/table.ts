@@ -732,7 +732,9 @@ export class Table {
     body32[0] = c;
     body32[1] = ctrl;
     body.set(VALUE, 8);
-    body32[6] = ++this.journalSeq;
+    // Never 0 (nor 2^32, stored as 0): a commit word of 0 means no record, so one numbered 0 would never be in force.
+    this.journalSeq = this.journalSeq >= 0xffffffff ? 1 : this.journalSeq + 1;
+    body32[6] = this.journalSeq;
     body32[7] = extra;
     head.set(body, J_BODY);
     head32[J_CHECK >>> 2] = hashKey(body, 0, JOURNAL_SEED_LO, JOURNAL_SEED_HI);
