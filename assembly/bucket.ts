@@ -55,6 +55,9 @@ import {
 @inline export const DD_COUNT: u32 = 12;
 // @ts-ignore: decorator
 @inline const NONE: u32 = 0xffffffff;
+/** The high word of a refCount stays below this: refCounts go up to 2^53 - 1. */
+// @ts-ignore: decorator
+@inline const MAX_REFCOUNT_HI: u32 = 1 << 21;
 
 // OUT region: results of get(), then element bytes at OUT_ELEMENTS.
 // @ts-ignore: decorator
@@ -322,8 +325,11 @@ export function readRecord(c: u32, rec: usize): u32 {
   elemPtr = 0;
   elemBytes = 0;
   if (kind == KIND_ZERO) {
+    const hi = load<u32>(value, 4);
+    // A refCount past 2^53 - 1 (a high word of 2^21 or more) is damage: the host cannot hold it exactly.
+    if (hi >= MAX_REFCOUNT_HI) return NONE;
     store<u32>(rec + OUT_RC_LO, load<u32>(value));
-    store<u32>(rec + OUT_RC_HI, load<u32>(value, 4));
+    store<u32>(rec + OUT_RC_HI, hi);
     store<u32>(rec + OUT_SLOTS, 0);
     return 0;
   }
@@ -337,8 +343,10 @@ export function readRecord(c: u32, rec: usize): u32 {
   store<u32>(rec + OUT_SLOTS, slots);
   locateData(refClass, cell);
   readRange(dataFidAt, dataOffAt, cellTmp, DATA_HEADER_BYTES);
+  const hi = load<u32>(cellTmp, 4) & 0xffffff;
+  if (hi >= MAX_REFCOUNT_HI) return NONE;
   store<u32>(rec + OUT_RC_LO, load<u32>(cellTmp));
-  store<u32>(rec + OUT_RC_HI, load<u32>(cellTmp, 4) & 0xffffff);
+  store<u32>(rec + OUT_RC_HI, hi);
   elemFid = dataFidAt;
   elemOff = dataOffAt + DATA_HEADER_BYTES;
   elemBytes = slots * elementSize;

@@ -33,6 +33,8 @@ export const INDEX_FULL = 2;
 export const DATA_FULL = 3;
 
 const TWO_32 = 0x100000000;
+/** The high word of a refCount stays below this: refCounts go up to 2^53 - 1, which a double holds exactly. */
+const MAX_REFCOUNT_HI = 2 ** 21;
 
 /**
  * The cell a hash `lo` starts its probe at. Operands and result are all marked unsigned 32-bit so
@@ -404,7 +406,9 @@ export class Table {
       out.off = off;
     } else if (kind === KIND_ZERO) {
       const words = this.wordsOf(this.seg);
-      out.refCount = (words[off >>> 2] >>> 0) + (words[(off >>> 2) + 1] >>> 0) * TWO_32;
+      const hi = words[(off >>> 2) + 1] >>> 0;
+      if (hi >= MAX_REFCOUNT_HI) throw this.damaged(c, 'has a refCount above 2^53 - 1');
+      out.refCount = (words[off >>> 2] >>> 0) + hi * TWO_32;
       out.slots = 0;
       out.buf = bytes;
       out.words = words;
@@ -419,7 +423,9 @@ export class Table {
       const s = data.segmentOf(cell);
       const at = data.offsetOf(cell, s);
       const dw = data.u32[s];
-      out.refCount = dw[at >>> 2] + (dw[(at >>> 2) + 1] & 0xffffff) * TWO_32;
+      const hi = dw[(at >>> 2) + 1] & 0xffffff;
+      if (hi >= MAX_REFCOUNT_HI) throw this.damaged(c, `points at a data cell of class ${this.refClass} whose refCount is above 2^53 - 1`);
+      out.refCount = dw[at >>> 2] + hi * TWO_32;
       out.slots = slots;
       out.buf = data.u8[s];
       out.words = data.i32[s];

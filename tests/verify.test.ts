@@ -166,6 +166,29 @@ for (const engine of ENGINES) {
     }
   });
 
+  test('a refCount above 2^53 - 1 (in a ZERO entry or a data cell) is CORRUPT on read and addref/unref, not a number past the range', () => {
+    const zero = keys.find((_, i) => i % 3 === 0 && i % 5 !== 0)!;
+    const listed = keys.find((_, i) => i % 3 === 2 && i % 5 !== 0)!;
+    const z = locateKey(config, zero);
+    patch(z.file, z.cellAt + 32 + 4, [0, 0, 0x20, 0]); // high word 2^21: 2^53 + the low word
+    const d = locateKey(config, listed);
+    patch(d.dataFile!, d.dataAt + 4, [0, 0, 0x40]);
+    assert.match(problems(BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! })), /refCount above 2\^53 - 1[^]*refCount above 2\^53 - 1/);
+    const map = new BucketMap(config);
+    try {
+      const isCorrupt = (e: BucketMapError): boolean => e instanceof BucketMapError && e.code === codes.CORRUPT;
+      for (const key of [zero, listed]) {
+        assert.throws(() => map.readValue(key), isCorrupt, 'readValue');
+        assert.throws(() => map.getMany([key]), isCorrupt, 'getMany');
+        // unref wrote the damaged number back minus one (inexact past 2^53); addref said REFCOUNT_OVERFLOW.
+        assert.throws(() => map.unref(key), isCorrupt, 'unref');
+        assert.throws(() => map.addref(key), isCorrupt, 'addref');
+      }
+    } finally {
+      map.close();
+    }
+  });
+
   test('a batch that meets a damaged cell part-way counts the keys it changed before it', () => {
     const victim = keys.find((_, i) => i % 3 === 2 && i % 5 !== 0)!;
     const spot = locateKey(config, victim);
