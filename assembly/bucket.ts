@@ -500,9 +500,12 @@ export function removeFound(c: u32): u32 {
   } else if (kind == 0) {
     return damaged(c, FOUND_CORRUPT);
   }
+  // A live cell in a bucket counted empty: the counts are damaged, and the count would wrap.
+  const count = load<u32>(curDesc + D_COUNT);
+  if (count == 0) return damaged(c, FOUND_CORRUPT);
   setCtrl(cur, c, 0);
   shiftLeft(cur, c);
-  store<u32>(curDesc + D_COUNT, load<u32>(curDesc + D_COUNT) - 1);
+  store<u32>(curDesc + D_COUNT, count - 1);
   if (oldData != NONE) freeData(oldClass, oldData);
   return 1;
 }

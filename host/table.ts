@@ -597,6 +597,8 @@ export class Table {
     } else if (kind === 0) {
       throw this.damaged(c, 'is live but has no kind');
     }
+    // A live cell in a bucket counted empty: the counts are damaged, and the count would go below zero.
+    if (this.count === 0) throw this.damaged(c, 'is live in a bucket whose count is 0');
     this.halvesOf(s)[ctrlHalf(base, slot)] = 0;
     this.shiftLeft(c, s, base, slot);
     this.count--;

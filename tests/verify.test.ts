@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, codecs, codes, type BucketMapConfig, type VerifyReport } from '../host/index.js';
-import { CELL_BYTES, CELLS_PER_PAGE, extraByte, PAGE_HEADER_BYTES } from '../host/layout.js';
+import { CELL_BYTES, CELLS_PER_PAGE, extraByte, HEADER_BYTES, M_COUNTS_CRC, M_COUNTS_END, M_LIVE_COUNT, PAGE_HEADER_BYTES } from '../host/layout.js';
+import { crc32c } from '../host/checksum.js';
 import { ENGINES, Rng, fingerprint, locateKey, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
 
 const CLI = new URL('../host/cli.js', import.meta.url).pathname;
@@ -283,6 +284,30 @@ for (const engine of ENGINES) {
     assert.is(map.stats().open.repairedBuckets, 1);
     assert.ok(map.verify().ok, problems(map.verify()));
     map.close();
+  });
+
+  test('a delete that would take a bucket\'s count below zero (counts damaged, checksum intact) is CORRUPT and changes nothing', () => {
+    // The bucket's saved count rewritten to 0 with a valid checksum, and no close record to
+    // disagree: the bucket opens on its header's word. Deleting its entries then made the count
+    // wrap (the wasm core to 2^32 - 1, the host path to -1), and size with it.
+    const victim = keys[1];
+    const spot = locateKey(config, victim);
+    const header = Buffer.from(read(spot.file, 0, HEADER_BYTES));
+    header.writeUInt32LE(0, M_LIVE_COUNT);
+    header.writeUInt32LE(crc32c(header, M_LIVE_COUNT, M_COUNTS_END), M_COUNTS_CRC);
+    patch(spot.file, 0, [...header]);
+    fs.rmSync(`${config.restartFile}.closed`);
+    const map = new BucketMap(config);
+    try {
+      const size = map.size;
+      assert.throws(() => map.deleteKey(victim), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CORRUPT);
+      assert.throws(() => map.deleteMany([victim]), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CORRUPT);
+      assert.is(map.size, size, 'the count did not move');
+      assert.ok(map.has(victim), 'the entry is still there');
+      assert.not.ok(map.verify().ok, 'verify() reports the count');
+    } finally {
+      map.close();
+    }
   });
 
   test('the command line verifies a folder and reports problems through its exit code', () => {
