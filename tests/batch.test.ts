@@ -49,6 +49,24 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('readManyInto counts the keys read before the target fills, also when the data area filled first', () => {
+    // Each entry takes most of the engine's 1 MiB data area, so every key is its own engine call
+    // within one chunk: the target running out at the third key must report two keys read, not
+    // the count of the engine call it stopped in.
+    const map = new BucketMap({ maxBuckets: 2, engine });
+    const keys = Array.from({ length: 4 }, () => rng.key());
+    keys.forEach((k, i) => map.insert(k, Array.from({ length: 40000 }, () => new Uint8Array(16).fill(i + 1))));
+    const target = new Uint8Array(2.5 * 40000 * 16);
+    const slots = new Int32Array(keys.length).fill(99);
+    assert.is(map.readManyInto(keys, target, slots), 2);
+    assert.equal([...slots.subarray(0, 2)], [40000, 40000]);
+    assert.is(target[0], 1);
+    assert.is(target[40000 * 16], 2);
+    assert.is(map.readManyInto(keys.slice(2), target, slots), 2);
+    assert.is(target[40000 * 16 + 15], 4);
+    map.close();
+  });
+
   test('readManyInto copies what getMany returns into caller buffers, and resumes when the target fills', () => {
     const [map, keys] = filled(2500);
     const asked = [...keys.slice(0, 2000), ...Array.from({ length: 300 }, () => rng.key())];
