@@ -60,6 +60,7 @@ test('a committed journal record is re-applied to its cell; a cleared one is ign
   words[1] = ctrl;
   body.fill(0x22, 8, 24);
   words[6] = 7;
+  words[7] = 4; // the extra byte: an inline refCount of 5, which the record must carry too
   const head = file.segments[0];
   head.set(body, J_BODY);
   new DataView(head.buffer, head.byteOffset).setUint32(J_CHECK, hashKey(body, 0, JOURNAL_SEED_LO, JOURNAL_SEED_HI) >>> 0, true);
@@ -67,6 +68,7 @@ test('a committed journal record is re-applied to its cell; a cleared one is ign
   assert.is(replayJournal(file, table), true);
   assert.ok(table.read(key));
   assert.is(table.out.buf[table.out.off], 0x22);
+  assert.is(table.out.refCount, 5);
   assert.is(new DataView(head.buffer, head.byteOffset).getUint32(J_COMMIT, true), 0, 'cleared once applied');
   assert.is(replayJournal(file, table), false);
 });
