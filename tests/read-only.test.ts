@@ -54,6 +54,11 @@ function writeCalls(map: BucketMap, key: Uint8Array): Record<string, () => unkno
     deleteMany: () => map.deleteMany([key]),
     addrefMany: () => map.addrefMany(packKeys([key])),
     unrefMany: () => map.unrefMany([key]),
+    // Empty batches touch no bucket, so only the call's own check can refuse them.
+    insertManyEmpty: () => map.insertMany([]),
+    deleteManyEmpty: () => map.deleteMany([]),
+    addrefManyEmpty: () => map.addrefMany([]),
+    unrefManyEmpty: () => map.unrefMany(new Uint8Array(0)),
     setAnticipatedCount: () => map.setAnticipatedCount(1_000_000),
     compact: () => map.compact(),
     bucketInsert: () => map.getBucket(key).insert(key, list),
