@@ -160,6 +160,32 @@ for (const engine of ENGINES) {
     }
   });
 
+  big('the longest list keeps its last bytes when its data file grows', () => {
+    // A 1 MiB list and its 8-byte header fill a cell 8 bytes past 1 MiB: the growth copy, made in
+    // 1 MiB pieces, must take those last 8 bytes from the cell's second piece.
+    const m = new BucketMap({ maxBuckets: 1, engine });
+    try {
+      const list = (seed: number) => Array.from({ length: 65536 }, (_, i) => {
+        const b = new Uint8Array(16);
+        const v = new DataView(b.buffer);
+        v.setUint32(0, i, true);
+        v.setUint32(12, seed * 65536 + i, true);
+        return b;
+      });
+      const keys = [rng.key(), rng.key(), rng.key()];
+      keys.forEach((key, i) => m.insert(key, list(i + 1), 7)); // the class's file: one cell, then grown
+      for (const [i, key] of keys.entries()) {
+        const got = m.readValue(key);
+        assert.is(got?.[0].length, 65536);
+        assert.is(got?.[1], 7);
+        assert.equal([...got![0][65535]], [...list(i + 1)[65535]], `key ${i}'s last element`);
+      }
+      assert.ok(m.verify().ok);
+    } finally {
+      m.close();
+    }
+  });
+
   big('lists in data cells larger than 1 MiB survive the growth of their data file, per key and in a batch', () => {
     // 10,485 elements of 100 bytes (just under 1 MiB) fall in the class of 2^14-element cells,
     // 1.6 MiB each: the wasm core once copied such a cell whole through a 1 MiB buffer, into the
