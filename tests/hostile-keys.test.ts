@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BucketMap } from '../host/index.js';
 import { testHooks } from '../host/bucket-storage.js';
-import { hashKey } from '../host/hash.js';
+import { hashHi, hashKey } from '../host/hash.js';
 import { ENGINES, Rng } from './helpers.js';
 
 for (const engine of ENGINES) {
@@ -62,6 +62,34 @@ for (const engine of ENGINES) {
     assert.ok(s.index.capacity <= 3000 / 0.45, `capacity ${s.index.capacity} for 3,000 keys`);
     assert.ok(s.index.resizes <= 10, `${s.index.resizes} resizes`);
     for (const key of aimed) assert.ok(map.has(key));
+    map.close();
+  });
+
+  test('keys that differ only in their last bytes, with one home and one tag, stay two keys', () => {
+    const seed: [number, number] = [0x2345678, 0x6543210];
+    testHooks.fixedSeed = seed;
+    // The first index file has 80 cells. A key whose last four bytes differ from the first's, yet
+    // hashes to the same home cell and 6-bit tag, is told apart by its last key word alone.
+    const first = new Rng(52).key();
+    const home = (hashKey(first, 0, seed[0], seed[1]) >>> 0) % 80;
+    const tag = hashHi >>> 26;
+    const twin = first.slice();
+    const view = new DataView(twin.buffer);
+    for (let n = 1; ; n++) {
+      view.setUint32(28, n, true);
+      if ((hashKey(twin, 0, seed[0], seed[1]) >>> 0) % 80 === home && hashHi >>> 26 === tag && view.getUint32(28, true) !== new DataView(first.buffer).getUint32(28, true)) break;
+    }
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    map.insert(first, [new Uint8Array(16).fill(1)]);
+    assert.is(map.has(twin), false);
+    assert.is(map.readValue(twin), undefined);
+    map.insert(twin, [new Uint8Array(16).fill(2)], 3);
+    assert.is(map.size, 2);
+    assert.equal(map.readValue(first), [[new Uint8Array(16).fill(1)], 1]);
+    assert.equal(map.readValue(twin), [[new Uint8Array(16).fill(2)], 3]);
+    assert.ok(map.deleteKey(first));
+    assert.is(map.has(first), false);
+    assert.equal(map.readValue(twin), [[new Uint8Array(16).fill(2)], 3]);
     map.close();
   });
 
