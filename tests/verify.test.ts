@@ -222,6 +222,21 @@ for (const engine of ENGINES) {
     assert.match(problems(report), /free cell|data count/);
   });
 
+  test('a free cell inside a run (what a delete without its backward shift leaves) is found', () => {
+    // A key one cell past its home whose home cell is freed: its lookup stops at the free cell,
+    // though the cell it sits in is where its hash says.
+    for (const key of keys.filter((_, i) => i % 5 !== 0)) {
+      const spot = locateKey(config, key);
+      const slot = (spot.cellAt - spot.ctrlAt - PAGE_HEADER_BYTES) / (CELL_BYTES - 2);
+      if (slot === 0 || read(spot.file, spot.ctrlAt, 1)[0] !== 2) continue;
+      patch(spot.file, spot.ctrlAt - 2, [0, 0]);
+      const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+      assert.match(problems(report), /breaks the Robin Hood order \(distance 1 after -1\)/);
+      return;
+    }
+    assert.unreachable('no key one cell past its home, in the same page');
+  });
+
   test('a key held twice (copied into the free cell after it) is found', () => {
     // What a crash in the middle of a move leaves, if reopening did not repair it: the same key in
     // two neighbouring cells of its home's run.
