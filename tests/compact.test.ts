@@ -113,6 +113,32 @@ for (const engine of ENGINES) {
     });
   });
 
+  test('a compacted data file of over 2^16 cells keeps every reference whole', () => {
+    // Entries point at data cells by a 4-byte cell number: past cell 65,535 its third byte counts.
+    withPersistentMap(engine, { maxBuckets: 1 }, (rng, config) => {
+      const map = new BucketMap(config);
+      const keys = Array.from({ length: 200_000 }, () => rng.key());
+      const lists = keys.map((_, i) => {
+        const a = new Uint8Array(16);
+        new DataView(a.buffer).setUint32(0, i, true);
+        return [a, new Uint8Array(16).fill(i & 255)];
+      });
+      map.insertMany(keys, lists);
+      map.deleteMany(keys.slice(0, 120_000));
+      const capacityBefore = map.stats().data.bytes;
+      assert.is(map.compact().buckets, 1);
+      assert.ok(map.stats().data.bytes < capacityBefore, 'the data file shrank');
+      assert.ok(map.stats().data.bytes > 65536 * 40, 'into a file of more than 2^16 cells');
+      const got = map.getMany(keys.slice(120_000));
+      got.forEach((e, j) => {
+        const i = 120_000 + j;
+        assert.ok(e !== undefined && new DataView(e[0][0].buffer, e[0][0].byteOffset).getUint32(0, true) === i && e[0][1][0] === (i & 255), `key ${i}`);
+      });
+      assert.ok(map.verify().ok);
+      map.close();
+    });
+  });
+
   test('a higher load packs tighter; an index already small enough is left alone, file for file', () => {
     withPersistentMap(engine, { maxBuckets: 1 }, (rng, config, dir) => {
       const map = new BucketMap(config);
