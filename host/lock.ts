@@ -582,10 +582,10 @@ export class MapLock {
       if (!locked) closeQuietly(fd);
     }
     if (!locked) {
-      const held = shared ? 'open for writing elsewhere' : 'open elsewhere';
+      const where = shared ? 'open for writing elsewhere' : 'open elsewhere';
       throw new BucketMapError(
         codes.LOCKED,
-        `${restartFile}: the map is ${held}, though ${this.file} did not say so (was it removed by hand while the map was open?)`,
+        `${restartFile}: the map is ${where}, though ${this.file} did not say so (was it removed by hand while the map was open?)`,
         { file: restartFile },
       );
     }
