@@ -129,10 +129,14 @@ export function readOnlyError(): BucketMapError {
   return new BucketMapError(codes.READ_ONLY, 'the map was opened with readOnly: true; open it without to change it');
 }
 
-/** Lets tests pin the seed of new buckets (to aim keys at a window); never set otherwise. */
-export const testHooks = { fixedSeed: null as [number, number] | null };
+/**
+ * Lets tests pin the seed of new buckets (to aim keys at a window), or draw every seed from a
+ * source of their own (to make a run repeat step for step); never set otherwise.
+ */
+export const testHooks = { fixedSeed: null as [number, number] | null, seedSource: null as (() => [number, number]) | null };
 
 function randomSeed(): [number, number] {
+  if (testHooks.seedSource !== null) return testHooks.seedSource();
   const seed = randomBytes(8);
   return [seed.readInt32LE(0), seed.readInt32LE(4)];
 }

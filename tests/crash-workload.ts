@@ -131,3 +131,62 @@ export function applyCrashOp(model: Map<string, string>, op: CrashOp): Array<[st
   }
   return changes;
 }
+
+/** How many operations of stepWorkload the step-by-step crash worker runs between two flushes. */
+export const STEP_FLUSH_EVERY = 60;
+
+/**
+ * A short script for the step-by-step crash test: random operations with a presize and a
+ * compaction at fixed places, so that every kind of file change (first files, growth of index
+ * and data files, a presize, a compaction) happens in a few hundred operations.
+ */
+export function* stepWorkload(seed: number): Generator<CrashOp> {
+  yield* crashWorkload(seed, 300);
+  yield { kind: 'anticipate', total: 2500 };
+  yield* crashWorkload(seed + 1, 300);
+  yield { kind: 'compact', load: 0.6 };
+  yield* crashWorkload(seed + 2, 150);
+}
+
+/** What a map killed part-way through `ops` (run on a map holding `base`) may hold, key by key. */
+export interface KillExpectation {
+  /** Each key's value at the last completed flush (after `lastFlush` operations). */
+  atFlush: Map<string, string>;
+  /** Each key's value after the `lastAt` operations known to be done. */
+  atReport: Map<string, string>;
+  /** Every value each key was given from the last flush on (undefined: deleted). */
+  later: Map<string, Set<string | undefined>>;
+  /** The index of the last operation that changed each key. */
+  lastTouch: Map<string, number>;
+}
+
+export function expectAfterKill(base: Map<string, string>, ops: readonly CrashOp[], lastFlush: number, lastAt: number): KillExpectation {
+  const model = new Map(base);
+  const atFlush = new Map(base);
+  const atReport = new Map(base);
+  const lastTouch = new Map<string, number>();
+  const later = new Map<string, Set<string | undefined>>();
+  ops.forEach((op, i) => {
+    for (const [k, v] of applyCrashOp(model, op)) {
+      if (i < lastFlush) v === undefined ? atFlush.delete(k) : atFlush.set(k, v);
+      if (i < lastAt) v === undefined ? atReport.delete(k) : atReport.set(k, v);
+      if (i >= lastFlush) (later.get(k) ?? later.set(k, new Set()).get(k)!).add(v);
+      lastTouch.set(k, i);
+    }
+  });
+  return { atFlush, atReport, later, lastTouch };
+}
+
+/**
+ * The first key of `got` (a reopened map's content) that breaks the crash promise: a value the key
+ * never had since the last flush, or a change completed before the kill (`lastAt`) that is lost.
+ */
+export function brokenPromise(got: Map<string, string>, expected: KillExpectation, lastAt: number): { key: string; why: string } | null {
+  const { atFlush, atReport, later, lastTouch } = expected;
+  for (const k of new Set([...got.keys(), ...atFlush.keys(), ...later.keys()])) {
+    const g = got.get(k);
+    if (g !== atFlush.get(k) && !(later.get(k)?.has(g) ?? false)) return { key: k, why: `reads ${g?.slice(0, 30)}, a value it never had since the last flush` };
+    if ((lastTouch.get(k) ?? -1) < lastAt && g !== atReport.get(k)) return { key: k, why: `reads ${g?.slice(0, 30)}: a completed change to ${atReport.get(k)?.slice(0, 30)} is lost` };
+  }
+  return null;
+}

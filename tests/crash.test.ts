@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
-import { applyCrashOp, crashWorkload, type CrashOp } from './crash-workload.js';
+import { applyCrashOp, brokenPromise, crashWorkload, expectAfterKill, type CrashOp } from './crash-workload.js';
 import { ENGINES, Rng, hex, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
 
 const POINTS = Number(process.env.CRASH_POINTS ?? 200);
@@ -121,24 +121,13 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       // The flush log is appended before the next operation runs, so no operation past the next
       // flush point ran (stdout progress lags and is only a lower bound).
       const ops = [...crashWorkload(runSeed, Math.min(OPS, lastFlush + FLUSH_EVERY))];
-
+      for (const op of ops.slice(0, lastAt)) {
+        if (op.kind.endsWith('Many')) tally.batchedCalls++;
+        if (op.kind === 'anticipate') tally.presizes++;
+      }
       // The state at the last flush, every value each key was given after it, and the state after
       // the last operation the worker reported done, replayed from the state the worker started on.
-      const model = new Map(base);
-      const atFlush = new Map(base);
-      const atReport = new Map(base);
-      const lastTouch = new Map<string, number>();
-      const later = new Map<string, Set<string | undefined>>();
-      ops.forEach((op, i) => {
-        if (i < lastAt && op.kind.endsWith('Many')) tally.batchedCalls++;
-        if (i < lastAt && op.kind === 'anticipate') tally.presizes++;
-        for (const [k, v] of applyCrashOp(model, op)) {
-          if (i < lastFlush) v === undefined ? atFlush.delete(k) : atFlush.set(k, v);
-          if (i < lastAt) v === undefined ? atReport.delete(k) : atReport.set(k, v);
-          if (i >= lastFlush) (later.get(k) ?? later.set(k, new Set()).get(k)!).add(v);
-          lastTouch.set(k, i);
-        }
-      });
+      const expected = expectAfterKill(base, ops, lastFlush, lastAt);
 
       const map = new BucketMap(config);
       const got = snapshot(map);
@@ -149,19 +138,13 @@ async function chain(engine: EngineKind, seed: number, points: number, tally: Ta
       assert.is(map.size, got.size);
       map.close();
 
-      const keys = new Set([...got.keys(), ...atFlush.keys(), ...later.keys()]);
-      for (const k of keys) {
-        const g = got.get(k);
-        const allowed = g === atFlush.get(k) || (later.get(k)?.has(g) ?? false);
-        if (!allowed) {
-          console.log(`point ${point} lastFlush ${lastFlush} lastAt ${lastAt} finished ${finished} flushes ${flushed.join(',')}`);
-          console.log(`got ${g?.slice(0, 60)}\n atFlush ${atFlush.get(k)?.slice(0, 60)}\n base ${base.get(k)?.slice(0, 60)}\n history ${historyOf(k, base, ops).join(' | ')}`);
-        }
-        assert.ok(allowed, `kill point ${point} (${engine}, seed ${runSeed}): key ${k.slice(0, 8)} reads ${g?.slice(0, 30)}, a value it never had since the flush at op ${lastFlush}`);
-        // Nothing completed is lost to a kill: a key last changed before the last reported op
-        // holds exactly that value.
-        if ((lastTouch.get(k) ?? -1) < lastAt) assert.is(g, atReport.get(k), `kill point ${point}: key ${k.slice(0, 8)} lost a completed change`);
+      const broken = brokenPromise(got, expected, lastAt);
+      if (broken !== null) {
+        console.log(`point ${point} lastFlush ${lastFlush} lastAt ${lastAt} finished ${finished} flushes ${flushed.join(',')}`);
+        console.log(`atFlush ${expected.atFlush.get(broken.key)?.slice(0, 60)}\n base ${base.get(broken.key)?.slice(0, 60)}\n history ${historyOf(broken.key, base, ops).join(' | ')}`);
       }
+      assert.is(broken, null, `kill point ${point} (${engine}, seed ${runSeed}): key ${broken?.key.slice(0, 8)} ${broken?.why}`);
+      const keys = new Set([...got.keys(), ...expected.atFlush.keys(), ...expected.later.keys()]);
       tally.opsAfterFlush += Math.max(0, lastAt - lastFlush);
       tally.keysChecked += keys.size;
       tally.points++;

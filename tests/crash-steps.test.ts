@@ -1,0 +1,190 @@
+/**
+ * The crash promise at every file operation, not at random moments. tests/crash-steps-worker.ts
+ * runs a short script (first files, growth of index and data files, a presize, a compaction,
+ * flushes, close) that repeats step for step, and kills itself just before its k-th change to a
+ * file or folder; this test lists the steps once, then kills a run at each chosen step and checks
+ * what is left: the map reopens, removes what the kill left unreferenced, verifies, and holds every
+ * flushed change and every completed one, each key otherwise at a value it had since the flush.
+ *
+ * Three starting points: no map yet (the first open and first files), a map closed cleanly (the
+ * open on its close record, growth of full files, compaction of a populated map), and a map left
+ * by a kill (so that kills land inside the open's repair too). Zero-fill writes that continue
+ * another to the same file are sampled one in four; every other step is a kill point.
+ * CRASH_STEPS=all kills at every step; CRASH_STEPS=n kills at every n-th listed step (default 10,
+ * starting at an offset taken from the seed, so that successive runs cover different steps).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
+import { brokenPromise, expectAfterKill, stepWorkload } from './crash-workload.js';
+import { ENGINES, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
+
+const WORKER = new URL('./crash-steps-worker.js', import.meta.url).pathname;
+const STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : Number(process.env.CRASH_STEPS ?? 10);
+const CONTINUATION_STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : 4;
+
+interface Step { n: number; phase: string; done: number; flushed: number; call: string; target: string }
+
+interface RunEnd { killed: Step | null; steps: number }
+
+const STEP_LINE = /^(?:step (\d+)|killed) (\S+) done (\d+) flushed (\d+) before (\S+) (.*)$/;
+
+function parseStep(line: string, n: number): Step {
+  const m = STEP_LINE.exec(line);
+  if (m === null) throw new Error(`unexpected worker line: ${line}`);
+  // The file name without what differs from run to run: the folder, the map id, a pid.
+  const target = path.basename(m[6]).replace(/^[0-9a-f]{8}-/, '').replace(/^restart\.\d+\.\w+\.new$/, 'restart.new');
+  return { n: m[1] === undefined ? n : Number(m[1]), phase: m[2], done: Number(m[3]), flushed: Number(m[4]), call: m[5], target };
+}
+
+/** Runs the worker to step `killAt` (0: to the end, listing every step). */
+function runWorker(config: BucketMapConfig, seed: number, killAt: number): Promise<{ end: RunEnd; trace: Step[] }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WORKER, JSON.stringify(config), String(seed), String(killAt)]);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('close', (code, signal) => {
+      const lines = out.split('\n').filter(Boolean);
+      const last = lines[lines.length - 1] ?? '';
+      const trace = lines.filter((l) => l.startsWith('step ')).map((l) => parseStep(l, 0));
+      if (signal === 'SIGKILL' && last.startsWith('killed ')) return resolve({ end: { killed: parseStep(last, killAt), steps: killAt }, trace });
+      const finished = /^finished steps (\d+)/.exec(last);
+      if (code === 0 && finished !== null) return resolve({ end: { killed: null, steps: Number(finished[1]) }, trace });
+      reject(new Error(`crash-steps worker exited ${code} ${signal} at step ${killAt}: ${last}\n${err}`));
+    });
+  });
+}
+
+/** The steps to kill at: all but most zero-fill writes that continue one to the same file. */
+function killPoints(trace: readonly Step[], offset: number): number[] {
+  const chosen: number[] = [];
+  let continuations = 0;
+  trace.forEach((step, i) => {
+    const prev = trace[i - 1];
+    const continuation = prev !== undefined && step.call === 'writeSync' && prev.call === 'writeSync' && prev.target === step.target && prev.phase === step.phase;
+    if (continuation && continuations++ % CONTINUATION_STRIDE !== 0) return;
+    chosen.push(step.n);
+  });
+  return chosen.filter((_, i) => i % STRIDE === offset % STRIDE);
+}
+
+function configIn(dir: string, engine: EngineKind): BucketMapConfig {
+  return { maxBuckets: 2, maxSearch: 4, engine, restartFile: path.join(dir, 'restart'), drives: [path.join(dir, 'drive')] };
+}
+
+/** Opens the map in `dir` for writing (repairing it if a kill left it so), and returns its content. */
+function contentOf(dir: string, engine: EngineKind): Map<string, string> {
+  const map = new BucketMap(configIn(dir, engine));
+  try {
+    return snapshot(map);
+  } finally {
+    map.close();
+  }
+}
+
+interface Start { name: string; dir: string | null; base: Map<string, string> }
+
+interface Tally { points: number; byPhase: Map<string, number>; repairs: number; keysChecked: number }
+
+async function pool<T>(items: readonly T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) await work(items[next++]);
+  }));
+}
+
+/** Kills runs of `seed` from `start` at the chosen steps, and checks each map they leave. */
+async function killAtSteps(engine: EngineKind, start: Start, seed: number, offset: number, scratch: string, tally: Tally): Promise<void> {
+  const copy = (to: string): BucketMapConfig => {
+    if (start.dir !== null) fs.cpSync(start.dir, to, { recursive: true });
+    else fs.mkdirSync(to);
+    return configIn(to, engine);
+  };
+  const traceDir = path.join(scratch, `${start.name}-trace`, 'map');
+  fs.mkdirSync(path.dirname(traceDir));
+  const { end, trace } = await runWorker(copy(traceDir), seed, 0);
+  removeDir(path.dirname(traceDir));
+  assert.is(trace.length, end.steps, 'the listing run reported every step');
+  const ops = [...stepWorkload(seed)];
+  await pool(killPoints(trace, offset), 2, async (k) => {
+    // Every run's folder has the same name, which the steps' targets show.
+    const dir = path.join(scratch, `${start.name}-${k}`, 'map');
+    fs.mkdirSync(path.dirname(dir));
+    const config = copy(dir);
+    const { end: run } = await runWorker(config, seed, k);
+    const at = run.killed;
+    assert.ok(at !== null, `${engine} ${start.name}: step ${k} of ${end.steps} was reached`);
+    assert.equal(at, { ...trace[k - 1] }, `${engine} ${start.name}: the run repeated step for step up to step ${k}`);
+    const where = `${engine}, from ${start.name}, seed ${seed}, killed before step ${k} (${at.call} ${at.target}, in ${at.phase} after ${at.done} operations)`;
+
+    const map = new BucketMap(config);
+    let got: Map<string, string>;
+    try {
+      got = snapshot(map);
+      tally.repairs += map.stats().open.repairedBuckets;
+      assert.is(strayFiles(config), 0, `${where}: the open removed every file the kill left unreferenced`);
+      const report = map.verify();
+      assert.ok(report.ok, `${where}: verify found ${report.problems.map((p) => p.problem).join('; ')}`);
+      assert.is(map.size, got.size, `${where}: size`);
+    } finally {
+      map.close();
+    }
+    const litter = fs.readdirSync(dir).filter((name) => !['drive', 'restart', 'restart.closed'].includes(name));
+    assert.equal(litter, [], `${where}: nothing but the map is left beside the restart file`);
+    const expected = expectAfterKill(start.base, ops, at.flushed, at.done);
+    const broken = brokenPromise(got, expected, at.done);
+    assert.is(broken, null, `${where}: key ${broken?.key.slice(0, 8)} ${broken?.why}`);
+    tally.keysChecked += got.size;
+    tally.points++;
+    tally.byPhase.set(at.phase, (tally.byPhase.get(at.phase) ?? 0) + 1);
+    removeDir(path.dirname(dir));
+  });
+}
+
+function copyOf(from: string, to: string): string {
+  fs.cpSync(from, to, { recursive: true });
+  return to;
+}
+
+for (const engine of ENGINES) {
+  test(`${engine}: a kill before any file operation of open, work, flush, growth, compaction or close keeps the flush promise`, async () => {
+    const seed = testSeed();
+    const scratch = tempDir('bm-steps-');
+    const tally: Tally = { points: 0, byPhase: new Map(), repairs: 0, keysChecked: 0 };
+    try {
+      // A map closed cleanly by a whole run, and one left by a kill half-way through another run.
+      const clean = path.join(scratch, 'clean');
+      fs.mkdirSync(clean);
+      assert.is((await runWorker(configIn(clean, engine), seed + 1, Number.MAX_SAFE_INTEGER)).end.killed, null, 'a whole run');
+      const probe = copyOf(clean, path.join(scratch, 'probe'));
+      const { steps } = (await runWorker(configIn(probe, engine), seed + 2, Number.MAX_SAFE_INTEGER)).end;
+      removeDir(probe);
+      const crashed = copyOf(clean, path.join(scratch, 'crashed'));
+      assert.ok((await runWorker(configIn(crashed, engine), seed + 2, Math.floor(steps / 2))).end.killed !== null, 'a run killed half-way');
+
+      // Their content, read from copies (opening the crashed map repairs it).
+      const starts: Start[] = [
+        { name: 'nothing', dir: null, base: new Map() },
+        { name: 'a clean close', dir: clean, base: contentOf(copyOf(clean, path.join(scratch, 'clean-content')), engine) },
+        { name: 'a kill', dir: crashed, base: contentOf(copyOf(crashed, path.join(scratch, 'crashed-content')), engine) },
+      ];
+      for (const [i, start] of starts.entries()) await killAtSteps(engine, start, seed + 3 + i, seed, scratch, tally);
+    } catch (err) {
+      if (err instanceof Error) err.message += `\n(reproduce with TEST_SEED=${seed})`;
+      throw err;
+    } finally {
+      removeDir(scratch);
+    }
+    const phases = [...tally.byPhase].map(([phase, n]) => `${n} in ${phase}`).join(', ');
+    console.log(`    crash (steps, ${engine}): ${tally.points} kill points, one in ${STRIDE} of the listed steps (seed ${seed}): ${phases}; ` +
+      `${tally.repairs} bucket repairs; ${tally.keysChecked} keys checked`);
+    assert.ok(tally.points > 0);
+  });
+}
+
+test.run();
