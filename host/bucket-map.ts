@@ -21,9 +21,9 @@ import { Manifest } from './manifest.js';
 import { CloseRecord } from './close-record.js';
 import { Counters, type BucketMapStats } from './stats.js';
 import { PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
-import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath, mappings } from './storage.js';
+import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath, mapFilePrefix, mappings } from './storage.js';
 import { MapLock, removeDrafts } from './lock.js';
-import { createTempFolder, removeTempFolder } from './temp-folder.js';
+import { createTempFolder, removeFilesAtExit, removeTempFolder } from './temp-folder.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
 import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
 import { WasmEngine, DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, MAX_CACHE_BYTES } from './wasm-engine.js';
@@ -231,7 +231,7 @@ function cleanCloseRecord(restartFile: string, manifest: Manifest, maxBuckets: n
 }
 
 function mapIdInUse(drives: readonly string[], mapId: number): boolean {
-  const prefix = (mapId >>> 0).toString(16).padStart(8, '0') + '-';
+  const prefix = mapFilePrefix(mapId);
   return drives.some((d) => fs.readdirSync(d).some((name) => name.startsWith(prefix)));
 }
 
@@ -249,6 +249,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   lastRefCount = 0;
   private readonly persistent: boolean;
   private readonly ownedTempDir: string | null;
+  /** A temporary map in drives the caller gave: stops its files' removal at exit (close() removes them). */
+  private forgetFilesAtExit: (() => void) | null = null;
   private readonly guard: MapGuard;
   private readonly lock: MapLock | null;
   private closed = false;
@@ -362,6 +364,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         readOnly: cfg.readOnly,
       };
       if (manifest.file !== null) checkDriveOrder(this.ctx, manifest.allocated(), manifest.file);
+      if (!this.persistent && ownedTempDir === null) this.forgetFilesAtExit = removeFilesAtExit(drives, mapFilePrefix(manifest.config.mapId));
       storages = new Array<BucketStorage>(cfg.maxBuckets);
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
       this.storages = storages;
@@ -875,6 +878,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       this.ctx.manifest.close();
       this.lock?.release();
       if (this.ownedTempDir !== null) removeTempFolder(this.ownedTempDir);
+      this.forgetFilesAtExit?.();
     }
   }
 

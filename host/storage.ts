@@ -170,10 +170,14 @@ function linkedElsewhere(file: string): boolean {
   }
 }
 
+/** What the names of every file of map `mapId` start with (its bucket files and its spares). */
+export function mapFilePrefix(mapId: number): string {
+  return `${(mapId >>> 0).toString(16).padStart(8, '0')}-`;
+}
+
 export function bucketFileName(mapId: number, bucket: number, sizeClass: number | null, generation: number): string {
-  const id = (mapId >>> 0).toString(16).padStart(8, '0');
   const ix = bucket.toString(16).padStart(4, '0');
-  return `${id}-b${ix}.${sizeClass === null ? 'i' : `d${sizeClass}`}.${generation}`;
+  return `${mapFilePrefix(mapId)}b${ix}.${sizeClass === null ? 'i' : `d${sizeClass}`}.${generation}`;
 }
 
 export function recordsPerSegmentFor(recordBytes: number, segmentBytes: number): number {

@@ -1,6 +1,7 @@
 /**
  * The folder of a temporary map (no restart file): made in the OS temp folder, removed on close,
- * and at exit if the map was never closed. Neither happens when the owner is killed, or is a worker
+ * and at exit if the map was never closed. A temporary map in drives the caller gave has its own
+ * files removed at exit the same way (they are named by its map id). Neither happens when the owner is killed, or is a worker
  * thread ended by `terminate()` (which runs no exit handlers), so each folder holds an owner lock,
  * and making a new one removes the folders whose owner is gone: a crashed run's temporary maps,
  * which can be gigabytes, do not pile up in /tmp. The sweep reads only the per-user folder the
@@ -16,7 +17,43 @@ const MAP_PREFIX = 'map-';
 
 /** Folders of this isolate's open temporary maps, with their owner locks and the per-user folder they are in. */
 const live = new Map<string, { lock: MapLock; parent: string | null }>();
+/** Open temporary maps in drives the caller gave: their drives and the map id their file names start with. */
+const liveFiles = new Map<number, { drives: readonly string[]; prefix: string }>();
+let nextFilesToken = 0;
 let exitHookInstalled = false;
+
+function removeAtExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const d of live.keys()) removeTempFolder(d);
+    for (const { drives, prefix } of liveFiles.values()) removeMapFiles(drives, prefix);
+  });
+}
+
+/** Removes the files of one map (`<prefix>…`) from `drives`, leaving everything else there. */
+function removeMapFiles(drives: readonly string[], prefix: string): void {
+  for (const drive of drives) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(drive);
+    } catch {
+      continue;
+    }
+    for (const name of names) if (name.startsWith(prefix)) fs.rmSync(path.join(drive, name), { force: true });
+  }
+}
+
+/**
+ * Has the files a temporary map makes in `drives` (names starting with `prefix`, its map id)
+ * removed at exit unless the returned function is called first (by close(), which removes them).
+ */
+export function removeFilesAtExit(drives: readonly string[], prefix: string): () => void {
+  const token = nextFilesToken++;
+  liveFiles.set(token, { drives: [...drives], prefix });
+  removeAtExit();
+  return () => void liveFiles.delete(token);
+}
 
 /**
  * The folder temporary maps are made in: one per user in the OS temp folder, so that looking for
@@ -78,12 +115,7 @@ export function createTempFolder(): string {
     }
   }
   live.set(dir, { lock: MapLock.acquire(path.join(dir, OWNER_FILE)), parent });
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const d of live.keys()) removeTempFolder(d);
-    });
-  }
+  removeAtExit();
   return dir;
 }
 

@@ -36,6 +36,32 @@ for (const engine of ENGINES) {
     assert.not.ok(fs.existsSync(folder));
   });
 
+  test('a process that exits without close() removes a temporary map\'s files from drives it was given, and nothing else there', () => {
+    const drive = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-given-'));
+    try {
+      fs.writeFileSync(path.join(drive, 'keep.txt'), 'not the map\'s');
+      const neighbour = { maxBuckets: 2, engine, restartFile: path.join(drive, 'neighbour'), drives: [drive] };
+      const persistent = new BucketMap(neighbour);
+      persistent.insert(new Uint8Array(32).fill(7), [new Uint8Array(16).fill(7)]);
+      persistent.close();
+      const before = fs.readdirSync(drive);
+      const out = spawnSync(process.execPath, ['--input-type=module', '-e', `
+        import { BucketMap } from ${JSON.stringify(HOST_INDEX)};
+        import * as fs from 'node:fs';
+        const map = new BucketMap({ maxBuckets: 4, engine: ${JSON.stringify(engine)}, drives: [${JSON.stringify(drive)}] });
+        for (let i = 0; i < 300; i++) map.insert(new Uint8Array(32).fill(i), [new Uint8Array(16), new Uint8Array(16)]);
+        process.stdout.write(String(fs.readdirSync(${JSON.stringify(drive)}).length));
+        process.exit(0);`], { encoding: 'utf8' });
+      assert.ok(Number(out.stdout) > before.length, `the temporary map made files in the drive: ${out.stderr}`);
+      assert.equal(fs.readdirSync(drive).sort(), before.sort(), 'its files went at exit; the other map\'s files and the folder\'s own stayed');
+      const reopened = new BucketMap(neighbour);
+      assert.equal(reopened.get(new Uint8Array(32).fill(7)), [[new Uint8Array(16).fill(7)], 1]);
+      reopened.close();
+    } finally {
+      fs.rmSync(drive, { recursive: true, force: true });
+    }
+  });
+
   test('a killed owner\'s folder is removed by the next temporary map; a live owner\'s is kept', async () => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', childScript(engine, 'wait')]);
     const folder = await new Promise<string>((resolve, reject) => {
