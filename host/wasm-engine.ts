@@ -42,6 +42,12 @@ const TWO_32 = 0x100000000;
 const LOG_MOVE = 0xffffffff;
 const LOG_MOVE_BYTES = 24;
 
+/** @internal The size of the write-log record at byte `at` of `words`' memory (tests apply a log record by record). */
+export function logRecordBytes(words: Uint32Array, at: number): number {
+  const length = words[(at >>> 2) + 2];
+  return length === LOG_MOVE ? LOG_MOVE_BYTES : 12 + ((length + 3) & ~3);
+}
+
 interface CoreExports {
   memory: WebAssembly.Memory;
   init(maxBuckets: number, maxSearch: number, elementSize: number, cacheSets: number, randomSeed: number): void;

@@ -9,16 +9,22 @@
  * past the end it prints "finished" and its step count instead; with `killAt` 0 it also lists
  * every step as it goes.
  *
- * argv: configJson seed killAt
+ * With mode `stores` (wasm engine only), each record of the core's write log is a step too: the
+ * engine applies a call's records to the mappings one by one, in order, so a kill between two of
+ * them leaves what a kill between those two stores of the core leaves (a move record's four
+ * stores are applied together).
+ *
+ * argv: configJson seed killAt [files|stores]
  */
 import fsModule from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { BucketMap } from '../host/index.js';
 import { testHooks } from '../host/bucket-storage.js';
+import { WasmEngine, logRecordBytes } from '../host/wasm-engine.js';
 import { Rng } from './helpers.js';
 import { STEP_FLUSH_EVERY, runCrashOp, stepWorkload } from './crash-workload.js';
 
-const [configJson, seedArg, killAtArg] = process.argv.slice(2);
+const [configJson, seedArg, killAtArg, mode = 'files'] = process.argv.slice(2);
 const killAt = Number(killAtArg);
 const writeOut = fsModule.writeSync;
 
@@ -36,22 +42,45 @@ function opensForChange(flags: unknown): boolean {
 
 // fsync is not a step: a killed process leaves the page cache as it was, synced or not.
 const STEPS = ['writeSync', 'writeFileSync', 'appendFileSync', 'ftruncateSync', 'truncateSync', 'renameSync', 'linkSync', 'unlinkSync', 'rmSync', 'rmdirSync', 'mkdirSync', 'mkdtempSync', 'copyFileSync', 'openSync'] as const;
+/** Counts a step, and kills the process before step `killAt` (listing each one when `killAt` is 0). */
+function step(name: string, target: () => string): void {
+  const where = (): string => `${phase} done ${done} flushed ${flushed} before ${name} ${target()}`;
+  if (++steps === killAt) {
+    writeOut(1, `killed ${where()}\n`);
+    process.kill(process.pid, 'SIGKILL');
+  }
+  if (killAt === 0) writeOut(1, `step ${steps} ${where()}\n`);
+}
+
 const fsTable = fsModule as unknown as Record<string, (...args: unknown[]) => unknown>;
 for (const name of STEPS) {
   const original = fsTable[name];
-  fsTable[name] = function step(this: unknown, ...args: unknown[]): unknown {
+  fsTable[name] = function counted(this: unknown, ...args: unknown[]): unknown {
     if (name !== 'openSync' || opensForChange(args[1])) {
-      const where = (): string => `${phase} done ${done} flushed ${flushed} before ${name} ${typeof args[0] === 'string' ? args[0].split('/').slice(-2).join('/') : `fd ${String(args[0])}`}`;
-      if (++steps === killAt) {
-        writeOut(1, `killed ${where()}\n`);
-        process.kill(process.pid, 'SIGKILL');
-      }
-      if (killAt === 0) writeOut(1, `step ${steps} ${where()}\n`);
+      step(name, () => (typeof args[0] === 'string' ? args[0].split('/').slice(-2).join('/') : `fd ${String(args[0])}`));
     }
     return original.apply(this, args);
   };
 }
 syncBuiltinESMExports();
+
+if (mode === 'stores') {
+  type LogApplier = { u32: Uint32Array; applyLog(log: number, bytes: number): void; writeRange(fid: number, offset: number, src: number, length: number): void };
+  const engine = WasmEngine.prototype as unknown as LogApplier;
+  const applyLog = engine.applyLog;
+  const writeRange = engine.writeRange;
+  engine.applyLog = function recordByRecord(this: LogApplier, log: number, bytes: number): void {
+    for (let at = log, size = 0; at < log + bytes; at += size) {
+      size = logRecordBytes(this.u32, at);
+      step('record', () => `file ${this.u32[at >>> 2]} at ${this.u32[(at >>> 2) + 1]}`);
+      applyLog.call(this, at, size);
+    }
+  };
+  engine.writeRange = function counted(this: LogApplier, fid: number, offset: number, src: number, length: number): void {
+    step('range', () => `file ${fid} at ${offset}`);
+    writeRange.call(this, fid, offset, src, length);
+  };
+}
 
 // Hash seeds and the data files' random starts drawn from the run's seed make the run, and so
 // what each step number stands for, the same every time.

@@ -10,8 +10,13 @@
  * open on its close record, growth of full files, compaction of a populated map), and a map left
  * by a kill (so that kills land inside the open's repair too). Zero-fill writes that continue
  * another to the same file are sampled one in four; every other step is a kill point.
- * CRASH_STEPS=all kills at every step; CRASH_STEPS=n kills at every n-th listed step (default 10,
+ * CRASH_STEPS=all kills at every step; CRASH_STEPS=n kills at every n-th listed step (default 20,
  * starting at an offset taken from the seed, so that successive runs cover different steps).
+ *
+ * On the wasm engine every write to the mappings goes through the core's write log, so there the
+ * test also kills between two records of it, at CRASH_STORES steps per start drawn at random
+ * (default 8): a kill between two stores of a Robin Hood shift, a delete, a journal commit. The
+ * host path stores straight into the mappings, where no step can be counted.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -20,11 +25,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { brokenPromise, expectAfterKill, stepWorkload } from './crash-workload.js';
-import { ENGINES, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
+import { ENGINES, Rng, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
 
 const WORKER = new URL('./crash-steps-worker.js', import.meta.url).pathname;
-const STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : Number(process.env.CRASH_STEPS ?? 10);
+const STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : Number(process.env.CRASH_STEPS ?? 20);
 const CONTINUATION_STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : 4;
+const STORE_POINTS = Number(process.env.CRASH_STORES ?? 8);
 
 interface Step { n: number; phase: string; done: number; flushed: number; call: string; target: string }
 
@@ -40,10 +46,13 @@ function parseStep(line: string, n: number): Step {
   return { n: m[1] === undefined ? n : Number(m[1]), phase: m[2], done: Number(m[3]), flushed: Number(m[4]), call: m[5], target };
 }
 
+/** What counts as a step: file operations only, or (wasm engine) each write-log record too. */
+type Mode = 'files' | 'stores';
+
 /** Runs the worker to step `killAt` (0: to the end, listing every step). */
-function runWorker(config: BucketMapConfig, seed: number, killAt: number): Promise<{ end: RunEnd; trace: Step[] }> {
+function runWorker(config: BucketMapConfig, seed: number, killAt: number, mode: Mode = 'files'): Promise<{ end: RunEnd; trace: Step[] }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WORKER, JSON.stringify(config), String(seed), String(killAt)]);
+    const child = spawn(process.execPath, [WORKER, JSON.stringify(config), String(seed), String(killAt), mode]);
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => { out += d; });
@@ -60,8 +69,8 @@ function runWorker(config: BucketMapConfig, seed: number, killAt: number): Promi
   });
 }
 
-/** The steps to kill at: all but most zero-fill writes that continue one to the same file. */
-function killPoints(trace: readonly Step[], offset: number): number[] {
+/** The file steps to kill at: all but most zero-fill writes that continue one to the same file. */
+function fileSteps(trace: readonly Step[], offset: number): number[] {
   const chosen: number[] = [];
   let continuations = 0;
   trace.forEach((step, i) => {
@@ -89,34 +98,53 @@ function contentOf(dir: string, engine: EngineKind): Map<string, string> {
 
 interface Start { name: string; dir: string | null; base: Map<string, string> }
 
-interface Tally { points: number; byPhase: Map<string, number>; repairs: number; keysChecked: number }
+interface Tally { points: number; storePoints: number; byPhase: Map<string, number>; repairs: number; keysChecked: number }
 
+/** Runs `work` on every item, `width` at a time; after a failure starts no more, and throws it once all have stopped. */
 async function pool<T>(items: readonly T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await work(items[next++]);
+  let failed = false;
+  const lanes = await Promise.allSettled(Array.from({ length: width }, async () => {
+    while (!failed && next < items.length) {
+      try {
+        await work(items[next++]);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
   }));
+  for (const lane of lanes) if (lane.status === 'rejected') throw lane.reason;
 }
 
-/** Kills runs of `seed` from `start` at the chosen steps, and checks each map they leave. */
-async function killAtSteps(engine: EngineKind, start: Start, seed: number, offset: number, scratch: string, tally: Tally): Promise<void> {
+/** `count` write-log steps drawn at random (by `seed`) from those of the listing. */
+function storeSteps(trace: readonly Step[], seed: number, count: number): number[] {
+  const stores = trace.filter((s) => s.call === 'record' || s.call === 'range').map((s) => s.n);
+  const rng = new Rng(seed);
+  const chosen = new Set<number>();
+  while (chosen.size < Math.min(count, stores.length)) chosen.add(stores[rng.below(stores.length)]);
+  return [...chosen].sort((a, b) => a - b);
+}
+
+/** Kills runs of `seed` from `start` at the steps `choose` picks from the listing, and checks each map they leave. */
+async function killAtSteps(engine: EngineKind, start: Start, seed: number, mode: Mode, choose: (trace: readonly Step[]) => number[], scratch: string, tally: Tally): Promise<void> {
   const copy = (to: string): BucketMapConfig => {
     if (start.dir !== null) fs.cpSync(start.dir, to, { recursive: true });
     else fs.mkdirSync(to);
     return configIn(to, engine);
   };
-  const traceDir = path.join(scratch, `${start.name}-trace`, 'map');
+  const traceDir = path.join(scratch, `${start.name}-${mode}-trace`, 'map');
   fs.mkdirSync(path.dirname(traceDir));
-  const { end, trace } = await runWorker(copy(traceDir), seed, 0);
+  const { end, trace } = await runWorker(copy(traceDir), seed, 0, mode);
   removeDir(path.dirname(traceDir));
   assert.is(trace.length, end.steps, 'the listing run reported every step');
   const ops = [...stepWorkload(seed)];
-  await pool(killPoints(trace, offset), 2, async (k) => {
+  await pool(choose(trace), 2, async (k) => {
     // Every run's folder has the same name, which the steps' targets show.
-    const dir = path.join(scratch, `${start.name}-${k}`, 'map');
+    const dir = path.join(scratch, `${start.name}-${mode}-${k}`, 'map');
     fs.mkdirSync(path.dirname(dir));
     const config = copy(dir);
-    const { end: run } = await runWorker(config, seed, k);
+    const { end: run } = await runWorker(config, seed, k, mode);
     const at = run.killed;
     assert.ok(at !== null, `${engine} ${start.name}: step ${k} of ${end.steps} was reached`);
     assert.equal(at, { ...trace[k - 1] }, `${engine} ${start.name}: the run repeated step for step up to step ${k}`);
@@ -141,6 +169,7 @@ async function killAtSteps(engine: EngineKind, start: Start, seed: number, offse
     assert.is(broken, null, `${where}: key ${broken?.key.slice(0, 8)} ${broken?.why}`);
     tally.keysChecked += got.size;
     tally.points++;
+    if (mode === 'stores') tally.storePoints++;
     tally.byPhase.set(at.phase, (tally.byPhase.get(at.phase) ?? 0) + 1);
     removeDir(path.dirname(dir));
   });
@@ -155,7 +184,7 @@ for (const engine of ENGINES) {
   test(`${engine}: a kill before any file operation of open, work, flush, growth, compaction or close keeps the flush promise`, async () => {
     const seed = testSeed();
     const scratch = tempDir('bm-steps-');
-    const tally: Tally = { points: 0, byPhase: new Map(), repairs: 0, keysChecked: 0 };
+    const tally: Tally = { points: 0, storePoints: 0, byPhase: new Map(), repairs: 0, keysChecked: 0 };
     try {
       // A map closed cleanly by a whole run, and one left by a kill half-way through another run.
       const clean = path.join(scratch, 'clean');
@@ -173,7 +202,10 @@ for (const engine of ENGINES) {
         { name: 'a clean close', dir: clean, base: contentOf(copyOf(clean, path.join(scratch, 'clean-content')), engine) },
         { name: 'a kill', dir: crashed, base: contentOf(copyOf(crashed, path.join(scratch, 'crashed-content')), engine) },
       ];
-      for (const [i, start] of starts.entries()) await killAtSteps(engine, start, seed + 3 + i, seed, scratch, tally);
+      for (const [i, start] of starts.entries()) {
+        await killAtSteps(engine, start, seed + 3 + i, 'files', (trace) => fileSteps(trace, seed), scratch, tally);
+        if (engine === 'wasm') await killAtSteps(engine, start, seed + 3 + i, 'stores', (trace) => storeSteps(trace, seed + i, STORE_POINTS), scratch, tally);
+      }
     } catch (err) {
       if (err instanceof Error) err.message += `\n(reproduce with TEST_SEED=${seed})`;
       throw err;
@@ -181,7 +213,8 @@ for (const engine of ENGINES) {
       removeDir(scratch);
     }
     const phases = [...tally.byPhase].map(([phase, n]) => `${n} in ${phase}`).join(', ');
-    console.log(`    crash (steps, ${engine}): ${tally.points} kill points, one in ${STRIDE} of the listed steps (seed ${seed}): ${phases}; ` +
+    const stores = engine === 'wasm' ? ` (${tally.storePoints} of them between two write-log records)` : '';
+    console.log(`    crash (steps, ${engine}): ${tally.points} kill points${stores}, one in ${STRIDE} of the listed file steps (seed ${seed}): ${phases}; ` +
       `${tally.repairs} bucket repairs; ${tally.keysChecked} keys checked`);
     assert.ok(tally.points > 0);
   });
