@@ -385,7 +385,11 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       if (this.persistent && !everyBucketVouched) this.removeStrayFiles();
       // checkFilesAtOpen on a reader: map and check every bucket now (a header that disagrees with
       // the close record is NEEDS_RECOVERY) instead of at first use.
-      if (cfg.readOnly && cfg.checkFilesAtOpen) for (const storage of storages) void storage.allocated;
+      // None is then left to first use, as for a writer with checkFilesAtOpen (which reads no record).
+      if (cfg.readOnly && cfg.checkFilesAtOpen) {
+        for (const storage of storages) void storage.allocated;
+        this.ctx.counters.deferredBuckets = 0;
+      }
     } catch (err) {
       for (const s of storages) s.close(false);
       engine?.close();

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BucketMap } from '../host/index.js';
+import { BucketMap, type BucketMapConfig } from '../host/index.js';
 import { ENGINES, Rng, persistentConfig, removeDir, tempDir } from './helpers.js';
 
 for (const engine of ENGINES) {
@@ -38,6 +38,31 @@ for (const engine of ENGINES) {
         assert.is(s.cache.hits + s.cache.misses, 0, 'the host path has no page cache');
       }
       map.close();
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  test('open.deferredBuckets counts the buckets the open left unopened: none when checkFilesAtOpen checked them all, writer or reader', () => {
+    const dir = tempDir();
+    try {
+      const config = persistentConfig(dir, engine, { maxBuckets: 4 });
+      const map = new BucketMap(config);
+      for (let i = 0; i < 400; i++) map.insert(rng.key(), [rng.bytes(16)]);
+      map.close();
+      const cases: Array<[Partial<BucketMapConfig>, number]> = [
+        [{}, 4],
+        [{ checkFilesAtOpen: true }, 0],
+        [{ readOnly: true }, 4],
+        [{ readOnly: true, checkFilesAtOpen: true }, 0],
+      ];
+      for (const [extra, deferred] of cases) {
+        const opened = new BucketMap({ ...config, ...extra });
+        const s = opened.stats();
+        assert.is(s.open.deferredBuckets, deferred, JSON.stringify(extra));
+        assert.is(s.entries, 400, JSON.stringify(extra));
+        opened.close();
+      }
     } finally {
       removeDir(dir);
     }
