@@ -714,10 +714,11 @@ export class BucketStorage {
     if (current !== null) {
       this.dropFile(current);
       this.ctx.counters.dataResizes++;
+      // Only the resizes counted: a class's first file is no resize (as a bucket's first index isn't).
+      this.ctx.counters.dataResizeMs += performance.now() - started;
     }
     this.dirty = true;
     this.unsynced = true;
-    this.ctx.counters.dataResizeMs += performance.now() - started;
   }
 
   // ── flushing ───────────────────────────────────────────────────────────────────────────────────

@@ -68,5 +68,22 @@ for (const engine of ENGINES) {
     }
   });
 
+  test('data.resizeMs is the time of the data resizes counted, as index.resizeMs is: a first data file is no resize', () => {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    const two = (): Uint8Array[] => [rng.bytes(16), rng.bytes(16)];
+    for (let i = 0; i < 10; i++) map.insert(rng.key(), two());
+    let s = map.stats();
+    assert.is(s.data.files, 1, 'the lists of two elements have their data file');
+    assert.is(s.data.resizes, 0);
+    assert.is(s.data.resizeMs, 0, 'creating the first data file is not a resize');
+    assert.is(s.index.resizes, 0);
+    assert.is(s.index.resizeMs, 0, 'nor is creating the first index file');
+    for (let i = 0; i < 100; i++) map.insert(rng.key(), two());
+    s = map.stats();
+    assert.ok(s.data.resizes > 0, 'the data file doubled');
+    assert.ok(s.data.resizeMs > 0);
+    map.close();
+  });
+
   test.run();
 }
