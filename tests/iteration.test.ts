@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BucketMap, codes } from '../host/index.js';
+import { BucketMap, codecs, codes, type ElementCodec } from '../host/index.js';
 import { ENGINES, Rng, hex, persistentConfig, removeDir, tempDir, thrownBy } from './helpers.js';
 
 for (const engine of ENGINES) {
@@ -134,6 +134,152 @@ for (const engine of ENGINES) {
     again.close();
     removeDir(dir);
   });
+
+  // Two iterators stepped in turn while the caller makes changes that keep cells where they are
+  // (addref, unref, update in place) and changes that move them or replace the files under the
+  // bucket being iterated (setAnticipatedCount, a data file doubling, compact), with codecs whose
+  // lists live in data cells: every entry yielded carries its value as of that step, and slot
+  // lists and keys are the caller's own.
+  const codecCases: Array<[string, ElementCodec<unknown>, (rng: Rng) => unknown, (v: unknown) => string]> = [
+    ['u64', codecs.u64 as ElementCodec<unknown>, (r) => BigInt(r.u32()) * 4097n, (v) => String(v)],
+    ['bytes(24)', codecs.bytes(24) as ElementCodec<unknown>, (r) => r.bytes(24), (v) => hex(v as Uint8Array)],
+  ];
+  for (const [codecName, codec, element, show] of codecCases) {
+    test(`two iterators at once across in-place updates, index and data growth and compact (${codecName})`, () => {
+      const map = new BucketMap<unknown>({ maxBuckets: 2, engine, codec });
+      const model = new Map<string, string>();
+      const value = (list: readonly unknown[], rc: number): string => JSON.stringify([list.map(show), rc]);
+      const put = (key: Uint8Array, list: unknown[], rc: number): void => {
+        map.insert(key, list, rc);
+        model.set(hex(key), value(list, rc));
+      };
+      for (let i = 0; i < 600; i++) put(rng.key(), Array.from({ length: 1 + (i % 3) }, () => element(rng)), 1 + (i % 300));
+      const present = new Set(model.keys()); // never deleted nor re-inserted during the iteration
+      const entries = map.entries();
+      const keys = map.keys();
+      const seenEntries = new Set<string>();
+      const seenKeys = new Set<string>();
+      let entriesDone = false;
+      let keysDone = false;
+      for (let step = 0; !entriesDone || !keysDone; step++) {
+        if (!entriesDone) {
+          const r = entries.next();
+          if (r.done === true) {
+            entriesDone = true;
+          } else {
+            const [key, [list, rc]] = r.value;
+            const k = hex(key);
+            assert.not.ok(seenEntries.has(k), `entries() visited ${k.slice(0, 8)} twice`);
+            seenEntries.add(k);
+            assert.is(value(list, rc), model.get(k), `value of ${k.slice(0, 8)} at step ${step}`);
+            key.fill(0xff); // the caller's copies: the map must not see these changes
+            if (list[0] instanceof Uint8Array) list[0].fill(0xee);
+          }
+        }
+        if (!keysDone && step % 2 === 0) {
+          const r = keys.next();
+          if (r.done === true) {
+            keysDone = true;
+          } else {
+            const k = hex(r.value);
+            assert.not.ok(seenKeys.has(k), `keys() visited ${k.slice(0, 8)} twice`);
+            assert.ok(model.has(k), 'keys() yields only keys that are there');
+            seenKeys.add(k);
+          }
+        }
+        const target = [...present][rng.below(present.size)];
+        const targetKey = Uint8Array.from(Buffer.from(target, 'hex'));
+        const [list, rc] = JSON.parse(model.get(target)!) as [string[], number];
+        switch (step % 7) {
+          case 0: // in place: an inline-sized refCount change
+            model.set(target, JSON.stringify([list, map.addref(targetKey)]));
+            break;
+          case 1:
+            if (rc > 0) model.set(target, JSON.stringify([list, map.unref(targetKey)]));
+            break;
+          case 2: // a longer list: its data class fills and doubles
+            put(targetKey, Array.from({ length: 5 + rng.below(3) }, () => element(rng)), rc);
+            break;
+          case 3:
+            map.update(targetKey, (current) => current && [current[0], current[1] + 2]);
+            model.set(target, JSON.stringify([list, rc + 2]));
+            break;
+          case 4: // new keys in both buckets: inserts shift runs, and sometimes grow the index
+            for (let i = 0; i < 3; i++) put(rng.key(), [element(rng)], 1);
+            break;
+          case 5:
+            if (step % 70 === 5) map.setAnticipatedCount(model.size * 4);
+            break;
+          default:
+            if (step % 140 === 6) map.compact({ load: 0.9 });
+        }
+      }
+      for (const k of present) {
+        assert.ok(seenEntries.has(k), `entries() missed ${k.slice(0, 8)}, present throughout`);
+        assert.ok(seenKeys.has(k), `keys() missed ${k.slice(0, 8)}, present throughout`);
+      }
+      const after = new Map<string, string>();
+      for (const [key, [list, rc]] of map) after.set(hex(key), value(list, rc));
+      assert.equal(after, model, 'the yielded copies were changed, the map was not');
+      const s = map.stats();
+      assert.ok(s.index.resizes > 0 && s.data.resizes > 0, 'the files grew under the iterators');
+      map.close();
+    });
+  }
+
+  test('an iterator abandoned mid-way (break, return()) leaves the map and later iterations whole', () => {
+    const [map, model] = filled(800, 4);
+    let n = 0;
+    for (const _ of map.keys()) if (++n === 100) break;
+    const it = map.entries();
+    for (let i = 0; i < 250; i++) it.next();
+    assert.equal(it.return!(undefined as never), { value: undefined, done: true });
+    assert.is(it.next().done, true, 'a returned iterator stays done');
+    for (let i = 0; i < 300; i++) map.insert(rng.key(), [rng.bytes(16)]);
+    assert.is([...map.keys()].length, 1100);
+    for (const [key, [list, rc]] of map) if (model.has(hex(key))) assert.is(JSON.stringify([list.map(hex), rc]), model.get(hex(key)));
+    map.close();
+  });
+
+  // Calls that change no entry but replace the files of the bucket being iterated, each as the
+  // first change since the iterator took its bucket's snapshot: a step that read the retired
+  // (truncated) file would be a SIGBUS, which kills this test.
+  const replacers: Record<string, (map: BucketMap, bucket: number) => void> = {
+    'map.setAnticipatedCount': (map) => {
+      const before = map.stats().index.resizes;
+      map.setAnticipatedCount(map.size * 64);
+      assert.ok(map.stats().index.resizes > before, 'the index grew');
+    },
+    'bucket.setAnticipatedCount': (map, ix) => {
+      const before = map.stats().index.resizes;
+      map.getBucketFromIndex(ix).setAnticipatedCount(map.size * 64);
+      assert.ok(map.stats().index.resizes > before, 'the index grew');
+    },
+    compact: (map) => assert.ok(map.compact().buckets > 0, 'compact rebuilt the buckets'),
+  };
+  for (const [name, replace] of Object.entries(replacers)) {
+    test(`${name} under an iteration: every later step yields the entry's value from the new files`, () => {
+      const [map, model] = filled(3000, 2);
+      // Deletes before the iteration leave files that compact() shrinks.
+      const gone = [...model.keys()].slice(0, 2600);
+      assert.is(map.deleteMany(gone.map((k) => Uint8Array.from(Buffer.from(k, 'hex')))), gone.length);
+      for (const k of gone) model.delete(k);
+      const seen = new Map<string, string>();
+      let step = 0;
+      let bucketOfFirst = -1;
+      for (const [key, [list, rc]] of map.entries()) {
+        if (step++ === 0) {
+          bucketOfFirst = map.bucketIx(key);
+          replace(map, bucketOfFirst);
+        }
+        assert.not.ok(seen.has(hex(key)), 'no entry twice');
+        seen.set(hex(key), JSON.stringify([list.map(hex), rc]));
+      }
+      assert.is(bucketOfFirst, 0);
+      assert.equal(seen, model);
+      map.close();
+    });
+  }
 
   test.run();
 }
