@@ -265,6 +265,11 @@ export class Bucket<T> {
     return ref == null ? undefined : this.decode(ref);
   }
 
+  /** @internal Whether the key is in the bucket, without decoding its value (no codec runs). */
+  holdsKey(k: Uint8Array): boolean {
+    return this.storage.allocated && this.ctx.engine.read(this.index, k, 0) != null;
+  }
+
   /** @internal */
   removeKey(k: Uint8Array): boolean {
     if (!this.storage.allocated) return false;
@@ -376,7 +381,7 @@ export class Bucket<T> {
       this.guard.enter();
       const key = snap.keys.slice(i * 32, i * 32 + 32);
       // Changed since the snapshot: yield the key only if it is still there.
-      if (snap.version !== this.ctx.versions[this.index] && this.readKey(key) === undefined) continue;
+      if (snap.version !== this.ctx.versions[this.index] && !this.holdsKey(key)) continue;
       yield key;
     }
   }

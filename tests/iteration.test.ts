@@ -281,5 +281,37 @@ for (const engine of ENGINES) {
     });
   }
 
+  test('keys() runs no codec, also when the bucket changes under it: a decoder that throws stops entries(), not keys()', () => {
+    let decodes = 0;
+    let failing = false;
+    const codec: ElementCodec<number> = {
+      size: 8,
+      encode: (v, buf, off) => new DataView(buf.buffer, buf.byteOffset).setFloat64(off, v, true),
+      decode: (buf, off) => {
+        decodes++;
+        if (failing) throw new Error('decoder failed');
+        return new DataView(buf.buffer, buf.byteOffset).getFloat64(off, true);
+      },
+    };
+    const map = new BucketMap<number>({ maxBuckets: 1, engine, codec });
+    const keys = Array.from({ length: 300 }, () => rng.key());
+    keys.forEach((k, i) => map.insert(k, [i, i + 0.5]));
+    decodes = 0;
+    failing = true;
+    const seen: string[] = [];
+    let i = 0;
+    for (const key of map.keys()) {
+      seen.push(hex(key));
+      // A change to the bucket being walked: later steps check each key is still there.
+      if (i++ === 10) map.insert(rng.key(), [1]);
+    }
+    assert.is(decodes, 0, 'no slot list decoded to list keys');
+    assert.ok(seen.length >= 300 && new Set(seen).size === seen.length, 'every key once');
+    for (const k of keys) assert.ok(seen.includes(hex(k)));
+    assert.throws(() => [...map.entries()], /decoder failed/);
+    failing = false;
+    map.close();
+  });
+
   test.run();
 }
