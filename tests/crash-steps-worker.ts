@@ -9,10 +9,12 @@
  * past the end it prints "finished" and its step count instead; with `killAt` 0 it also lists
  * every step as it goes.
  *
- * With mode `stores` (wasm engine only), each record of the core's write log is a step too: the
- * engine applies a call's records to the mappings one by one, in order, so a kill between two of
- * them leaves what a kill between those two stores of the core leaves (a move record's four
- * stores are applied together).
+ * With mode `stores`, writes to the mappings are steps too. On the wasm engine each record of the
+ * core's write log is one: the engine applies a call's records one by one, in order, so a kill
+ * between two of them leaves what a kill between those two stores of the core leaves (a move
+ * record's four stores are applied together). On the host path each call of a table method that
+ * makes one group of ordered stores is one (TABLE_STORE_GROUPS: a cell moved in a shift, a cell
+ * published, a data cell written or freed, a journaled update).
  *
  * argv: configJson seed killAt [files|stores]
  */
@@ -21,8 +23,9 @@ import { syncBuiltinESMExports } from 'node:module';
 import { BucketMap } from '../host/index.js';
 import { testHooks } from '../host/bucket-storage.js';
 import { WasmEngine, logRecordBytes } from '../host/wasm-engine.js';
+import { Table } from '../host/table.js';
 import { Rng } from './helpers.js';
-import { STEP_FLUSH_EVERY, runCrashOp, stepWorkload } from './crash-workload.js';
+import { STEP_FLUSH_EVERY, TABLE_STORE_GROUPS, runCrashOp, stepWorkload } from './crash-workload.js';
 
 const [configJson, seedArg, killAtArg, mode = 'files'] = process.argv.slice(2);
 const killAt = Number(killAtArg);
@@ -80,6 +83,16 @@ if (mode === 'stores') {
     step('range', () => `file ${fid} at ${offset}`);
     writeRange.call(this, fid, offset, src, length);
   };
+  // The host path stores straight into the mappings; its stores come in groups, one method each,
+  // in the order the crash rules need: a kill before each group is a kill between two of them.
+  const table = Table.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const name of TABLE_STORE_GROUPS) {
+    const original = table[name];
+    table[name] = function counted(this: unknown, ...args: unknown[]): unknown {
+      step(name, () => `cell group ${String(args[0])}`);
+      return original.apply(this, args);
+    };
+  }
 }
 
 // Hash seeds and the data files' random starts drawn from the run's seed make the run, and so

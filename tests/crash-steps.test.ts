@@ -13,10 +13,10 @@
  * CRASH_STEPS=all kills at every step; CRASH_STEPS=n kills at every n-th listed step (default 20,
  * starting at an offset taken from the seed, so that successive runs cover different steps).
  *
- * On the wasm engine every write to the mappings goes through the core's write log, so there the
- * test also kills between two records of it, at CRASH_STORES steps per start drawn at random
- * (default 8): a kill between two stores of a Robin Hood shift, a delete, a journal commit. The
- * host path stores straight into the mappings, where no step can be counted.
+ * The test also kills between two writes to the mappings, at CRASH_STORES steps per start drawn
+ * at random (default 8): on the wasm engine between two records of the core's write log, on the
+ * host path before a group of stores (see the worker): inside a Robin Hood shift, a delete's
+ * backward shift, an insert between its cell's content and its ctrl word, a journaled update.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -24,13 +24,14 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, type BucketMapConfig, type EngineKind } from '../host/index.js';
-import { brokenPromise, expectAfterKill, stepWorkload } from './crash-workload.js';
+import { TABLE_STORE_GROUPS, brokenPromise, expectAfterKill, stepWorkload } from './crash-workload.js';
 import { ENGINES, Rng, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
 
 const WORKER = new URL('./crash-steps-worker.js', import.meta.url).pathname;
 const STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : Number(process.env.CRASH_STEPS ?? 20);
 const CONTINUATION_STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : 4;
 const STORE_POINTS = Number(process.env.CRASH_STORES ?? 8);
+const STORE_CALLS = new Set<string>(['record', 'range', ...TABLE_STORE_GROUPS]);
 
 interface Step { n: number; phase: string; done: number; flushed: number; call: string; target: string }
 
@@ -117,12 +118,21 @@ async function pool<T>(items: readonly T[], width: number, work: (item: T) => Pr
   for (const lane of lanes) if (lane.status === 'rejected') throw lane.reason;
 }
 
-/** `count` write-log steps drawn at random (by `seed`) from those of the listing. */
+/**
+ * `count` steps that write to the mappings, drawn at random (by `seed`) from the listing, as many
+ * of each kind as there are (growth's rehash publishes thousands of cells; a journaled update is rarer).
+ */
 function storeSteps(trace: readonly Step[], seed: number, count: number): number[] {
-  const stores = trace.filter((s) => s.call === 'record' || s.call === 'range').map((s) => s.n);
+  const byCall = new Map<string, number[]>();
+  for (const s of trace) if (STORE_CALLS.has(s.call)) (byCall.get(s.call) ?? byCall.set(s.call, []).get(s.call)!).push(s.n);
   const rng = new Rng(seed);
   const chosen = new Set<number>();
-  while (chosen.size < Math.min(count, stores.length)) chosen.add(stores[rng.below(stores.length)]);
+  const groups = [...byCall.values()];
+  const total = groups.reduce((n, g) => n + g.length, 0);
+  for (let i = 0; chosen.size < Math.min(count, total); i++) {
+    const group = groups[i % groups.length];
+    chosen.add(group[rng.below(group.length)]);
+  }
   return [...chosen].sort((a, b) => a - b);
 }
 
@@ -204,7 +214,7 @@ for (const engine of ENGINES) {
       ];
       for (const [i, start] of starts.entries()) {
         await killAtSteps(engine, start, seed + 3 + i, 'files', (trace) => fileSteps(trace, seed), scratch, tally);
-        if (engine === 'wasm') await killAtSteps(engine, start, seed + 3 + i, 'stores', (trace) => storeSteps(trace, seed + i, STORE_POINTS), scratch, tally);
+        await killAtSteps(engine, start, seed + 3 + i, 'stores', (trace) => storeSteps(trace, seed + i, STORE_POINTS), scratch, tally);
       }
     } catch (err) {
       if (err instanceof Error) err.message += `\n(reproduce with TEST_SEED=${seed})`;
@@ -213,7 +223,7 @@ for (const engine of ENGINES) {
       removeDir(scratch);
     }
     const phases = [...tally.byPhase].map(([phase, n]) => `${n} in ${phase}`).join(', ');
-    const stores = engine === 'wasm' ? ` (${tally.storePoints} of them between two write-log records)` : '';
+    const stores = ` (${tally.storePoints} of them between two ${engine === 'wasm' ? 'write-log records' : 'groups of stores'})`;
     console.log(`    crash (steps, ${engine}): ${tally.points} kill points${stores}, one in ${STRIDE} of the listed file steps (seed ${seed}): ${phases}; ` +
       `${tally.repairs} bucket repairs; ${tally.keysChecked} keys checked`);
     assert.ok(tally.points > 0);

@@ -132,6 +132,13 @@ export function applyCrashOp(model: Map<string, string>, op: CrashOp): Array<[st
   return changes;
 }
 
+/**
+ * The host path's Table methods that each make one group of stores to the mappings (host/table.ts):
+ * a cell moved in a shift, a written cell made live, a data cell written or freed, a journaled
+ * update. The step-by-step crash test kills before a call of each.
+ */
+export const TABLE_STORE_GROUPS = ['moveBetween', 'publishAt', 'writeData', 'freeData', 'journaledUpdate'] as const;
+
 /** How many operations of stepWorkload the step-by-step crash worker runs between two flushes. */
 export const STEP_FLUSH_EVERY = 60;
 
