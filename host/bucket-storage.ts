@@ -17,7 +17,7 @@ import { copyRecord, emptyRecord, type BucketRecord, type Manifest } from './man
 import { collectDataCells, journalCommitted, markDirty, readSavedCounts, replayJournal, saveCounts, type SavedCounts } from './restart.js';
 import type { BucketToVerify } from './verify.js';
 import type { Counters } from './stats.js';
-import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentPath, type OpenMode, type SparePool } from './storage.js';
+import { MappedFile, bucketFileName, fileBytesFor, fsyncPath, segmentCountFor, segmentPath, type OpenMode, type SparePool } from './storage.js';
 import { DataFile, Table } from './table.js';
 import * as fs from 'node:fs';
 
@@ -296,7 +296,11 @@ export class BucketStorage {
       file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages);
     } catch (err) {
       if ((err as { cause?: { code?: string } }).cause?.code !== 'EEXIST') throw err;
-      for (let s = 0; fs.existsSync(segmentPath(this.dir(), name, s)); s++) fs.rmSync(segmentPath(this.dir(), name, s));
+      // A name the restart file does not hold yet: what stands there is a killed growth's or
+      // compaction's leftover. It retires its segments in order, so any of them may be gone and a
+      // later one still there: clear every segment the new file takes, not only a run from 0.
+      const segments = segmentCountFor(spec, this.ctx.segmentBytes);
+      for (let s = 0; s < segments; s++) fs.rmSync(segmentPath(this.dir(), name, s), { force: true });
       file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages);
     }
     usage.bytes += file.bytes;

@@ -188,6 +188,11 @@ function placements(spec: FileSpec, segmentBytes: number): SegmentPlacement[] {
   return placementsOf(spec, recordsPerSegmentFor(spec.recordBytes, segmentBytes));
 }
 
+/** How many segment files a file of `spec` takes. */
+export function segmentCountFor(spec: FileSpec, segmentBytes: number): number {
+  return placements(spec, segmentBytes).length;
+}
+
 function placementsOf(spec: FileSpec, recordsPerSegment: number): SegmentPlacement[] {
   const segmentCount = Math.max(1, Math.ceil(spec.totalRecords / recordsPerSegment));
   const out: SegmentPlacement[] = [];

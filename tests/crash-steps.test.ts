@@ -83,8 +83,11 @@ function fileSteps(trace: readonly Step[], offset: number): number[] {
   return chosen.filter((_, i) => i % STRIDE === offset % STRIDE);
 }
 
+/** The segment size of the test's maps, set from its seed: 64 KiB segments (so files of several segment files) for odd seeds, the default for even ones. */
+let segmentBytes: number | undefined;
+
 function configIn(dir: string, engine: EngineKind): BucketMapConfig {
-  return { maxBuckets: 2, maxSearch: 4, engine, restartFile: path.join(dir, 'restart'), drives: [path.join(dir, 'drive')] };
+  return { maxBuckets: 2, maxSearch: 4, engine, restartFile: path.join(dir, 'restart'), drives: [path.join(dir, 'drive')], segmentBytes };
 }
 
 /** Opens the map in `dir` for writing (repairing it if a kill left it so), and returns its content. */
@@ -193,6 +196,7 @@ function copyOf(from: string, to: string): string {
 for (const engine of ENGINES) {
   test(`${engine}: a kill before any file operation of open, work, flush, growth, compaction or close keeps the flush promise`, async () => {
     const seed = testSeed();
+    segmentBytes = seed % 2 === 1 ? 65536 : undefined;
     const scratch = tempDir('bm-steps-');
     const tally: Tally = { points: 0, storePoints: 0, byPhase: new Map(), repairs: 0, keysChecked: 0 };
     try {
@@ -224,7 +228,7 @@ for (const engine of ENGINES) {
     }
     const phases = [...tally.byPhase].map(([phase, n]) => `${n} in ${phase}`).join(', ');
     const stores = ` (${tally.storePoints} of them between two ${engine === 'wasm' ? 'write-log records' : 'groups of stores'})`;
-    console.log(`    crash (steps, ${engine}): ${tally.points} kill points${stores}, one in ${STRIDE} of the listed file steps (seed ${seed}): ${phases}; ` +
+    console.log(`    crash (steps, ${engine}): ${tally.points} kill points${stores}, one in ${STRIDE} of the listed file steps (seed ${seed}, ${segmentBytes === undefined ? 'default' : '64 KiB'} segments): ${phases}; ` +
       `${tally.repairs} bucket repairs; ${tally.keysChecked} keys checked`);
     assert.ok(tally.points > 0);
   });

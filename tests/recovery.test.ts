@@ -101,6 +101,28 @@ for (const engine of ENGINES) {
     clean.close();
   });
 
+  test('a repair whose new index file has segments a killed growth left, with a gap before them, takes their place', async () => {
+    // 64 KiB segments: the index is several segment files. A killed growth or compaction retires
+    // its new file's segments in order, so it can leave segment 1 of a generation without segment 0.
+    const config: BucketMapConfig = persistentConfig(dir, engine, { maxBuckets: 1, segmentBytes: 65536 });
+    const seed = 99;
+    const ops = 6000;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', childScript(), JSON.stringify([config, seed, ops, 5000, true])], { encoding: 'utf8' });
+    assert.is(child.signal, 'SIGKILL', child.stderr);
+    const drive = config.drives![0];
+    const index = fs.readdirSync(drive).map((name) => /^([0-9a-f]{8})-b0000\.i\.(\d+)\.(\d+)\.bkt$/.exec(name)).filter((m) => m !== null);
+    assert.ok(index.some((m) => m[3] === '1'), 'the index has a second segment file');
+    const generation = Math.max(...index.map((m) => Number(m[2])));
+    const stray = path.join(drive, `${index[0][1]}-b0000.i.${generation + 1}.1.bkt`);
+    fs.copyFileSync(path.join(drive, `${index[0][1]}-b0000.i.${generation}.1.bkt`), stray);
+    const work = await loadWorkload();
+    const map = new BucketMap(config);
+    assert.ok(map.stats().open.repairedBuckets > 0, 'the bucket was dirty, so the open rebuilt its index');
+    assert.equal(snapshot(map), replay(work(seed, ops), ops));
+    assert.ok(map.verify().ok);
+    map.close();
+  });
+
   test('a first open killed at random moments leaves a map the next open creates, and no draft behind', async () => {
     // 65,536 buckets: a 16 MiB restart file, so the kills land while it is being written.
     const seed = testSeed();
