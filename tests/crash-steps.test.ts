@@ -10,11 +10,11 @@
  * open on its close record, growth of full files, compaction of a populated map), and a map left
  * by a kill (so that kills land inside the open's repair too). Zero-fill writes that continue
  * another to the same file are sampled one in four; every other step is a kill point.
- * CRASH_STEPS=all kills at every step; CRASH_STEPS=n kills at every n-th listed step (default 20,
+ * CRASH_STEPS=all kills at every step; CRASH_STEPS=n kills at every n-th listed step (default 40,
  * starting at an offset taken from the seed, so that successive runs cover different steps).
  *
  * The test also kills between two writes to the mappings, at CRASH_STORES steps per start drawn
- * at random (default 8): on the wasm engine between two records of the core's write log, on the
+ * at random (default 6): on the wasm engine between two records of the core's write log, on the
  * host path before a group of stores (see the worker): inside a Robin Hood shift, a delete's
  * backward shift, an insert between its cell's content and its ctrl word, a journaled update.
  */
@@ -28,9 +28,9 @@ import { TABLE_STORE_GROUPS, brokenPromise, expectAfterKill, stepWorkload } from
 import { ENGINES, Rng, removeDir, snapshot, strayFiles, tempDir, testSeed } from './helpers.js';
 
 const WORKER = new URL('./crash-steps-worker.js', import.meta.url).pathname;
-const STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : Number(process.env.CRASH_STEPS ?? 20);
+const STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : Number(process.env.CRASH_STEPS ?? 40);
 const CONTINUATION_STRIDE = process.env.CRASH_STEPS === 'all' ? 1 : 4;
-const STORE_POINTS = Number(process.env.CRASH_STORES ?? 8);
+const STORE_POINTS = Number(process.env.CRASH_STORES ?? 6);
 const STORE_CALLS = new Set<string>(['record', 'range', ...TABLE_STORE_GROUPS]);
 
 interface Step { n: number; phase: string; done: number; flushed: number; call: string; target: string }
