@@ -23,7 +23,7 @@ import { Counters, type BucketMapStats } from './stats.js';
 import { PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
 import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath, mapFilePrefix, mappings } from './storage.js';
 import { MapLock, removeDrafts } from './lock.js';
-import { createTempFolder, removeFilesAtExit, removeTempFolder } from './temp-folder.js';
+import { createTempFolder, removeTempFolder, scheduleFileRemoval } from './temp-folder.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
 import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
 import { WasmEngine, DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, MAX_CACHE_BYTES } from './wasm-engine.js';
@@ -364,7 +364,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         readOnly: cfg.readOnly,
       };
       if (manifest.file !== null) checkDriveOrder(this.ctx, manifest.allocated(), manifest.file);
-      if (!this.persistent && ownedTempDir === null) this.forgetFilesAtExit = removeFilesAtExit(drives, mapFilePrefix(manifest.config.mapId));
+      if (!this.persistent && ownedTempDir === null) this.forgetFilesAtExit = scheduleFileRemoval(drives, mapFilePrefix(manifest.config.mapId));
       storages = new Array<BucketStorage>(cfg.maxBuckets);
       for (let ix = 0; ix < cfg.maxBuckets; ix++) storages[ix] = new BucketStorage(this.ctx, ix);
       this.storages = storages;

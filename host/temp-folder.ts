@@ -22,7 +22,7 @@ const liveFiles = new Map<number, { drives: readonly string[]; prefix: string }>
 let nextFilesToken = 0;
 let exitHookInstalled = false;
 
-function removeAtExit(): void {
+function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.once('exit', () => {
@@ -48,10 +48,10 @@ function removeMapFiles(drives: readonly string[], prefix: string): void {
  * Has the files a temporary map makes in `drives` (names starting with `prefix`, its map id)
  * removed at exit unless the returned function is called first (by close(), which removes them).
  */
-export function removeFilesAtExit(drives: readonly string[], prefix: string): () => void {
+export function scheduleFileRemoval(drives: readonly string[], prefix: string): () => void {
   const token = nextFilesToken++;
   liveFiles.set(token, { drives: [...drives], prefix });
-  removeAtExit();
+  installExitHook();
   return () => void liveFiles.delete(token);
 }
 
@@ -115,7 +115,7 @@ export function createTempFolder(): string {
     }
   }
   live.set(dir, { lock: MapLock.acquire(path.join(dir, OWNER_FILE)), parent });
-  removeAtExit();
+  installExitHook();
   return dir;
 }
 
