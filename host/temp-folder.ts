@@ -1,11 +1,11 @@
 /**
  * The folder of a temporary map (no restart file): made in the OS temp folder, removed on close,
  * and at exit if the map was never closed. A temporary map in drives the caller gave has its own
- * files removed at exit the same way (they are named by its map id). Neither happens when the owner is killed, or is a worker
- * thread ended by `terminate()` (which runs no exit handlers), so each folder holds an owner lock,
- * and making a new one removes the folders whose owner is gone: a crashed run's temporary maps,
- * which can be gigabytes, do not pile up in /tmp. The sweep reads only the per-user folder the
- * maps are made in, never the rest of the temp folder.
+ * files (named by its map id) removed at exit the same way. Neither happens when the owner is
+ * killed, or is a worker thread ended by `terminate()` (which runs no exit handlers), so each
+ * folder holds an owner lock, and making a new one removes the folders whose owner is gone: a
+ * crashed run's temporary maps, which can be gigabytes, do not pile up in /tmp. The sweep reads
+ * only the per-user folder the maps are made in, never the rest of the temp folder.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -34,13 +34,21 @@ function installExitHook(): void {
 /** Removes the files of one map (`<prefix>…`) from `drives`, leaving everything else there. */
 function removeMapFiles(drives: readonly string[], prefix: string): void {
   for (const drive of drives) {
-    let names: string[];
+    let entries: fs.Dirent[];
     try {
-      names = fs.readdirSync(drive);
+      entries = fs.readdirSync(drive, { withFileTypes: true });
     } catch {
       continue;
     }
-    for (const name of names) if (name.startsWith(prefix)) fs.rmSync(path.join(drive, name), { force: true });
+    for (const entry of entries) {
+      // The map makes only files; a folder of that name is someone else's.
+      if (entry.isDirectory() || !entry.name.startsWith(prefix)) continue;
+      try {
+        fs.rmSync(path.join(drive, entry.name), { force: true });
+      } catch {
+        // Exiting: one file that cannot go must not keep the others.
+      }
+    }
   }
 }
 
