@@ -56,6 +56,13 @@ setInterval(() => {}, 1000);
 
 type Op = ['insert', Uint8Array, Uint8Array[], number] | ['delete', Uint8Array];
 
+/** Runs the workload in a child that flushes after `flushAt` operations and kills itself after the last; returns its output. */
+function killedRun(config: BucketMapConfig, seed: number, ops: number, flushAt: number): string {
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', childScript(), JSON.stringify([config, seed, ops, flushAt, true])], { encoding: 'utf8' });
+  assert.is(child.signal, 'SIGKILL', child.stderr);
+  return child.stdout;
+}
+
 async function loadWorkload(): Promise<(seed: number, ops: number) => Generator<Op>> {
   const url = `data:text/javascript,${encodeURIComponent(WORKLOAD)}`;
   const mod = (await import(url)) as { workload: (R: typeof Rng, seed: number, ops: number) => Generator<Op> };
@@ -86,9 +93,7 @@ for (const engine of ENGINES) {
     const config: BucketMapConfig = persistentConfig(dir, engine, { maxBuckets: 8, maxSearch: 8 });
     const seed = 4242;
     const ops = 6000;
-    const child = spawnSync(process.execPath, ['--input-type=module', '-e', childScript(), JSON.stringify([config, seed, ops, 2500, true])], { encoding: 'utf8' });
-    assert.is(child.signal, 'SIGKILL', child.stderr);
-    assert.match(child.stdout, /flushed/);
+    assert.match(killedRun(config, seed, ops, 2500), /flushed/);
     const work = await loadWorkload();
     const expected = replay(work(seed, ops), ops);
     const map = new BucketMap(config);
@@ -107,8 +112,7 @@ for (const engine of ENGINES) {
     const config: BucketMapConfig = persistentConfig(dir, engine, { maxBuckets: 1, segmentBytes: 65536 });
     const seed = 99;
     const ops = 6000;
-    const child = spawnSync(process.execPath, ['--input-type=module', '-e', childScript(), JSON.stringify([config, seed, ops, 5000, true])], { encoding: 'utf8' });
-    assert.is(child.signal, 'SIGKILL', child.stderr);
+    killedRun(config, seed, ops, 5000);
     const drive = config.drives![0];
     const index = fs.readdirSync(drive).map((name) => /^([0-9a-f]{8})-b0000\.i\.(\d+)\.(\d+)\.bkt$/.exec(name)).filter((m) => m !== null);
     assert.ok(index.some((m) => m[3] === '1'), 'the index has a second segment file');

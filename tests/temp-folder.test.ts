@@ -11,14 +11,25 @@ import { ENGINES } from './helpers.js';
 
 const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
 
-/** A script that opens a temporary map, fills it a little, prints its folder and then waits or exits. */
-function childScript(engine: string, then: 'wait' | 'exit'): string {
+/**
+ * A script that opens a temporary map (in `drive` if given), fills it a little, prints its folder
+ * and how many entries that folder holds, then waits or exits without close().
+ */
+function childScript(engine: string, then: 'wait' | 'exit', drive?: string): string {
   return `
     import { BucketMap } from ${JSON.stringify(HOST_INDEX)};
-    const map = new BucketMap({ maxBuckets: 4, engine: ${JSON.stringify(engine)} });
+    import * as fs from 'node:fs';
+    const map = new BucketMap({ maxBuckets: 4, engine: ${JSON.stringify(engine)}${drive === undefined ? '' : `, drives: [${JSON.stringify(drive)}]`} });
     for (let i = 0; i < 100; i++) map.insert(new Uint8Array(32).fill(i), [new Uint8Array(16)]);
-    process.stdout.write(map.drives[0] + '\\n');
+    process.stdout.write(map.drives[0] + ' ' + fs.readdirSync(map.drives[0]).length + '\\n');
     ${then === 'wait' ? 'setInterval(() => {}, 1000);' : 'process.exit(0);'}`;
+}
+
+/** The folder and entry count a child running childScript printed. */
+function childReport(stdout: string): { folder: string; entries: number } {
+  const line = stdout.trim();
+  const at = line.lastIndexOf(' ');
+  return { folder: line.slice(0, at), entries: Number(line.slice(at + 1)) };
 }
 
 function newTempMap(engine: 'wasm' | 'host'): void {
@@ -30,7 +41,7 @@ for (const engine of ENGINES) {
 
   test('a process that exits without close() removes its folder', () => {
     const out = spawnSync(process.execPath, ['--input-type=module', '-e', childScript(engine, 'exit')], { encoding: 'utf8' });
-    const folder = out.stdout.trim();
+    const { folder } = childReport(out.stdout);
     assert.ok(folder.startsWith(path.join(os.tmpdir(), 'bucket-map-')), out.stderr);
     assert.is(path.dirname(folder), tempParent(), 'temporary maps are made in the per-user folder');
     assert.not.ok(fs.existsSync(folder));
@@ -45,14 +56,8 @@ for (const engine of ENGINES) {
       persistent.insert(new Uint8Array(32).fill(7), [new Uint8Array(16).fill(7)]);
       persistent.close();
       const before = fs.readdirSync(drive);
-      const out = spawnSync(process.execPath, ['--input-type=module', '-e', `
-        import { BucketMap } from ${JSON.stringify(HOST_INDEX)};
-        import * as fs from 'node:fs';
-        const map = new BucketMap({ maxBuckets: 4, engine: ${JSON.stringify(engine)}, drives: [${JSON.stringify(drive)}] });
-        for (let i = 0; i < 300; i++) map.insert(new Uint8Array(32).fill(i), [new Uint8Array(16), new Uint8Array(16)]);
-        process.stdout.write(String(fs.readdirSync(${JSON.stringify(drive)}).length));
-        process.exit(0);`], { encoding: 'utf8' });
-      assert.ok(Number(out.stdout) > before.length, `the temporary map made files in the drive: ${out.stderr}`);
+      const out = spawnSync(process.execPath, ['--input-type=module', '-e', childScript(engine, 'exit', drive)], { encoding: 'utf8' });
+      assert.ok(childReport(out.stdout).entries > before.length, `the temporary map made files in the drive: ${out.stderr}`);
       assert.equal(fs.readdirSync(drive).sort(), before.sort(), 'its files went at exit; the other map\'s files and the folder\'s own stayed');
       const reopened = new BucketMap(neighbour);
       assert.equal(reopened.get(new Uint8Array(32).fill(7)), [[new Uint8Array(16).fill(7)], 1]);
@@ -65,7 +70,7 @@ for (const engine of ENGINES) {
   test('a killed owner\'s folder is removed by the next temporary map; a live owner\'s is kept', async () => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', childScript(engine, 'wait')]);
     const folder = await new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', (d) => resolve(String(d).trim()));
+      child.stdout.on('data', (d) => resolve(childReport(String(d)).folder));
       child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
     });
     try {
