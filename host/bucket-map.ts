@@ -986,6 +986,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (drives.length !== manifest.config.drives) {
       throw new BucketMapError(codes.CONFIG_MISMATCH, `${restartFile}: the map uses ${manifest.config.drives} drives, ${drives.length} were given`, { file: restartFile });
     }
+    // As for a read-only open: without this, drives forgotten or mistyped made every bucket file a
+    // "missing" problem, and the command line's exit code 1 said the map was damaged.
+    for (const d of drives) checkExistingDir(d);
     // The static verifier takes no map configuration, so it maps the files plainly.
     const layout: FileLayout = { ...manifest.config, drives, hugePages: false };
     checkDriveOrder(layout, manifest.allocated(), restartFile);

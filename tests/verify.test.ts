@@ -349,6 +349,26 @@ for (const engine of ENGINES) {
     }
   });
 
+  test('a drive folder that is not there is FILE_MISSING, not a report of every bucket missing (exit 2, not 1)', () => {
+    // Forgetting --drive for a map made with drives of its own looked in <restartFile>.buckets: it
+    // reported every bucket file missing with exit code 1, "problems found", as if the map were damaged.
+    const before = fingerprint(dir);
+    for (const drives of [undefined, [path.join(dir, 'elsewhere')]]) {
+      try {
+        BucketMap.verify({ restartFile: config.restartFile!, ...(drives === undefined ? {} : { drives }) });
+        assert.unreachable('verified with no drive folder');
+      } catch (err) {
+        assert.instance(err, BucketMapError);
+        assert.is((err as BucketMapError).code, codes.FILE_MISSING, (err as Error).message);
+        assert.match((err as Error).message, drives === undefined ? /restart\.buckets/ : /elsewhere/);
+      }
+    }
+    const cli = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!], { encoding: 'utf8' });
+    assert.is(cli.status, 2, cli.stdout);
+    assert.match(cli.stderr, /^BUCKET_MAP_FILE_MISSING: /);
+    assert.equal(fingerprint(dir), before, 'nothing made');
+  });
+
   test('a map that is not there is FILE_MISSING, for BucketMap.verify as for a read-only open', () => {
     const missing = path.join(dir, 'missing', 'restart');
     for (const attempt of [() => BucketMap.verify({ restartFile: missing }), () => new BucketMap({ ...config, restartFile: missing, drives: undefined, readOnly: true })]) {
