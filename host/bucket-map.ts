@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, encodeSlotList, putMarked, removeMarked, type Entry, type MapGuard } from './bucket.js';
-import { BucketStorage, checkDriveOrder, openBucketFiles, readOnlyError, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
+import { BucketStorage, checkDriveOrder, openBucketFiles, readOnlyError, sameCounts, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
@@ -25,7 +25,7 @@ import { BUCKET_FILE_PATTERN, SPARE_FILE_PATTERN, SparePool, fsyncPath, mapFileP
 import { MapLock, removeDrafts } from './lock.js';
 import { createTempFolder, removeTempFolder, scheduleFileRemoval } from './temp-folder.js';
 import { journalCommitted, readSavedCounts } from './restart.js';
-import { addProblem, emptyReport, verifyBucket, type VerifyReport } from './verify.js';
+import { addProblem, emptyReport, staleRecordProblem, verifyBucket, type VerifyReport } from './verify.js';
 import { WasmEngine, DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, MAX_CACHE_BYTES } from './wasm-engine.js';
 import { copyToBytes } from './copy.js';
 
@@ -925,13 +925,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       try {
         const mismatch = storage.vouchedMismatch();
         if (mismatch !== null) {
-          const { header, vouched } = mismatch;
-          const found = header === null ? 'its header says it was being changed (dirty)' : `its header counts ${header.count} entries`;
-          addProblem(report, {
-            file: storage.index?.segmentPaths[0] ?? '', bucket: storage.ix,
-            problem: `the close record the map was opened on vouches for ${vouched.count} entries, but ${found}: the record is stale `
-              + `or the files changed after it was written. Nothing was changed; the bucket's first use will repair it (as after a crash)`,
-          });
+          addProblem(report, { file: storage.index?.segmentPaths[0] ?? '', bucket: storage.ix, problem: staleRecordProblem(mismatch.vouched, mismatch.header) });
           verifyBucket(mismatch.verify, report);
           continue;
         }
@@ -992,6 +986,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     // The static verifier takes no map configuration, so it maps the files plainly.
     const layout: FileLayout = { ...manifest.config, drives, hugePages: false };
     checkDriveOrder(layout, manifest.allocated(), restartFile);
+    // The record an open would take each bucket's counts from. It used to be ignored, so a stale
+    // one was "ok" here while verify() on the opened map reported it and a reader refused it.
+    const { record: closeRecord } = CloseRecord.read(restartFile, manifest.config.mapId, manifest.config.maxBuckets);
     const report = emptyReport();
     for (const [ix, record] of manifest.allocated()) {
       let files: ReturnType<typeof openBucketFiles>;
@@ -1004,7 +1001,12 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       }
       try {
         const table = tableOverFiles(layout, record, files.index, files.data);
-        verifyBucket({ bucket: ix, table, saved: readSavedCounts(files.index), live: null, journalCommitted: journalCommitted(files.index) }, report);
+        const saved = readSavedCounts(files.index);
+        const vouched = closeRecord === null ? null : closeRecord.countsFor(ix, manifest.seq(ix));
+        if (vouched !== null && !sameCounts(saved, vouched)) {
+          addProblem(report, { file: files.index.segmentPaths[0], bucket: ix, problem: staleRecordProblem(vouched, saved) });
+        }
+        verifyBucket({ bucket: ix, table, saved, live: null, journalCommitted: journalCommitted(files.index) }, report);
       } finally {
         files.index.release();
         for (const d of files.data) d?.release();

@@ -172,7 +172,7 @@ export function tableOverFiles(layout: FileLayout, record: BucketRecord, index: 
   return table;
 }
 
-function sameCounts(a: SavedCounts | null, b: SavedCounts): boolean {
+export function sameCounts(a: SavedCounts | null, b: SavedCounts): boolean {
   if (a === null || a.count !== b.count) return false;
   for (let c = 0; c < SIZE_CLASSES; c++) if (a.dataCounts[c] !== b.dataCounts[c]) return false;
   return true;

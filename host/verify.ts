@@ -50,6 +50,16 @@ export function addProblem(report: VerifyReport, problem: VerifyProblem): void {
   if (report.problems.length < MAX_REPORTED) report.problems.push(problem);
 }
 
+/**
+ * A bucket the close record vouches for whose header says otherwise: an open takes the record's
+ * counts and repairs the bucket on first use (a reader refuses it), so it is reported, not noted.
+ */
+export function staleRecordProblem(vouched: SavedCounts, header: SavedCounts | null): string {
+  const found = header === null ? 'its header says it was being changed (dirty)' : `its header counts ${header.count} entries`;
+  return `the close record vouches for ${vouched.count} entries, but ${found}: the record is stale or the files changed after it `
+    + 'was written. Nothing was changed; its first use in a map open for writing repairs it (as after a crash), a read-only open refuses it';
+}
+
 export interface BucketToVerify {
   bucket: number;
   table: Table;

@@ -369,6 +369,34 @@ for (const engine of ENGINES) {
     assert.equal(fingerprint(dir), before, 'nothing made');
   });
 
+  test('from disk, a bucket whose header disagrees with the close record is the problem verify() on the open map reports', () => {
+    // The static check ignored the close record and said ok (exit 0), while verify() on the opened
+    // map reported the bucket and a read-only open refused it (NEEDS_RECOVERY).
+    const staleRecord = fs.readFileSync(`${config.restartFile}.closed`);
+    let map = new BucketMap(config);
+    map.insert(rng.key(), [rng.bytes(16)]);
+    map.close();
+    fs.writeFileSync(`${config.restartFile}.closed`, staleRecord);
+    const before = fingerprint(dir);
+    const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+    assert.not.ok(report.ok, 'the disagreement is reported');
+    assert.is(report.problemCount, 1, problems(report));
+    assert.match(problems(report), /close record/);
+    assert.is(report.entries, 1201, 'the cells were still checked, as the files have them');
+    assert.equal(fingerprint(dir), before, 'nothing on disk changed');
+    map = new BucketMap({ ...config, readOnly: true });
+    try {
+      assert.equal(map.verify().problems.map((p) => p.problem), report.problems.map((p) => p.problem), 'the open map says the same');
+    } finally {
+      map.close();
+    }
+    const cli = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!, '--drive', config.drives![0]], { encoding: 'utf8' });
+    assert.is(cli.status, 1, cli.stdout);
+    // A record that does not vouch for the bucket (another map's, or a damaged one) is not used by an open: no problem.
+    fs.writeFileSync(`${config.restartFile}.closed`, staleRecord.subarray(0, staleRecord.length - 1));
+    assert.ok(BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }).ok);
+  });
+
   test('a map that is not there is FILE_MISSING, for BucketMap.verify as for a read-only open', () => {
     const missing = path.join(dir, 'missing', 'restart');
     for (const attempt of [() => BucketMap.verify({ restartFile: missing }), () => new BucketMap({ ...config, restartFile: missing, drives: undefined, readOnly: true })]) {
