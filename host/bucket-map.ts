@@ -990,6 +990,11 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     // one was "ok" here while verify() on the opened map reported it and a reader refused it.
     const { record: closeRecord } = CloseRecord.read(restartFile, manifest.config.mapId, manifest.config.maxBuckets);
     const report = emptyReport();
+    // Not damage, but "ok" alone read as "opens read-only", which refuses a map no record vouches for.
+    const unvouched = [...manifest.allocated()].filter(([ix]) => closeRecord !== null && closeRecord.countsFor(ix, manifest.seq(ix)) === null).map(([ix]) => ix);
+    const refused = 'a read-only open refuses the map until it is opened for writing once';
+    if (closeRecord === null) report.notes.push(`there is no valid close record (the map was not closed cleanly, or the record is damaged): ${refused}`);
+    else if (unvouched.length > 0) report.notes.push(`the close record does not cover bucket${unvouched.length === 1 ? '' : 's'} ${unvouched.slice(0, 10).join(', ')}${unvouched.length > 10 ? ', …' : ''} (changed after it was written): ${refused}`);
     for (const [ix, record] of manifest.allocated()) {
       let files: ReturnType<typeof openBucketFiles>;
       try {

@@ -397,6 +397,26 @@ for (const engine of ENGINES) {
     assert.ok(BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }).ok);
   });
 
+  test('from disk, a map no close record vouches for is ok with a note saying a read-only open refuses it', () => {
+    // "ok" and nothing else read as "opens read-only", which then failed with NEEDS_RECOVERY.
+    assert.equal(BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }).notes, [], 'closed cleanly: nothing to note');
+    const record = fs.readFileSync(`${config.restartFile}.closed`);
+    for (const damaged of [null, Buffer.concat([record, Buffer.alloc(1)])]) {
+      if (damaged === null) fs.rmSync(`${config.restartFile}.closed`);
+      else fs.writeFileSync(`${config.restartFile}.closed`, damaged);
+      const report = BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! });
+      assert.ok(report.ok, problems(report));
+      assert.is(report.notes.length, 1, report.notes.join('\n'));
+      assert.match(report.notes[0], /no valid close record.*read-only open refuses/);
+      assert.throws(() => new BucketMap({ ...config, readOnly: true }), (e: BucketMapError) => e.code === codes.NEEDS_RECOVERY);
+      const cli = spawnSync(process.execPath, [CLI, 'verify', config.restartFile!, '--drive', config.drives![0]], { encoding: 'utf8' });
+      assert.is(cli.status, 0, cli.stderr);
+      assert.match(cli.stdout, /^note: there is no valid close record/m);
+    }
+    new BucketMap(config).close();
+    assert.equal(BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }).notes, [], 'an open for writing and a close write it again');
+  });
+
   test('a map that is not there is FILE_MISSING, for BucketMap.verify as for a read-only open', () => {
     const missing = path.join(dir, 'missing', 'restart');
     for (const attempt of [() => BucketMap.verify({ restartFile: missing }), () => new BucketMap({ ...config, restartFile: missing, drives: undefined, readOnly: true })]) {
