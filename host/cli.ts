@@ -7,6 +7,11 @@ import { BucketMap } from './bucket-map.js';
 import { BucketMapError } from './errors.js';
 
 const USAGE = 'usage: bucket-map verify <restartFile> [--drive <folder>]... [--json]';
+const HELP = `${USAGE}
+
+Checks every cell of a map on disk, changing nothing. Give --drive for each drive folder, in the
+map's order, if the map was made with drives of its own. --json prints the whole report.
+Exit code: 0 no problem, 1 problems found, 2 anything else (a bad argument, a missing or locked map).`;
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
@@ -18,6 +23,11 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
 function main(argv: readonly string[]): number {
   // Flags anywhere after the command; the one other argument is the restart file.
   const [command, ...args] = argv;
+  // Asked for, help is the answer, not a mistake: standard output and exit code 0.
+  if (argv.some((a) => a === '--help' || a === '-h') || (command === 'help' && args.length === 0)) {
+    console.log(HELP);
+    return 0;
+  }
   const drives: string[] = [];
   let json = false;
   let restartFile: string | undefined;

@@ -346,6 +346,14 @@ for (const engine of ENGINES) {
       const failed = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
       assert.is(failed.status, 2, `${args.join(' ')}: ${failed.stderr}`);
       assert.not.match(failed.stderr, /\n\s+at /, 'no stack trace');
+      assert.match(failed.stderr, /^(usage: bucket-map verify|BUCKET_MAP_[A-Z_]+: )/);
+    }
+    // Help asked for is not an error: on standard output, exit code 0 (it was usage on stderr, exit 2).
+    for (const args of [['--help'], ['-h'], ['help'], ['verify', '--help'], ['verify', config.restartFile!, '-h']]) {
+      const help = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+      assert.is(help.status, 0, `${args.join(' ')}: ${help.stderr}`);
+      assert.match(help.stdout, /^usage: bucket-map verify <restartFile>[^]*Exit code: 0/);
+      assert.is(help.stderr, '');
     }
   });
 
