@@ -13,7 +13,7 @@ import type { SavedCounts } from './restart.js';
 import type { Table } from './table.js';
 
 export interface VerifyProblem {
-  /** The file the problem is in (its first segment for index files). */
+  /** The file the problem is in: the segment file that holds the cell, else the file's first segment (its header). */
   file: string;
   bucket: number;
   /** Index cell or data cell number, when the problem is in one cell. */
@@ -73,8 +73,12 @@ export interface BucketToVerify {
 
 export function verifyBucket(b: BucketToVerify, report: VerifyReport): void {
   const { table, bucket } = b;
-  const indexFile = table.index.segmentPaths[0] ?? table.index.name;
-  const problem = (cell: number | undefined, text: string, file = indexFile): void =>
+  // Named by the segment that holds the cell: with several segments, the first one sent a user to
+  // the wrong file.
+  const indexFiles = table.index.segmentPaths;
+  const indexFile = indexFiles[0] ?? table.index.name;
+  let cellFile = indexFile;
+  const problem = (cell: number | undefined, text: string, file = cell === undefined ? indexFile : cellFile): void =>
     addProblem(report, { file, bucket, ...(cell === undefined ? {} : { cell }), problem: text });
   const capacity = table.capacity;
   const window = Math.min(table.maxSearch, capacity);
@@ -87,6 +91,7 @@ export function verifyBucket(b: BucketToVerify, report: VerifyReport): void {
 
   for (let c = 0; c < capacity; c++) {
     const ctl = table.ctrl(c);
+    cellFile = indexFiles[table.seg] ?? indexFile;
     const dist = (ctl & 0xff) - 1;
     const kind = ctl >>> CTRL_KIND_SHIFT;
     if (dist < 0) {
@@ -149,17 +154,18 @@ export function verifyBucket(b: BucketToVerify, report: VerifyReport): void {
   for (let k = 0; k < SIZE_CLASSES; k++) {
     const data = table.data[k];
     if (data === null) continue;
-    const dataFile = data.file.segmentPaths[0] ?? data.file.name;
+    const dataFiles = data.file.segmentPaths;
+    const dataFile = dataFiles[0] ?? data.file.name;
     const marks = references[k] as Uint8Array;
     let leaked = 0;
     for (let cell = 0; cell < data.capacity; cell++) {
       const s = data.segmentOf(cell);
       const at = data.offsetOf(cell, s);
       const flags = data.u8[s][at + DATA_FLAGS_OFFSET];
-      if ((flags & ~DATA_OCCUPIED) !== 0) problem(cell, `data cell of class ${k} has unknown flag bits ${flags.toString(2)}`, dataFile);
+      if ((flags & ~DATA_OCCUPIED) !== 0) problem(cell, `data cell of class ${k} has unknown flag bits ${flags.toString(2)}`, dataFiles[s] ?? dataFile);
       if ((flags & DATA_OCCUPIED) === 0) continue;
       occupied[k]++;
-      if ((data.u32[s][(at >>> 2) + 1] & 0xffffff) >= 1 << 21) problem(cell, `data cell of class ${k} has a refCount above 2^53 - 1`, dataFile);
+      if ((data.u32[s][(at >>> 2) + 1] & 0xffffff) >= 1 << 21) problem(cell, `data cell of class ${k} has a refCount above 2^53 - 1`, dataFiles[s] ?? dataFile);
       if (marks[cell] === 0) leaked++;
     }
     occupiedTotal += occupied[k];

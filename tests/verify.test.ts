@@ -425,6 +425,27 @@ for (const engine of ENGINES) {
     assert.equal(BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives! }).notes, [], 'an open for writing and a close write it again');
   });
 
+  test('a problem in a cell names the segment file that holds the cell, not the first segment', () => {
+    const segmented = persistentConfig(path.join(dir, 'segmented'), engine, { maxBuckets: 1, segmentBytes: 65536 });
+    const map = new BucketMap(segmented);
+    const many = Array.from({ length: 3000 }, () => rng.key());
+    for (const [i, key] of many.entries()) map.insert(key, [rng.bytes(16), rng.bytes(16)], 1 + (i % 2));
+    map.close();
+    // A key and a data cell in later segments (files ending .<segment>.bkt, segment > 0).
+    const spots = many.map((key) => locateKey(segmented, key));
+    const inIndex = spots.find((s) => !s.file.endsWith('.0.bkt'))!;
+    const inData = spots.find((s) => !s.dataFile!.endsWith('.0.bkt'))!;
+    assert.ok(inIndex !== undefined && inData !== undefined, 'the map has several segments of each file');
+    patch(inIndex.file, inIndex.cellAt + 3, [read(inIndex.file, inIndex.cellAt + 3, 1)[0] ^ 0x10]);
+    patch(inData.dataFile!, inData.dataAt + 7, [read(inData.dataFile!, inData.dataAt + 7, 1)[0] | 0x40]);
+    const report = BucketMap.verify({ restartFile: segmented.restartFile!, drives: segmented.drives! });
+    const keyProblems = report.problems.filter((p) => /home is cell|tag that does not match/.test(p.problem));
+    const flagProblems = report.problems.filter((p) => /unknown flag bits/.test(p.problem));
+    assert.ok(keyProblems.length > 0 && flagProblems.length === 1, problems(report));
+    for (const p of keyProblems) assert.is(p.file, inIndex.file);
+    assert.is(flagProblems[0].file, inData.dataFile);
+  });
+
   test('a map that is not there is FILE_MISSING, for BucketMap.verify as for a read-only open', () => {
     const missing = path.join(dir, 'missing', 'restart');
     for (const attempt of [() => BucketMap.verify({ restartFile: missing }), () => new BucketMap({ ...config, restartFile: missing, drives: undefined, readOnly: true })]) {
