@@ -164,6 +164,10 @@ export class Bucket<T> {
     this.guard.enterWrite();
     if (!(noSpace instanceof NoSpace)) throw new TypeError('grow(noSpace) takes the NoSpace a tryWrite/tryInsert returned');
     if (noSpace.bucket !== this.index) throw new RangeError(`noSpace is for bucket ${noSpace.bucket}, not ${this.index}`);
+    // `allocated` maps a bucket the open left to its first use (a NoSpace kept from before a
+    // reopen): growing files the engine has not loaded rehashed nothing into the new index on the
+    // wasm engine (every entry lost) and failed on the host path. No files: nothing to grow.
+    if (!this.storage.allocated) return;
     this.growFor(noSpace);
   }
 

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BucketMap, NoSpace } from '../host/index.js';
-import { ENGINES, Rng } from './helpers.js';
+import { ENGINES, Rng, persistentConfig, removeDir, tempDir } from './helpers.js';
 
 for (const engine of ENGINES) {
   const test = suite(`tryInsert and grow [${engine}]`);
@@ -59,6 +59,43 @@ for (const engine of ENGINES) {
     assert.instance(noSpace, NoSpace);
     assert.throws(() => map.getBucketFromIndex(1).grow(noSpace!), RangeError);
     map.close();
+  });
+
+  test('grow of a bucket the open left to its first use maps it first: it grows, and every entry stays', () => {
+    const dir = tempDir();
+    try {
+      const config = persistentConfig(dir, engine, { maxBuckets: 1, maxSearch: 2 });
+      let map = new BucketMap(config);
+      const model = new Map<string, Uint8Array>();
+      let full: NoSpace | undefined;
+      while (full === undefined) {
+        const key = rng.key();
+        const v = rng.bytes(16);
+        full = map.tryInsert(key, [v]);
+        if (full === undefined) model.set(Buffer.from(key).toString('hex'), v);
+      }
+      const dataFull = map.tryInsert(rng.key(), [rng.bytes(16), rng.bytes(16)]);
+      assert.is(full.kind, 'index');
+      assert.is(dataFull?.kind, 'data');
+      map.close();
+      // The close record lets the reopen leave the bucket unmapped until its first use: here, grow.
+      map = new BucketMap(config);
+      map.grow(full);
+      map.grow(dataFull!);
+      const stats = map.stats();
+      assert.ok(stats.index.capacity > full.capacity, 'the index grew');
+      assert.is(stats.data.files, 1, 'the data class got its file');
+      assert.is(map.size, model.size);
+      for (const [hex, v] of model) assert.equal(map.readValue(Buffer.from(hex, 'hex')), [[v], 1]);
+      map.close();
+      map = new BucketMap(config);
+      assert.is(map.size, model.size);
+      for (const [hex, v] of model) assert.equal(map.readValue(Buffer.from(hex, 'hex')), [[v], 1]);
+      assert.ok(map.verify().ok);
+      map.close();
+    } finally {
+      removeDir(dir);
+    }
   });
 
   test.run();
