@@ -116,9 +116,50 @@ interface ResolvedConfig {
   readOnly: boolean;
 }
 
+const CONFIG_OPTIONS: ReadonlyArray<keyof BucketMapConfig> = [
+  'maxBuckets', 'drives', 'maxSearch', 'restartFile', 'codec', 'cacheBytes', 'engine', 'segmentBytes', 'maxBytes',
+  'checkFilesAtOpen', 'hugePages', 'readOnly',
+];
+
+/**
+ * An options object's own enumerable keys must all be options: a misspelt `restartFile` would
+ * leave a map temporary (its files removed at close) that was meant to persist, a misspelt
+ * `readOnly` would open it for writing, a misspelt `durable` would skip the fsync.
+ */
+function checkOptionNames(options: object, known: readonly string[], what: string): void {
+  for (const name of Object.keys(options)) {
+    if (known.includes(name)) continue;
+    const near = known.find((k) => k.toLowerCase() === name.toLowerCase());
+    throw new TypeError(`${what} has no option '${name}'${near === undefined ? `; its options are ${known.join(', ')}` : ` (did you mean '${near}'?)`}`);
+  }
+}
+
+/**
+ * Each option of `options`, read once: a getter or Proxy answering differently on a second read
+ * cannot slip a value past the checks. A value found only on Object.prototype is prototype
+ * pollution, not the caller's option, and counts as absent.
+ */
+function readOptions<K extends string>(options: object, names: readonly K[]): Record<K, unknown> {
+  const out = {} as Record<K, unknown>;
+  for (const name of names) out[name] = pollutedOnly(options, name) ? undefined : Reflect.get(options, name);
+  return out;
+}
+
+function pollutedOnly(options: object, name: string): boolean {
+  if (!Object.prototype.hasOwnProperty.call(Object.prototype, name)) return false;
+  for (let o: object | null = options; o !== null && o !== Object.prototype; o = Reflect.getPrototypeOf(o)) {
+    if (Object.prototype.hasOwnProperty.call(o, name)) return false;
+  }
+  return true;
+}
+
+const FLUSH_OPTIONS: ReadonlyArray<keyof FlushOptions> = ['durable'];
+const COMPACT_OPTIONS: ReadonlyArray<keyof CompactOptions> = ['load'];
+
 function resolveConfig(config: unknown): ResolvedConfig {
   if (config === null || typeof config !== 'object') throw new TypeError('config must be an object');
-  const c = config as Record<string, unknown>;
+  checkOptionNames(config, CONFIG_OPTIONS, 'config');
+  const c = readOptions(config, CONFIG_OPTIONS);
   const integer = (name: string, value: unknown, min: number, max: number): number => {
     if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
     if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
@@ -130,14 +171,18 @@ function resolveConfig(config: unknown): ResolvedConfig {
   let restartFile: string | null = null;
   if (c.restartFile !== undefined) {
     if (typeof c.restartFile !== 'string' || c.restartFile.length === 0) throw new TypeError('restartFile must be a non-empty string');
+    if (c.restartFile.includes('\0')) throw new TypeError('restartFile must not contain a NUL character');
     restartFile = path.resolve(c.restartFile);
   }
   let drives: string[] | null = null;
   if (c.drives !== undefined) {
     if (!Array.isArray(c.drives) || c.drives.length === 0) throw new TypeError('drives must be a non-empty array of folder paths');
     if (c.drives.length > 255) throw new RangeError('drives may name at most 255 folders');
-    drives = Array.from(c.drives as unknown[], (d: unknown, i: number) => {
+    const given: unknown[] = Array.from(c.drives as unknown[]); // each element read once
+    if (given.length === 0 || given.length > 255) throw new RangeError('drives must name 1 to 255 folders');
+    drives = given.map((d: unknown, i: number) => {
       if (typeof d !== 'string' || d.length === 0) throw new TypeError(`drives[${i}] must be a non-empty string`);
+      if (d.includes('\0')) throw new TypeError(`drives[${i}] must not contain a NUL character`);
       return path.resolve(d);
     });
     if (new Set(drives).size !== drives.length) throw new RangeError('drives must not name the same folder twice');
@@ -812,10 +857,14 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   flush(options: FlushOptions = {}): void {
     this.enter();
     if (options === null || typeof options !== 'object') throw new TypeError('flush options must be an object');
+    checkOptionNames(options, FLUSH_OPTIONS, 'flush options');
+    const { durable } = readOptions(options, FLUSH_OPTIONS);
+    // Anything but true would be a flush without the fsync the caller asked for.
+    if (durable !== undefined && typeof durable !== 'boolean') throw new TypeError(`durable must be a boolean, got ${typeof durable}`);
     if (this.ctx.readOnly) return; // a reader has written nothing
     const started = performance.now();
     for (const storage of this.storages) storage.saveCounts();
-    if (options.durable === true) {
+    if (durable === true) {
       for (const storage of this.storages) storage.syncFiles();
       this.ctx.manifest.sync();
       for (const dir of this.ctx.drives) fsyncPath(dir);
@@ -839,13 +888,15 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   compact(options: CompactOptions = {}): CompactReport {
     this.enterWrite();
     if (options === null || typeof options !== 'object') throw new TypeError('compact options must be an object');
+    checkOptionNames(options, COMPACT_OPTIONS, 'compact options');
+    const given = readOptions(options, COMPACT_OPTIONS).load;
     let load = COMPACT_LOAD;
-    if (options.load !== undefined) {
-      if (typeof options.load !== 'number') throw new TypeError(`load must be a number, got ${typeof options.load}`);
-      if (!(options.load > 0 && options.load * LOAD_MAX_D <= LOAD_MAX_N)) {
-        throw new RangeError(`load must be above 0 and at most ${LOAD_MAX_N / LOAD_MAX_D}, got ${options.load}`);
+    if (given !== undefined) {
+      if (typeof given !== 'number') throw new TypeError(`load must be a number, got ${typeof given}`);
+      if (!(given > 0 && given * LOAD_MAX_D <= LOAD_MAX_N)) {
+        throw new RangeError(`load must be above 0 and at most ${LOAD_MAX_N / LOAD_MAX_D}, got ${given}`);
       }
-      load = options.load;
+      load = given;
     }
     const started = performance.now();
     const report: CompactReport = { buckets: 0, bytesFreed: 0, ms: 0 };

@@ -63,17 +63,16 @@ export const codecs = Object.freeze({ bytes, u64 });
 /** Checks that a user-supplied codec has the shape the map relies on. */
 export function checkCodec(codec: unknown): ElementCodec<unknown> {
   if (codec === null || typeof codec !== 'object') throw new TypeError('codec must be an object with size, encode and decode');
-  const c = codec as Partial<ElementCodec<unknown>>;
-  if (typeof c.encode !== 'function' || typeof c.decode !== 'function') {
+  // Each member read once: a getter answering differently later would break the file layout or
+  // call what was never checked.
+  const { size, encode, decode } = codec as Partial<ElementCodec<unknown>>;
+  if (typeof encode !== 'function' || typeof decode !== 'function') {
     throw new TypeError('codec must have encode(value, target, offset) and decode(source, offset) functions');
   }
-  const size = c.size;
   if (typeof size !== 'number' || !Number.isInteger(size) || size < 1 || size > MAX_ELEMENT_SIZE) {
     throw new RangeError(`codec.size must be an integer from 1 to ${MAX_ELEMENT_SIZE}, got ${String(size)}`);
   }
   if (builtIn.has(codec)) return codec as ElementCodec<unknown>;
-  // The size as checked, once: a getter answering differently later would break the file layout.
-  const { encode, decode } = c;
   return Object.freeze({
     size,
     encode: (value: unknown, target: Uint8Array, offset: number): void => encode.call(codec, value, target, offset),
