@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { ioError } from './errors.js';
 import { MapLock } from './lock.js';
 
 const OWNER_FILE = 'owner.lock';
@@ -115,14 +116,25 @@ export function createTempFolder(): string {
   for (let attempt = 0; dir === ''; attempt++) {
     parent = tempParent();
     if (parent !== null) removeOrphanedTempFolders(parent);
+    const template = parent !== null ? path.join(parent, MAP_PREFIX) : path.join(os.tmpdir(), 'bucket-map-');
     try {
-      dir = fs.mkdtempSync(parent !== null ? path.join(parent, MAP_PREFIX) : path.join(os.tmpdir(), 'bucket-map-'));
+      dir = fs.mkdtempSync(template);
     } catch (err) {
       // Another process removed the emptied parent between our mkdir and mkdtemp: make it again.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 2) throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 2) {
+        throw ioError(`cannot make a temporary map folder in ${path.dirname(template)}`, err, path.dirname(template));
+      }
     }
   }
-  live.set(dir, { lock: MapLock.acquire(path.join(dir, OWNER_FILE)), parent });
+  let lock: MapLock;
+  try {
+    lock = MapLock.acquire(path.join(dir, OWNER_FILE));
+  } catch (err) {
+    // A folder without an owner lock is never swept (it could be one being made): it goes now.
+    removeFolder(dir, parent);
+    throw err;
+  }
+  live.set(dir, { lock, parent });
   installExitHook();
   return dir;
 }
@@ -131,11 +143,15 @@ export function removeTempFolder(dir: string): void {
   const entry = live.get(dir);
   live.delete(dir);
   entry?.lock.release();
+  removeFolder(dir, entry?.parent ?? null);
+}
+
+function removeFolder(dir: string, parent: string | null): void {
   fs.rmSync(dir, { recursive: true, force: true });
-  if (entry?.parent == null) return;
+  if (parent === null) return;
   // The per-user folder goes with its last map (rmdir refuses while others remain).
   try {
-    fs.rmdirSync(entry.parent);
+    fs.rmdirSync(parent);
   } catch {
     // Not empty, or already gone.
   }

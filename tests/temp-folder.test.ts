@@ -5,9 +5,9 @@ import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BucketMap } from '../host/index.js';
+import { BucketMap, BucketMapError, codes } from '../host/index.js';
 import { tempParent } from '../host/temp-folder.js';
-import { ENGINES } from './helpers.js';
+import { ENGINES, thrownBy, withFsFunction } from './helpers.js';
 
 const HOST_INDEX = new URL('../host/index.js', import.meta.url).href;
 
@@ -114,6 +114,40 @@ for (const engine of ENGINES) {
       else process.env.TMPDIR = savedTmp;
       fs.rmSync(privateTmp, { recursive: true, force: true });
     }
+  });
+
+  /** Runs `body` with a TMPDIR of its own, `privateTmp`, removed after. */
+  function withPrivateTmp(body: (privateTmp: string) => void): void {
+    const savedTmp = process.env.TMPDIR;
+    const privateTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-tmpdir-'));
+    process.env.TMPDIR = privateTmp;
+    try {
+      body(privateTmp);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+      fs.rmSync(privateTmp, { recursive: true, force: true });
+    }
+  }
+
+  test('a temp folder that cannot be used is BUCKET_MAP_IO; an owner lock that cannot be taken leaves no folder behind', () => {
+    withPrivateTmp((privateTmp) => {
+      const missing = path.join(privateTmp, 'missing');
+      process.env.TMPDIR = missing;
+      assert.throws(() => newTempMap(engine), (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.IO && e.message.includes(missing));
+      assert.not.ok(fs.existsSync(missing));
+      process.env.TMPDIR = privateTmp;
+      // Out of descriptors when the owner lock is opened: the folder made for it must not stay,
+      // as a folder without a lock is never swept.
+      const emfile = Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+      const refused = withFsFunction('openSync', (original) => (...args: unknown[]) => {
+        if (String(args[0]).endsWith('owner.lock')) throw emfile;
+        return original(...args);
+      }, () => thrownBy(() => newTempMap(engine)));
+      assert.ok(refused !== null, 'the open failed');
+      assert.equal(fs.readdirSync(privateTmp), [], 'no map folder, and no per-user folder, left');
+      newTempMap(engine);
+    });
   });
 
   function lockHoldingOnly(): void {
