@@ -218,9 +218,20 @@ function resolveConfig(config: unknown): ResolvedConfig {
   return { maxBuckets, maxSearch, restartFile, codec, cacheBytes, engine, segmentBytes, maxBytes, drives, checkFilesAtOpen, hugePages, readOnly };
 }
 
-function ensureWritableDir(dir: string): void {
+/**
+ * Makes `dir` if needed and checks it can be written. Folders it made are added to `made` (deepest
+ * last), for an open that fails to take away again.
+ */
+function ensureWritableDir(dir: string, made: string[]): void {
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    const first = fs.mkdirSync(dir, { recursive: true });
+    if (first !== undefined) {
+      const start = made.length;
+      for (let d = dir; ; d = path.dirname(d)) {
+        made.splice(start, 0, d);
+        if (d === first || d === path.dirname(d)) break;
+      }
+    }
     fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
   } catch (err) {
     throw ioError(`drive ${dir} cannot be used`, err, dir);
@@ -335,6 +346,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     let lock: MapLock | null = null;
     let storages: BucketStorage[] = [];
     let createdRestartFile = false;
+    // Folders this open made (drives, the restart file's), removed if it fails: a refused open
+    // (CONFIG_MISMATCH, drives that are one folder) changes nothing on disk.
+    const madeDirs: string[] = [];
     let engine: Engine | null = null;
     const self = this;
     // The restart file of a read-only open (resolveConfig requires one), else null.
@@ -344,7 +358,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         // A reader writes nothing of the map's: it takes a shared hold and removes no drafts.
         lock = MapLock.acquireShared(`${readerOf}.lock`);
       } else if (cfg.restartFile !== null) {
-        ensureWritableDir(path.dirname(cfg.restartFile));
+        ensureWritableDir(path.dirname(cfg.restartFile), madeDirs);
         lock = MapLock.acquire(`${cfg.restartFile}.lock`);
         // Drafts a kill left beside the restart file (of it, or of the lock: see lock.ts). Looked
         // for only when the last session did not end in a clean close, so that a clean reopen does
@@ -356,7 +370,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       }
       for (const d of drives) {
         if (cfg.readOnly) checkExistingDir(d);
-        else ensureWritableDir(d);
+        else ensureWritableDir(d, madeDirs);
       }
       checkDistinctDrives(drives);
       const base = { maxBuckets: cfg.maxBuckets, elementSize: cfg.codec.size, maxSearch: cfg.maxSearch, drives: drives.length };
@@ -442,6 +456,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       if (createdRestartFile && cfg.restartFile !== null) fs.rmSync(cfg.restartFile, { force: true });
       if (ownedTempDir !== null) removeTempFolder(ownedTempDir);
       lock?.release();
+      for (let i = madeDirs.length - 1; i >= 0; i--) {
+        try {
+          fs.rmdirSync(madeDirs[i]); // only if empty: whatever another process put there stays
+        } catch {
+          // Not empty, or gone.
+        }
+      }
       throw err;
     }
     this.lock = lock;

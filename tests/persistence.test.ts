@@ -97,11 +97,22 @@ for (const engine of ENGINES) {
         (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CONFIG_MISMATCH,
       );
     }
-    fs.rmSync(path.join(dir, 'drive2'), { recursive: true, force: true });
+    assert.not.ok(fs.existsSync(path.join(dir, 'drive2')), 'no folder made for the drive of a refused open');
     assert.equal(fingerprint(dir), before);
     const again = new BucketMap(config);
     assert.is(again.size, size, 'the right configuration still opens it');
     again.close();
+  });
+
+  test('a new map refused at open takes away the folders it made for itself, and only those', () => {
+    const shared = path.join(dir, 'shared');
+    fs.mkdirSync(shared);
+    fs.symlinkSync(shared, path.join(dir, 'alias'));
+    const nested = path.join(dir, 'new', 'deeper');
+    const config = { ...persistentConfig(dir, engine), restartFile: path.join(nested, 'restart'), drives: [path.join(dir, 'fresh', 'drive'), shared, path.join(dir, 'alias')] };
+    assert.throws(() => new BucketMap(config), (e: Error) => e instanceof RangeError && /same folder/.test(e.message));
+    assert.equal(fs.readdirSync(dir).sort(), ['alias', 'shared'], 'the restart file\'s and the first drive\'s folders are gone');
+    assert.equal(fs.readdirSync(shared), []);
   });
 
   test('drives given in another order are CONFIG_MISMATCH at open (after a clean close or a crash) and for verify, nothing changed; the right order opens everything', () => {
