@@ -286,9 +286,18 @@ function cleanCloseRecord(restartFile: string, manifest: Manifest, maxBuckets: n
   return record;
 }
 
+/** A drive's entries; a folder that cannot be listed is BUCKET_MAP_IO, as any refused file operation. */
+function listDrive(dir: string): fs.Dirent[] {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    throw ioError(`cannot list drive ${dir}`, err, dir);
+  }
+}
+
 function mapIdInUse(drives: readonly string[], mapId: number): boolean {
   const prefix = mapFilePrefix(mapId);
-  return drives.some((d) => fs.readdirSync(d).some((name) => name.startsWith(prefix)));
+  return drives.some((d) => listDrive(d).some((entry) => entry.name.startsWith(prefix)));
 }
 
 export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>]> {
@@ -492,7 +501,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const keep = new Map<string, number>();
     for (const storage of this.storages) for (const file of storage.files()) keep.set(`${file.dir}\0${file.name}`, file.segmentSizes.length);
     for (const dir of this.ctx.drives) {
-      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      for (const entry of listDrive(dir)) {
         if (entry.isDirectory()) continue; // not ours, whatever its name: the map makes only files
         const name = entry.name;
         const bucketFile = BUCKET_FILE_PATTERN.exec(name);
@@ -503,7 +512,11 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
           const segments = keep.get(`${dir}\0${id}-b${ix}.${kind}.${generation}`) ?? 0;
           if (String(Number(segment)) === segment && Number(segment) < segments) continue;
         }
-        fs.rmSync(path.join(dir, name), { force: true });
+        try {
+          fs.rmSync(path.join(dir, name), { force: true });
+        } catch (err) {
+          throw ioError('cannot remove a file left by a crash', err, path.join(dir, name));
+        }
         this.ctx.counters.removedFiles++;
       }
     }

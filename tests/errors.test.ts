@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, NoSpace, codes, type BucketMapConfig } from '../host/index.js';
 import { checkPlatform } from '../host/errors.js';
-import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir } from './helpers.js';
+import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
 
 const rng = new Rng(11);
 
@@ -176,6 +176,31 @@ config('a drive that cannot be used is a BucketMapError with code IO, and nothin
       (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.IO && e.message.includes('sub'),
     );
     assert.not.ok(fs.existsSync(path.join(dir, 'restart')));
+  } finally {
+    removeDir(dir);
+  }
+});
+
+config('a drive that cannot be listed is IO, for a new map and for the sweep of a crashed one', () => {
+  const dir = tempDir();
+  try {
+    const drive = path.join(dir, 'drive');
+    const config = { maxBuckets: 2, restartFile: path.join(dir, 'restart'), drives: [drive] };
+    const unlistable = <R>(body: () => R): R => withFsFunction('readdirSync', (original) => (...args: unknown[]) => {
+      if (args[0] === drive) throw Object.assign(new Error(`EIO: i/o error, scandir '${drive}'`), { code: 'EIO' });
+      return original(...args);
+    }, body);
+    const isIo = (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.IO && e.file === drive && (e.cause as { code?: string }).code === 'EIO';
+    assert.throws(() => unlistable(() => new BucketMap({ maxBuckets: 2, drives: [drive] })), isIo);
+    const map = new BucketMap(config);
+    map.insert(rng.key(), []);
+    map.close();
+    fs.rmSync(path.join(dir, 'restart.closed')); // as a kill leaves it: the open sweeps the drives
+
+    assert.throws(() => unlistable(() => new BucketMap(config)), isIo);
+    const again = new BucketMap(config);
+    assert.is(again.size, 1);
+    again.close();
   } finally {
     removeDir(dir);
   }
