@@ -1,3 +1,5 @@
+import { types } from 'node:util';
+
 /**
  * Slot-list elements are fixed-size records. A codec turns one element into `size` bytes and back;
  * the map stores the bytes (little-endian where it has numbers) and never looks inside them.
@@ -10,6 +12,9 @@ export interface ElementCodec<T> {
   decode(source: Uint8Array, offset: number): T;
 }
 
+/** %TypedArray%.prototype.length: the array's own length, whatever a subclass's getter says. */
+const typedArrayLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')!.get! as (this: Uint8Array) => number;
+
 /** The codecs this module made: frozen and checked already, so checkCodec takes them as they are. */
 const builtIn = new WeakSet<object>();
 
@@ -21,8 +26,12 @@ function bytes(n: number): ElementCodec<Uint8Array> {
   const codec = Object.freeze({
     size: n,
     encode(value: Uint8Array, target: Uint8Array, offset: number): void {
-      if (!(value instanceof Uint8Array)) throw new TypeError(`slot-list element must be a Uint8Array of ${n} bytes`);
-      if (value.length !== n) throw new RangeError(`slot-list element must be ${n} bytes, got ${value.length}`);
+      // A Proxy passes instanceof and a subclass may override length, but set() copies the
+      // array's own bytes: an element shorter than it claimed left the bytes of the element
+      // encoded before it (another entry's) in its place.
+      if (!types.isUint8Array(value)) throw new TypeError(`slot-list element must be a Uint8Array of ${n} bytes`);
+      const length = typedArrayLength.call(value);
+      if (length !== n) throw new RangeError(`slot-list element must be ${n} bytes, got ${length}`);
       target.set(value, offset);
     },
     decode(source: Uint8Array, offset: number): Uint8Array {

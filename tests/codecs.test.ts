@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { codecs } from '../host/index.js';
+import { BucketMap, codecs } from '../host/index.js';
+import { ENGINES } from './helpers.js';
 import { checkCodec } from '../host/codecs.js';
 
 test('codecs.bytes(n) copies n bytes in and out, and the decoded copy does not alias the source', () => {
@@ -21,6 +22,31 @@ test('codecs.bytes rejects wrong element types and sizes', () => {
   assert.throws(() => codecs.bytes(0), RangeError);
   assert.throws(() => codecs.bytes(1.5), RangeError);
   assert.throws(() => codecs.bytes(1 << 20), RangeError);
+});
+
+test('codecs.bytes copies an element as long as it really is: a subclass whose length lies, or a Proxy, is refused, never stored with another entry\'s bytes', () => {
+  class Liar extends Uint8Array {
+    override get length(): number {
+      return 16;
+    }
+  }
+  const codec = codecs.bytes(16);
+  assert.throws(() => codec.encode(new Liar(8), new Uint8Array(16), 0), (e: Error) => e instanceof RangeError && /16 bytes, got 8/.test(e.message));
+  const proxy = new Proxy(new Uint8Array(8), { get: (t, p) => (p === 'length' ? 16 : Reflect.get(t, p)) });
+  assert.throws(() => codec.encode(proxy, new Uint8Array(16), 0), TypeError);
+  assert.throws(() => codec.encode(new Proxy(new Uint8Array(16), {}), new Uint8Array(16), 0), TypeError);
+  // Through a map: the element before the liar left its bytes in the engine's input buffer.
+  for (const engine of ENGINES) {
+    const map = new BucketMap({ maxBuckets: 1, engine });
+    map.insert(new Uint8Array(32).fill(1), [new Uint8Array(16).fill(0xaa)]);
+    const liarKey = new Uint8Array(32).fill(2);
+    assert.throws(() => map.insert(liarKey, [new Liar(8).fill(0x55)]), RangeError);
+    assert.is(map.has(liarKey), false);
+    const subclass = new (class extends Uint8Array {})(16).fill(0x55);
+    map.insert(liarKey, [subclass]);
+    assert.equal(Array.from(map.readValue(liarKey)![0][0]), new Array(16).fill(0x55), 'an honest subclass is taken');
+    map.close();
+  }
 });
 
 test('codecs.u64 stores bigints little-endian across the whole range', () => {
