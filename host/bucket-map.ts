@@ -948,27 +948,43 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   close(): void {
     if (this.closed) return;
     if (this.guard.userCode) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from code a map call runs: an update() callback, a codec, a getter of an argument');
-    try {
+    // The first failure is reported, after every step has run: once closed, close() does nothing,
+    // so a step skipped now (the lock's release, say) would never run.
+    let failed = false;
+    let failure: unknown;
+    const step = (fn: () => void): void => {
+      try {
+        fn();
+      } catch (err) {
+        if (failed) return;
+        failed = true;
+        // An operating system's refusal (it names its system call) is IO, as everywhere else.
+        const refused = !(err instanceof BucketMapError) && typeof (err as NodeJS.ErrnoException | null)?.syscall === 'string';
+        failure = refused ? ioError('close() could not release everything', err, (err as NodeJS.ErrnoException).path) : err;
+      }
+    };
+    step(() => {
       if (this.persistent && !this.ctx.readOnly) {
         this.flush();
         // Before the record: an open that finds one does not look for files to remove.
         this.ctx.spares.clear();
         this.writeCloseRecord();
       }
-    } finally {
-      this.closed = true;
-      // An iterator trusts its snapshot's cells while its bucket's version holds. NaN equals no
-      // version, so an iterator stepped after close() meets enter() and CLOSED, instead of reading
-      // mappings of files that a later writer may truncate (a SIGBUS).
-      this.ctx.versions.fill(NaN);
-      for (const storage of this.storages) storage.close(!this.persistent);
-      this.ctx.spares.clear();
-      this.ctx.engine.close();
-      this.ctx.manifest.close();
-      this.lock?.release();
-      if (this.ownedTempDir !== null) removeTempFolder(this.ownedTempDir);
-      this.forgetFilesAtExit?.();
-    }
+    });
+    this.closed = true;
+    // An iterator trusts its snapshot's cells while its bucket's version holds. NaN equals no
+    // version, so an iterator stepped after close() meets enter() and CLOSED, instead of reading
+    // mappings of files that a later writer may truncate (a SIGBUS).
+    this.ctx.versions.fill(NaN);
+    for (const storage of this.storages) step(() => storage.close(!this.persistent));
+    step(() => this.ctx.spares.clear());
+    step(() => this.ctx.engine.close());
+    step(() => this.ctx.manifest.close());
+    step(() => this.lock?.release());
+    if (this.ownedTempDir !== null) step(() => removeTempFolder(this.ownedTempDir!));
+    // Files left in drives the caller gave stay on the exit's list, which tries them again.
+    if (!failed) this.forgetFilesAtExit?.();
+    if (failed) throw failure;
   }
 
   [Symbol.dispose](): void {

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BucketMap, BucketMapError, NoSpace, codes, type BucketMapConfig } from '../host/index.js';
 import { checkPlatform } from '../host/errors.js';
-import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir, withFsFunction } from './helpers.js';
+import { ENGINES, Rng, fingerprint, persistentConfig, removeDir, tempDir, thrownBy, withFsFunction } from './helpers.js';
 
 const rng = new Rng(11);
 
@@ -293,6 +293,27 @@ for (const engine of ENGINES) {
     other[Symbol.dispose]();
     assert.throws(() => kept.bucketLen(), (e: BucketMapError) => e.code === codes.CLOSED);
     other.close();
+  });
+
+  test('close() of a temporary map whose file cannot be removed still releases the rest, then reports IO once', () => {
+    const drive = tempDir();
+    try {
+      const map = new BucketMap({ maxBuckets: 4, engine, drives: [drive] });
+      for (let i = 0; i < 64; i++) map.insert(rng.key(), [rng.bytes(16)]);
+      const files = fs.readdirSync(drive);
+      assert.ok(files.length >= 2, 'several bucket files');
+      const stuck = path.join(drive, files.sort()[0]);
+      const err = withFsFunction('rmSync', (original) => (...args: unknown[]) => {
+        if (args[0] === stuck) throw Object.assign(new Error(`EROFS: read-only file system, unlink '${stuck}'`), { code: 'EROFS', syscall: 'unlink', path: stuck });
+        return original(...args);
+      }, () => thrownBy(() => map.close()));
+      assert.ok(err instanceof BucketMapError && err.code === codes.IO && err.file === stuck, String(err));
+      assert.equal(fs.readdirSync(drive), [path.basename(stuck)], 'every other file removed');
+      map.close(); // closed already: nothing more to report
+      assert.throws(() => map.size, (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CLOSED);
+    } finally {
+      removeDir(drive);
+    }
   });
 
   test('a bucket kept past close() never makes files, not even through its undocumented methods from plain JS', () => {

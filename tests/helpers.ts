@@ -191,7 +191,7 @@ export async function collectUntil(done: () => boolean, rounds: number): Promise
   }
 }
 
-type FsFunction = 'linkSync' | 'openSync' | 'writeFileSync' | 'writeSync' | 'readFileSync' | 'readdirSync' | 'readSync' | 'fstatSync' | 'renameSync';
+type FsFunction = 'linkSync' | 'openSync' | 'rmSync' | 'writeFileSync' | 'writeSync' | 'readFileSync' | 'readdirSync' | 'readSync' | 'fstatSync' | 'renameSync';
 
 /**
  * Runs `body` with one node:fs function replaced, as the library (which imports the ESM namespace)
