@@ -12,7 +12,7 @@ import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
 import { BucketMapError, codes } from './errors.js';
-import { KEY_BYTES, plainBytes, toKeyBytes, type Key } from './keys.js';
+import { byteLength, KEY_BYTES, plainBytes, toKeyBytes, type Key } from './keys.js';
 import { copyToBytes } from './copy.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
 import { maxSlotsFor, MAX_LIST_BYTES } from './layout.js';
@@ -31,10 +31,16 @@ export interface BatchHost<T> {
   rewriteRef(ix: number, k: Uint8Array, delta: 1 | -1): number | undefined;
 }
 
-/** A checked key batch: keys packed back to back, or one 32-byte array per key. */
-type Keys = Uint8Array | Uint8Array[];
+/** A checked key batch: keys packed back to back. */
+type Keys = Uint8Array;
 
-/** Checks a key batch: packed keys as they are, other keys turned into 32-byte arrays. */
+/**
+ * Checks a key batch: packed keys as they are, an array's keys copied back to back into a new
+ * buffer as each is checked. The copy is what the call then reads: code of the caller's that runs
+ * later in the call (a getter of another argument, toBytes() of a later key, a codec) may transfer
+ * or shrink a key's buffer, which then reads as zeros, and the call would have written or read the
+ * all-zero key in its place.
+ */
 export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
   if (types.isUint8Array(keys)) {
     const packed = plainBytes(keys);
@@ -44,19 +50,37 @@ export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
     return packed;
   }
   if (!Array.isArray(keys)) throw new TypeError(`${argName} must be an array of keys or a Uint8Array of packed 32-byte keys`);
-  // Array.from, not map: map skips the holes of a sparse array, which would pass unchecked.
-  return Array.from(keys, (k, i) => toKeyBytes(k, `${argName}[${i}]`));
+  // An index loop, not map or forEach: they skip the holes of a sparse array, which would pass unchecked.
+  const total = keys.length;
+  const packed = new Uint8Array(total * KEY_BYTES);
+  for (let i = 0; i < total; i++) {
+    const k: unknown = keys[i];
+    // The name is built only for a key that fails: a template per key cost more than the copy.
+    const bytes = types.isUint8Array(k) && byteLength(k) === KEY_BYTES ? k : toKeyBytes(k as Key, `${argName}[${i}]`);
+    packed.set(bytes, i * KEY_BYTES);
+  }
+  return packed;
 }
 
 /** Checks an optional output array of one refCount per key. */
 function checkRefCountsOut(refCounts: Float64Array | null, total: number): void {
   if (refCounts === null) return;
   if (!types.isFloat64Array(refCounts)) throw new TypeError('refCounts must be a Float64Array');
-  if (refCounts.length < total) throw new RangeError(`refCounts has room for ${refCounts.length} keys, got ${total}`);
+  const room = byteLength(refCounts) / 8; // not .length: see byteLength()
+  if (room < total) throw new RangeError(`refCounts has room for ${room} keys, got ${total}`);
+}
+
+/**
+ * A caller's packed buffer transferred or shrunk since the call began (by the caller's code it
+ * ran) reads short: a chunk would go on with the keys an earlier call left in the batch buffer.
+ */
+function checkKeysHeld(keys: Keys, count: number): void {
+  const held = byteLength(keys);
+  if (held < count * KEY_BYTES) throw new TypeError(`the keys buffer holds ${held} bytes now, fewer than the ${count * KEY_BYTES} it held: it was transferred or shrunk during the call`);
 }
 
 function keyCount(keys: Keys): number {
-  return keys instanceof Uint8Array ? keys.length / KEY_BYTES : keys.length;
+  return keys.length / KEY_BYTES;
 }
 
 export class Batcher<T> {
@@ -70,18 +94,8 @@ export class Batcher<T> {
   private load(keys: Keys, from: number, n: number, allocate: boolean): void {
     const { ctx, storages, bits } = this.host;
     const b = ctx.engine.batch;
-    if (keys instanceof Uint8Array) {
-      // A buffer transferred or shrunk since the call began (by the caller's code it ran) reads
-      // short: the chunk would go on with the keys an earlier call left in the batch buffer.
-      if (keys.length < (from + n) * KEY_BYTES) throw new TypeError(`the keys buffer holds ${keys.length} bytes now, fewer than the ${(from + n) * KEY_BYTES} it held: it was transferred or shrunk during the call`);
-      b.keys.set(keys.subarray(from * KEY_BYTES, (from + n) * KEY_BYTES));
-    } else {
-      for (let i = 0; i < n; i++) {
-        const key = keys[from + i];
-        const at = i * KEY_BYTES;
-        for (let j = 0; j < KEY_BYTES; j++) b.keys[at + j] = key[j];
-      }
-    }
+    checkKeysHeld(keys, from + n);
+    b.keys.set(keys.subarray(from * KEY_BYTES, (from + n) * KEY_BYTES));
     const packed = b.keys;
     for (let i = 0; i < n; i++) {
       const at = i * KEY_BYTES;
@@ -162,11 +176,13 @@ export class Batcher<T> {
     const list = batchKeys(keys);
     const total = keyCount(list);
     // util.types checks, not instanceof: a Proxy passes instanceof and would run the caller's code
-    // in the middle of the copy. Each length is read once, before any lookup.
+    // in the middle of the copy. Each length is read once, before any lookup, through the built-in
+    // getter (byteLength()), so no getter of a subclass runs.
     if (!types.isUint8Array(target)) throw new TypeError('target must be a Uint8Array');
     if (!types.isInt32Array(slots)) throw new TypeError('slots must be an Int32Array');
-    const room = target.length;
-    if (slots.length < total) throw new RangeError(`slots has room for ${slots.length} keys, got ${total}`);
+    const room = byteLength(target);
+    const slotRoom = byteLength(slots) / 4;
+    if (slotRoom < total) throw new RangeError(`slots has room for ${slotRoom} keys, got ${total}`);
     checkRefCountsOut(refCounts, total);
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > room) {
       throw new RangeError(`offset must be an integer from 0 to ${room}, got ${offset}`);

@@ -114,6 +114,17 @@ const byteOffsetOf = intrinsic('byteOffset');
 const byteLengthOf = intrinsic('byteLength');
 
 /**
+ * The bytes a typed array (any kind, checked by the caller) spans now, through the built-in getter.
+ * Not `.length`: a subclass's getter could lie about it, or run the caller's code in the middle of
+ * a call, and on Node 20 optimised code can report the old `.length` of an array whose buffer was
+ * transferred since (seen once a length-tracking view of a resizable buffer had been used), where
+ * every read of it gives undefined: a key that read as 32 zero bytes.
+ */
+export function byteLength(view: ArrayBufferView): number {
+  return byteLengthOf.call(view) as number;
+}
+
+/**
  * A plain Uint8Array over the same bytes as `bytes` (a Uint8Array, Buffer or subclass, checked by
  * the caller), read through the built-in getters: no getter or species constructor of a subclass
  * runs when the map later reads it in the middle of a call. Its length is fixed now; if the

@@ -15,6 +15,11 @@ const value = (e: [Uint8Array[], number] | undefined): string | undefined => (e 
 /** ES2024's resizable ArrayBuffer (Node 20 has it; the TypeScript lib here predates it). */
 const ResizableBuffer = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => ArrayBuffer & { resize(bytes: number): void };
 
+/** Detaches `bytes`' buffer, as a transfer to a worker does: every read of it then gives undefined. */
+function transferAway(bytes: Uint8Array): void {
+  if (bytes.byteLength > 0) structuredClone(bytes.buffer, { transfer: [bytes.buffer as ArrayBuffer] });
+}
+
 /** A key in bucket `ix` of a 256-bucket map. */
 function keyIn(rng: Rng, ix: number): Uint8Array {
   const k = rng.key();
@@ -136,6 +141,69 @@ for (const engine of ENGINES) {
     Object.defineProperty(lists, 1, { get: () => (growing.resize(0), [rng.bytes(16)]) });
     assert.throws(() => map.insertMany(new Uint8Array(growing), lists), TypeError);
     assert.is(map.size, 0, 'nothing written, and no stale key of the earlier call');
+    map.close();
+  });
+
+  /** A map whose codec calls `meddle` (when set) from decode, and whose all-zero key has refCount 77. */
+  function meddlingMap(): { map: BucketMap; setMeddle(fn: (() => void) | null): void } {
+    let meddle: (() => void) | null = null;
+    const codec = {
+      size: 16,
+      encode: (v: Uint8Array, t: Uint8Array, o: number): void => t.set(v, o),
+      decode: (s: Uint8Array, o: number): Uint8Array => {
+        meddle?.();
+        return s.slice(o, o + 16);
+      },
+    };
+    const map = new BucketMap({ maxBuckets: 16, engine, codec });
+    map.insert(new Uint8Array(32), [new Uint8Array(16).fill(0xee)], 77);
+    return { map, setMeddle: (fn) => void (meddle = fn) };
+  }
+
+  test('insertMany writes each key of an array as listed, even if a getter later transfers or shrinks its buffer', () => {
+    const { map } = meddlingMap();
+    const rng = new Rng(66);
+    const transferred = rng.key();
+    const shrunk = new Uint8Array(new ResizableBuffer(32, { maxByteLength: 32 }));
+    shrunk.set(rng.key());
+    const [transferredBytes, shrunkBytes] = [transferred.slice(), shrunk.slice()];
+    const el = rng.bytes(16);
+    const lists = [[el], [el], [el]];
+    // Such a key reads as zeros (undefined) afterwards: it was written as the all-zero key.
+    Object.defineProperty(lists, 2, { get: () => (transferAway(transferred), (shrunk.buffer as unknown as { resize(n: number): void }).resize(8), [el]) });
+    map.insertMany([transferred, shrunk, rng.key()], lists);
+    assert.is(value(map.readValue(transferredBytes)), JSON.stringify([[hex(el)], 1]), 'the transferred key is written under its bytes');
+    assert.is(value(map.readValue(shrunkBytes)), JSON.stringify([[hex(el)], 1]), 'the shrunk key is written whole');
+    assert.is(map.readValue(new Uint8Array(32))![1], 77, 'the all-zero key is untouched');
+    assert.is(map.size, 4);
+    map.close();
+  });
+
+  test('getMany and addrefMany use each key of an array as listed, whatever a codec run by an earlier chunk does to its buffer', () => {
+    const { map, setMeddle } = meddlingMap();
+    const rng = new Rng(68);
+    const el = rng.bytes(16);
+    const keys = Array.from({ length: 1100 }, () => rng.key());
+    map.insertMany(keys, keys.map(() => [el]), 2);
+    // getMany: decoding the first chunk's values transfers a key of the second chunk.
+    const late = keys[1099].slice();
+    setMeddle(() => transferAway(late));
+    const got = map.getMany([...keys.slice(0, 1099), late]);
+    setMeddle(null);
+    assert.is(value(got[1099]), JSON.stringify([[hex(el)], 2]), 'getMany answers for the key as listed, not the all-zero key');
+    // addrefMany: rewriting an entry at refCount 256 (not changeable in place) runs the codec,
+    // which transfers a key of a later chunk.
+    map.insert(keys[0], [el], 256);
+    const later = keys[1050].slice();
+    setMeddle(() => transferAway(later));
+    const refCounts = new Float64Array(1100);
+    assert.is(map.addrefMany([...keys.slice(0, 1050), later, ...keys.slice(1051)], refCounts), 1100);
+    setMeddle(null);
+    assert.is(refCounts[0], 257);
+    assert.is(refCounts[1050], 3);
+    assert.is(map.readValue(keys[1050])![1], 3, 'the listed key gained the reference');
+    assert.is(map.readValue(new Uint8Array(32))![1], 77, 'the all-zero key did not');
+    assert.ok(map.verify().ok);
     map.close();
   });
 
