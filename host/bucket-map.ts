@@ -14,7 +14,7 @@ import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
-import { bucketIndexAt, bucketIndexOf, toKeyBytes, type Key } from './keys.js';
+import { bucketIndexAt, bucketIndexOf, byteLength, toKeyBytes, type Key } from './keys.js';
 import { PackedKeys, type PackedHost } from './packed-keys.js';
 import { COMPACT_LOAD, DEFAULT_SEGMENT_BYTES, LOAD_MAX_D, LOAD_MAX_N, SIZE_CLASSES, maxSlotsFor } from './layout.js';
 import { Manifest } from './manifest.js';
@@ -712,9 +712,10 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private readIntoAt(keys: Uint8Array, koff: number, target: Uint8Array, offset: number): number {
     // Nothing of the caller's may run between the lookup and the copy: the value may sit in a
     // mapped file that a write would retire (SIGBUS). util.types refuses a Proxy, which passes
-    // instanceof and would trap the copy's stores; a subclass's length getter runs once, here.
+    // instanceof and would trap the copy's stores; the length comes from the built-in getter, so a
+    // subclass's runs nowhere (run here, it could transfer the key's buffer, read then as zeros).
     if (!types.isUint8Array(target)) throw new TypeError('target must be a Uint8Array');
-    const room = target.length;
+    const room = byteLength(target);
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > room) throw new RangeError(`offset must be an integer from 0 to ${room}, got ${offset}`);
     const ref = this.lookup(keys, koff);
     if (ref === null) return -1;

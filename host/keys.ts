@@ -80,14 +80,16 @@ export function toKeyBytes(key: Key, argName = 'key'): Uint8Array {
   // util.types, not instanceof: a Proxy passes instanceof, and its traps would run the caller's
   // code while the map copies the key in the middle of a call.
   if (types.isUint8Array(key)) {
-    if (key.length !== KEY_BYTES) throw new RangeError(`${argName} must be 32 bytes, got ${key.length}`);
+    const bytes = byteLength(key);
+    if (bytes !== KEY_BYTES) throw new RangeError(`${argName} must be 32 bytes, got ${bytes}`);
     return key;
   }
   if (typeof key === 'string') return base58ToBytes(key, argName);
   if (key !== null && typeof key === 'object' && typeof (key as { toBytes?: unknown }).toBytes === 'function') {
     const bytes = (key as { toBytes(): unknown }).toBytes();
     if (!types.isUint8Array(bytes)) throw new TypeError(`${argName}.toBytes() must return a Uint8Array`);
-    if (bytes.length !== KEY_BYTES) throw new RangeError(`${argName}.toBytes() must return 32 bytes, got ${bytes.length}`);
+    const n = byteLength(bytes);
+    if (n !== KEY_BYTES) throw new RangeError(`${argName}.toBytes() must return 32 bytes, got ${n}`);
     return bytes;
   }
   throw new TypeError(`${argName} must be a 32-byte Uint8Array, a base58 string or an object with toBytes()`);

@@ -10,7 +10,7 @@
  */
 import type { Entry } from './bucket.js';
 import { types } from 'node:util';
-import { KEY_BYTES, plainBytes } from './keys.js';
+import { byteLength, KEY_BYTES, plainBytes } from './keys.js';
 
 /** What a view needs from its map: the two offset-aware reads, and the map for the rest. */
 export interface PackedHost<T> {
@@ -47,11 +47,12 @@ export class PackedKeys<T> {
   /** Byte offset of key `i`, or a TypeError/RangeError naming the bad index. */
   private at(i: number): number {
     // The buffer's own length too: one whose ArrayBuffer was transferred since reads as empty, and
-    // a view that trusted its length would read (and insert) the all-zero key.
-    if (i >>> 0 === i && i < this.length && (i + 1) * KEY_BYTES <= this.keys.length) return i * KEY_BYTES;
+    // a view that trusted its length would read (and insert) the all-zero key. byteLength(), not
+    // .length, which optimised code can report unchanged after a transfer (see byteLength()).
+    if (i >>> 0 === i && i < this.length && (i + 1) * KEY_BYTES <= byteLength(this.keys)) return i * KEY_BYTES;
     if (typeof i !== 'number') throw new TypeError(`key index must be a number, got ${typeof i}`);
     if (i >>> 0 === i && i < this.length) {
-      throw new TypeError(`the keys buffer holds ${this.keys.length} bytes now, not ${this.length * KEY_BYTES}: it was detached (transferred) or shrunk after the view was made`);
+      throw new TypeError(`the keys buffer holds ${byteLength(this.keys)} bytes now, not ${this.length * KEY_BYTES}: it was detached (transferred) or shrunk after the view was made`);
     }
     throw new RangeError(`key index must be an integer from 0 to ${this.length - 1}, got ${i}`);
   }

@@ -5,6 +5,7 @@
  * in the middle of a call cannot call the map (REENTRANT); and nothing ends in a native crash, a
  * damaged cell, or an entry filed under a key the map routes elsewhere.
  */
+import { spawnSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BucketMap, BucketMapError, codes } from '../host/index.js';
@@ -16,8 +17,49 @@ const value = (e: [Uint8Array[], number] | undefined): string | undefined => (e 
 const ResizableBuffer = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => ArrayBuffer & { resize(bytes: number): void };
 
 /** Detaches `bytes`' buffer, as a transfer to a worker does: every read of it then gives undefined. */
+const rngKey = (): Uint8Array => new Rng(70).key();
+
 function transferAway(bytes: Uint8Array): void {
   if (bytes.byteLength > 0) structuredClone(bytes.buffer, { transfer: [bytes.buffer as ArrayBuffer] });
+}
+
+/**
+ * A child's script that optimises the map's key check (toKeyBytes) and a packed view's index check
+ * (PackedKeys#at) having seen, among others, a view of a resizable buffer and a transferred array,
+ * then hands each a transferred array: Node 20's optimised code then read the array's old .length,
+ * and the key, read as zeros, was inserted as the all-zero key. Natives syntax makes the
+ * optimisation happen at once rather than after some hundred thousand calls.
+ */
+function staleLengthScript(engine: string): string {
+  const url = (p: string): string => JSON.stringify(new URL(p, import.meta.url).href);
+  return `
+    const { BucketMap } = await import(${url('../host/index.js')});
+    const { toKeyBytes } = await import(${url('../host/keys.js')});
+    const { PackedKeys } = await import(${url('../host/packed-keys.js')});
+    const transferAway = (u8) => structuredClone(u8.buffer, { transfer: [u8.buffer] });
+    const map = new BucketMap({ maxBuckets: 4, engine: '${engine}' });
+    const out = {};
+    const key = new Uint8Array(32).fill(1);
+    const resizable = new Uint8Array(new ArrayBuffer(32, { maxByteLength: 32 }));
+    const gone = new Uint8Array(32);
+    transferAway(gone);
+    %PrepareFunctionForOptimization(toKeyBytes);
+    for (const k of [key, resizable, gone]) try { toKeyBytes(k); } catch {}
+    %OptimizeFunctionOnNextCall(toKeyBytes);
+    toKeyBytes(key);
+    try { map.insert(gone, []); out.insert = 'written'; } catch (e) { out.insert = e.name; }
+    const views = [map.packed(new Uint8Array(64)), map.packed(new Uint8Array(new ArrayBuffer(64, { maxByteLength: 64 }))), map.packed(new Uint8Array(64))];
+    transferAway(views[2].keys);
+    const at = PackedKeys.prototype.at;
+    %PrepareFunctionForOptimization(at);
+    for (const v of views) try { v.has(1); } catch {}
+    %OptimizeFunctionOnNextCall(at);
+    views[0].has(1);
+    try { views[2].insert(1, []); out.packed = 'written'; } catch (e) { out.packed = e.name; }
+    out.size = map.size;
+    map.close();
+    console.log(JSON.stringify(out));
+  `;
 }
 
 /** A key in bucket `ix` of a 256-bucket map. */
@@ -142,6 +184,61 @@ for (const engine of ENGINES) {
     assert.throws(() => map.insertMany(new Uint8Array(growing), lists), TypeError);
     assert.is(map.size, 0, 'nothing written, and no stale key of the earlier call');
     map.close();
+  });
+
+  test('a key is measured by its bytes: a Uint8Array subclass whose length getter says 32 is refused', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    class Lying extends Uint8Array {
+      override get length(): number {
+        return 32;
+      }
+    }
+    const short = new Lying(4).fill(9);
+    const padded = new Uint8Array(32);
+    padded.set([9, 9, 9, 9]);
+    // Read as 32 bytes, the 28 missing ones are undefined, stored as zeros: another key.
+    assert.throws(() => map.insert(short, []), (e: Error) => e instanceof RangeError && /32 bytes, got 4/.test(e.message));
+    assert.throws(() => map.insertMany([short], [[]]), RangeError);
+    assert.throws(() => map.insertMany([[rngKey(), []], [short, []]]), (e: Error) => e instanceof RangeError && /keys\[1\]/.test(e.message));
+    assert.throws(() => map.has(short), RangeError);
+    assert.throws(() => map.getMany([short]), RangeError);
+    assert.throws(() => map.insert({ toBytes: () => short }, []), RangeError);
+    assert.is(map.size, 0);
+    assert.is(map.has(padded), false);
+    map.close();
+  });
+
+  test('readInto runs no getter of its target: one that transfers the key\'s buffer cannot make it read the all-zero key', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    const rng = new Rng(69);
+    map.insert(new Uint8Array(32), [new Uint8Array(16).fill(0xee)], 77);
+    const [k1, k2] = [rng.key(), rng.key()];
+    const el = rng.bytes(16);
+    map.insert(k1, [el], 3);
+    map.insert(k2, [el, el], 4);
+    let victim: Uint8Array = new Uint8Array(0);
+    class Target extends Uint8Array {
+      override get length(): number {
+        transferAway(victim);
+        return super.length;
+      }
+    }
+    victim = k1.slice();
+    assert.is(map.readInto(victim, new Target(64)), 1);
+    assert.is(map.lastRefCount, 3);
+    victim = packKeys([k1, k2]);
+    const view = map.packed(victim);
+    const target = new Target(64);
+    assert.is(view.readInto(1, target), 2);
+    assert.is(map.lastRefCount, 4);
+    assert.is(hex(target.subarray(16, 32)), hex(el));
+    map.close();
+  });
+
+  test('keys whose buffer was transferred are refused by optimised code too (Node 20 read a stale length)', () => {
+    const child = spawnSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', staleLengthScript(engine)], { encoding: 'utf8' });
+    assert.is(child.status, 0, child.stderr);
+    assert.equal(JSON.parse(child.stdout), { insert: 'RangeError', packed: 'TypeError', size: 0 });
   });
 
   /** A map whose codec calls `meddle` (when set) from decode, and whose all-zero key has refCount 77. */
