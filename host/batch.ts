@@ -12,7 +12,7 @@ import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
 import { BucketMapError, codes } from './errors.js';
-import { byteLength, KEY_BYTES, plainBytes, toKeyBytes, type Key } from './keys.js';
+import { byteLength, KEY_BYTES, overlaps, plainBytes, toKeyBytes, type Key } from './keys.js';
 import { copyToBytes } from './copy.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
 import { maxSlotsFor, MAX_LIST_BYTES } from './layout.js';
@@ -173,7 +173,7 @@ export class Batcher<T> {
    * that does not fit; returns how many keys it read.
    */
   readManyInto(keys: KeyBatch, target: Uint8Array, slots: Int32Array, refCounts: Float64Array | null, offset: number): number {
-    const list = batchKeys(keys);
+    let list = batchKeys(keys);
     const total = keyCount(list);
     // util.types checks, not instanceof: a Proxy passes instanceof and would run the caller's code
     // in the middle of the copy. Each length is read once, before any lookup, through the built-in
@@ -187,6 +187,9 @@ export class Batcher<T> {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > room) {
       throw new RangeError(`offset must be an integer from 0 to ${room}, got ${offset}`);
     }
+    // Keys are read a chunk at a time, so values written over the packed keys of a later chunk
+    // would change the keys it looks up: they are read as they were when the call began.
+    if (overlaps(list, target) || overlaps(list, slots) || (refCounts !== null && overlaps(list, refCounts))) list = list.slice();
     const b = this.host.ctx.engine.batch;
     const size = this.host.codec.size;
     let at = offset;
@@ -257,9 +260,10 @@ export class Batcher<T> {
    * throws, with the keys before it adjusted and none after it.
    */
   adjustMany(keys: KeyBatch, delta: 1 | -1, refCounts: Float64Array | null): number {
-    const list = batchKeys(keys);
+    let list = batchKeys(keys);
     const total = keyCount(list);
     checkRefCountsOut(refCounts, total);
+    if (refCounts !== null && overlaps(list, refCounts)) list = list.slice(); // as readManyInto
     const { ctx } = this.host;
     const b = ctx.engine.batch;
     let found = 0;

@@ -126,6 +126,14 @@ export function byteLength(view: ArrayBufferView): number {
   return byteLengthOf.call(view) as number;
 }
 
+/** Whether two typed arrays (checked by the caller) share bytes of one buffer, through the built-in getters. */
+export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  if (bufferOf.call(a) !== bufferOf.call(b)) return false;
+  const aStart = byteOffsetOf.call(a) as number;
+  const bStart = byteOffsetOf.call(b) as number;
+  return aStart < bStart + byteLength(b) && bStart < aStart + byteLength(a);
+}
+
 /**
  * A plain Uint8Array over the same bytes as `bytes` (a Uint8Array, Buffer or subclass, checked by
  * the caller), read through the built-in getters: no getter or species constructor of a subclass

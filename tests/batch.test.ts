@@ -257,6 +257,33 @@ for (const engine of ENGINES) {
     assert.throws(() => map.addrefMany(keys), (err: unknown) => err instanceof BucketMapError && err.code === codes.CLOSED);
   });
 
+  test('readManyInto and addrefMany read packed keys as they were at the call, when their outputs overwrite them', () => {
+    // Keys past the first 1,024 are read after the first chunk's results are written: into the
+    // buffer holding them, those results turned later keys into others (reported absent).
+    const map = new BucketMap({ maxBuckets: 16, engine });
+    const keys = Array.from({ length: 2048 }, () => rng.key());
+    const lists = keys.map((_, i) => Array.from({ length: 4 }, (_e, j) => new Uint8Array(16).fill(i + j)));
+    map.insertMany(keys, lists, 5);
+    const buffer = new Uint8Array(keys.length * 64);
+    buffer.set(packKeys(keys));
+    const slots = new Int32Array(keys.length);
+    assert.is(map.readManyInto(buffer.subarray(0, keys.length * 32), buffer, slots), keys.length);
+    assert.ok(slots.every((n) => n === 4), 'every key found');
+    assert.is(hex(buffer.subarray(2047 * 64, 2048 * 64)), lists[2047].map(hex).join(''));
+    // refCounts laid over the second chunk's keys: writing the first chunk's would have added
+    // references to keys never listed.
+    const shared = new ArrayBuffer(keys.length * 32);
+    const packed = new Uint8Array(shared);
+    packed.set(packKeys(keys));
+    const refCounts = new Float64Array(shared, 1024 * 32, keys.length);
+    const before = snapshot(map);
+    assert.is(map.addrefMany(packed, refCounts), keys.length);
+    assert.ok(refCounts.every((rc) => rc === 6));
+    keys.forEach((k, i) => assert.is(map.readValue(k)![1], 6, `key ${i}`));
+    assert.is(map.size, before.size);
+    map.close();
+  });
+
   test('readInto copies the encoded elements without allocating and reports the refCount', () => {
     const map = new BucketMap({ maxBuckets: 2, engine });
     const key = rng.key();
