@@ -149,6 +149,33 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('an insertMany that fails growing a file has written a leading run of its keys, in order, and none after', () => {
+    // Growth of a full file fails at a key in the middle of a chunk (4 buckets); a bucket's first
+    // file fails while a chunk's buckets are being set up, before any of its keys (256 buckets).
+    for (const [maxBuckets, count] of [[4, 20_000], [256, 3_000]]) {
+      const map = new BucketMap({ maxBuckets, engine, maxBytes: 400_000 });
+      const keys = Array.from({ length: count }, () => rng.key());
+      const lists = keys.map(() => [rng.bytes(16), rng.bytes(16)]);
+      // The first key again at the end, with another value: never reached, so it keeps its first.
+      let err: unknown;
+      try {
+        map.insertMany([...keys, keys[0]], [...lists, []], [...keys.map(() => 3), 9]);
+      } catch (e) {
+        err = e;
+      }
+      assert.instance(err, BucketMapError);
+      assert.is((err as BucketMapError).code, codes.SIZE_LIMIT);
+      const present = map.hasMany(keys);
+      const written = present.indexOf(false);
+      assert.ok(written >= 0 && written < keys.length, `stopped part-way (at ${written})`);
+      assert.ok(present.slice(written).every((p) => !p), `no key after ${written} written`);
+      assert.is(map.size, written);
+      if (written > 0) assert.is(value(map.readValue(keys[0])), JSON.stringify([lists[0].map(hex), 3]));
+      assert.ok(map.verify().ok);
+      map.close();
+    }
+  });
+
   test('insertMany and batchInsertNonDuplicates ask the codec once per element', () => {
     // A codec that gives each value one encoding only (it consumes a stream, say): asked twice, it
     // threw half-way through a batch that had already been checked.
