@@ -43,7 +43,7 @@ type Keys = Uint8Array;
  */
 export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
   if (types.isUint8Array(keys)) {
-    const packed = plainBytes(keys);
+    const packed = plainBytes(keys, argName);
     if (packed.length % KEY_BYTES !== 0) {
       throw new RangeError(`${argName} packed in one buffer must be a multiple of 32 bytes long, got ${packed.length}`);
     }

@@ -140,6 +140,14 @@ export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
  * runs when the map later reads it in the middle of a call. Its length is fixed now; if the
  * buffer shrinks or is transferred, it reads as empty.
  */
-export function plainBytes(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(bufferOf.call(bytes) as ArrayBuffer, byteOffsetOf.call(bytes) as number, byteLengthOf.call(bytes) as number);
+export function plainBytes(bytes: Uint8Array, argName = 'keys'): Uint8Array {
+  const buffer = bufferOf.call(bytes) as ArrayBuffer;
+  try {
+    return new Uint8Array(buffer, byteOffsetOf.call(bytes) as number, byteLengthOf.call(bytes) as number);
+  } catch {
+    // The one way a view of a typed array's own buffer fails: the buffer was detached. V8's
+    // message ("Cannot perform Construct on a detached ArrayBuffer") names neither the argument
+    // nor what the caller did.
+    throw new TypeError(`${argName}: its ArrayBuffer was transferred (detached), so it holds no keys`);
+  }
 }

@@ -183,6 +183,15 @@ for (const engine of ENGINES) {
     Object.defineProperty(lists, 1, { get: () => (growing.resize(0), [rng.bytes(16)]) });
     assert.throws(() => map.insertMany(new Uint8Array(growing), lists), TypeError);
     assert.is(map.size, 0, 'nothing written, and no stale key of the earlier call');
+    // Transferred before the call: a TypeError that says so, not V8's "Cannot perform Construct".
+    const gone = packKeys(keys);
+    transferAway(gone);
+    const transferred = (e: Error): boolean => e instanceof TypeError && /keys: its ArrayBuffer was transferred/.test(e.message);
+    assert.throws(() => map.hasMany(gone), transferred);
+    assert.throws(() => map.insertMany(gone, []), transferred);
+    assert.throws(() => map.readManyInto(gone, new Uint8Array(64), new Int32Array(2)), transferred);
+    assert.throws(() => map.packed(gone), transferred);
+    assert.is(map.size, 0);
     map.close();
   });
 
