@@ -661,6 +661,7 @@ function run(seed: number): Promise<void> {
           batch.splice(at, 0, key);
           lists.splice(at, 0, list);
           both('insertMany with the longest list', (m) => m.insertMany(batch, lists, rc));
+          // The key may be listed again after the longest list (pickKey drew it): that later listing is kept.
           batch.forEach((k, i) => model.set(hex(k), entryValue(lists[i], rc)));
           assert.equal(both('getMany', (m) => m.getMany(batch).map(valueOf)), batch.map((k) => model.get(hex(k))), 'getMany after insertMany with the longest list');
         } else if (path === 2) {
@@ -668,7 +669,7 @@ function run(seed: number): Promise<void> {
         } else {
           both('Bucket.insert of the longest list', (m) => m.getBucketFromIndex(bucketOf(key)).insert(key, list, rc));
         }
-        model.set(h, entryValue(list, rc));
+        if (path !== 1) model.set(h, entryValue(list, rc));
         checkGet(key, 'readValue of the longest list');
       };
 
