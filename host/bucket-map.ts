@@ -485,6 +485,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         self.enter();
         return self.lookup(keys, koff) !== null;
       },
+      enter: () => self.enter(),
       enterWrite: () => self.enterWrite(),
     };
     this.batcher = new Batcher<T>({

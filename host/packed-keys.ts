@@ -16,6 +16,8 @@ import { byteLength, KEY_BYTES, plainBytes } from './keys.js';
 export interface PackedHost<T> {
   readInto(keys: Uint8Array, koff: number, target: Uint8Array, offset: number): number;
   has(keys: Uint8Array, koff: number): boolean;
+  /** Refuses a call on a closed map, or from code a map call runs (REENTRANT). */
+  enter(): void;
   /** Refuses a write on a read-only or closed map, before the index is looked at. */
   enterWrite(): void;
   readonly map: {
@@ -82,6 +84,10 @@ export class PackedKeys<T> {
   }
 
   get(i: number): Entry<T> | undefined {
+    // Refused before the scratch key is overwritten: a call of this view in progress (insert,
+    // addref) routes by that key after running a codec, which may call get() and swallow the
+    // REENTRANT error; the call then wrote under the key get() asked for.
+    this.host.enter();
     return this.host.map.readValue(this.copy(i));
   }
 

@@ -145,5 +145,40 @@ for (const engine of ENGINES) {
     assert.throws(() => map.packed(new Uint8Array(32)), (err: unknown) => err instanceof BucketMapError && err.code === codes.CLOSED);
   });
 
+  test('a codec that calls get() of the view and swallows REENTRANT cannot move a write to another key', () => {
+    // The view copies key i into one scratch key per call; get() copied before the map refused
+    // it, so insert(0) and addref(0) went on with key 1 and wrote there.
+    let view: ReturnType<BucketMap['packed']> | null = null;
+    const errors: string[] = [];
+    const meddling = {
+      size: 16,
+      encode: (v: Uint8Array, t: Uint8Array, o: number): void => {
+        try {
+          view?.get(1);
+        } catch (err) {
+          errors.push((err as BucketMapError).code);
+        }
+        t.set(v, o);
+      },
+      decode: (s: Uint8Array, o: number): Uint8Array => s.slice(o, o + 16),
+    };
+    const map = new BucketMap({ maxBuckets: 4, engine, codec: meddling });
+    const keys = Buffer.alloc(64);
+    keys.fill(1, 0, 32);
+    keys.fill(2, 32, 64);
+    const [k0, k1] = [keys.subarray(0, 32), keys.subarray(32, 64)];
+    view = map.packed(keys);
+    const el = new Uint8Array(16).fill(5);
+    view.insert(0, [el], 256);
+    assert.equal(errors, [codes.REENTRANT]);
+    // At refCount 256 an addref cannot change the entry in place: it is rewritten, through the codec.
+    assert.is(view.addref(0), 257);
+    assert.ok(errors.length > 1 && errors.every((c) => c === codes.REENTRANT));
+    assert.equal(map.readValue(k0), [[el], 257]);
+    assert.is(map.has(k1), false);
+    assert.is(map.size, 1);
+    map.close();
+  });
+
   test.run();
 }
