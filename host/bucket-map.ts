@@ -14,7 +14,7 @@ import { Batcher, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
-import { bucketIndexAt, bucketIndexOf, byteLength, toKeyBytes, type Key } from './keys.js';
+import { bucketIndexAt, bucketIndexOf, byteLength, keptWhole, toKeyBytes, type Key } from './keys.js';
 import { PackedKeys, type PackedHost } from './packed-keys.js';
 import { COMPACT_LOAD, DEFAULT_SEGMENT_BYTES, LOAD_MAX_D, LOAD_MAX_N, SIZE_CLASSES, maxSlotsFor } from './layout.js';
 import { Manifest } from './manifest.js';
@@ -634,6 +634,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     const ctx = this.ctx;
     // Encoded first: the caller's code it may run cannot change the key once it is routed.
     const slots = encodeSlotList(this.guard, this.codec, this.maxSlots, ctx.engine.input, slotList);
+    keptWhole(k);
     const ix = bucketIndexOf(k, this.bits);
     if (ctx.writable[ix] === 1) {
       // Straight to the engine; only an insert that needs a file grown goes through the bucket.

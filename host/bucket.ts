@@ -6,7 +6,7 @@
 import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BucketMapError, codes } from './errors.js';
-import { toKeyBytes, type Key } from './keys.js';
+import { keptWhole, toKeyBytes, type Key } from './keys.js';
 import { MAX_REFCOUNT, SIZE_CLASSES, maxSlotsFor } from './layout.js';
 import { DATA_FULL, INDEX_FULL, PUT_NEW, PUT_UPDATED, type ValueRef } from './table.js';
 
@@ -145,6 +145,7 @@ export class Bucket<T> {
     const k = toKeyBytes(key);
     const rc = checkRefCount(refCount);
     const slots = this.encode(slotList);
+    keptWhole(k);
     this.writeEncoded(k, slots, rc);
   }
 

@@ -126,6 +126,18 @@ export function byteLength(view: ArrayBufferView): number {
   return byteLengthOf.call(view) as number;
 }
 
+/**
+ * Throws unless `key` (a 32-byte key toKeyBytes returned) still spans 32 bytes. A per-key write
+ * uses the caller's key without a copy (no allocation per call), and the slot list's getters and
+ * the codec run after it was checked: one that transferred or shrank its buffer would leave a key
+ * that reads as zeros, written as the all-zero key.
+ */
+export function keptWhole(key: Uint8Array, argName = 'key'): void {
+  if (byteLength(key) !== KEY_BYTES) {
+    throw new TypeError(`${argName}: its buffer was transferred or shrunk while the slot list was read`);
+  }
+}
+
 /** Whether two typed arrays (checked by the caller) share bytes of one buffer, through the built-in getters. */
 export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   if (bufferOf.call(a) !== bufferOf.call(b)) return false;

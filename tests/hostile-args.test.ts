@@ -285,6 +285,29 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('a per-key insert whose slot list transfers or shrinks the key is a TypeError, never the all-zero key', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    const rng = new Rng(72);
+    const el = rng.bytes(16);
+    const gone = rng.key();
+    const shrunk = new Uint8Array(new ResizableBuffer(32, { maxByteLength: 32 }));
+    shrunk.set(rng.key());
+    const meddle = (act: () => void): Uint8Array[] => {
+      const list: Uint8Array[] = [];
+      Object.defineProperty(list, 0, { get: () => (act(), el), enumerable: true });
+      return list;
+    };
+    const refused = (e: Error): boolean => e instanceof TypeError && /key: its buffer was transferred or shrunk/.test(e.message);
+    assert.throws(() => map.insert(gone, meddle(() => transferAway(gone))), refused);
+    assert.throws(() => map.insert(shrunk, meddle(() => (shrunk.buffer as unknown as { resize(n: number): void }).resize(8))), refused);
+    const bucketKey = rng.key();
+    const bucket = map.getBucketFromIndex(map.bucketIx(bucketKey));
+    assert.throws(() => bucket.insert(bucketKey, meddle(() => transferAway(bucketKey))), refused);
+    assert.is(map.has(new Uint8Array(32)), false, 'the all-zero key was not written');
+    assert.is(map.size, 0);
+    map.close();
+  });
+
   test('getMany and addrefMany use each key of an array as listed, whatever a codec run by an earlier chunk does to its buffer', () => {
     const { map, setMeddle } = meddlingMap();
     const rng = new Rng(68);
