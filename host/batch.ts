@@ -12,7 +12,7 @@ import type { BucketStorage, MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
 import { BucketMapError, codes } from './errors.js';
-import { byteLength, KEY_BYTES, overlaps, plainBytes, toKeyBytes, type Key } from './keys.js';
+import { byteLength, KEY_BYTES, overlaps, plainBytes, toKeyBytes, type Key, type UserCodeFlag } from './keys.js';
 import { copyToBytes } from './copy.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
 import { maxSlotsFor, MAX_LIST_BYTES } from './layout.js';
@@ -41,7 +41,7 @@ type Keys = Uint8Array;
  * or shrink a key's buffer, which then reads as zeros, and the call would have written or read the
  * all-zero key in its place.
  */
-export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
+export function batchKeys(keys: KeyBatch, argName: string, guard: UserCodeFlag): Keys {
   if (types.isUint8Array(keys)) {
     const packed = plainBytes(keys, argName);
     if (packed.length % KEY_BYTES !== 0) {
@@ -53,11 +53,18 @@ export function batchKeys(keys: KeyBatch, argName = 'keys'): Keys {
   // An index loop, not map or forEach: they skip the holes of a sparse array, which would pass unchecked.
   const total = keys.length;
   const packed = new Uint8Array(total * KEY_BYTES);
-  for (let i = 0; i < total; i++) {
-    const k: unknown = keys[i];
-    // The name is built only for a key that fails: a template per key cost more than the copy.
-    const bytes = types.isUint8Array(k) && byteLength(k) === KEY_BYTES ? k : toKeyBytes(k as Key, `${argName}[${i}]`);
-    packed.set(bytes, i * KEY_BYTES);
+  // An array's getters and its keys' toBytes() are the caller's code: see toKeyBytes.
+  const was = guard.userCode;
+  guard.userCode = true;
+  try {
+    for (let i = 0; i < total; i++) {
+      const k: unknown = keys[i];
+      // The name is built only for a key that fails: a template per key cost more than the copy.
+      const bytes = types.isUint8Array(k) && byteLength(k) === KEY_BYTES ? k : toKeyBytes(k as Key, `${argName}[${i}]`);
+      packed.set(bytes, i * KEY_BYTES);
+    }
+  } finally {
+    guard.userCode = was;
   }
   return packed;
 }
@@ -144,7 +151,7 @@ export class Batcher<T> {
   }
 
   getMany(keys: KeyBatch): Array<Entry<T> | undefined> {
-    const list = batchKeys(keys);
+    const list = batchKeys(keys, 'keys', this.host.guard);
     const out = new Array<Entry<T> | undefined>(keyCount(list));
     const { ctx, codec, guard } = this.host;
     const b = ctx.engine.batch;
@@ -173,7 +180,7 @@ export class Batcher<T> {
    * that does not fit; returns how many keys it read.
    */
   readManyInto(keys: KeyBatch, target: Uint8Array, slots: Int32Array, refCounts: Float64Array | null, offset: number): number {
-    let list = batchKeys(keys);
+    let list = batchKeys(keys, 'keys', this.host.guard);
     const total = keyCount(list);
     // util.types checks, not instanceof: a Proxy passes instanceof and would run the caller's code
     // in the middle of the copy. Each length is read once, before any lookup, through the built-in
@@ -212,7 +219,7 @@ export class Batcher<T> {
   }
 
   hasMany(keys: KeyBatch): boolean[] {
-    const list = batchKeys(keys);
+    const list = batchKeys(keys, 'keys', this.host.guard);
     const total = keyCount(list);
     const out = new Array<boolean>(total);
     const b = this.host.ctx.engine.batch;
@@ -227,7 +234,7 @@ export class Batcher<T> {
 
   /** Deletes the keys; returns how many were present. */
   deleteMany(keys: KeyBatch): number {
-    const list = batchKeys(keys);
+    const list = batchKeys(keys, 'keys', this.host.guard);
     const total = keyCount(list);
     const { ctx, guard } = this.host;
     const b = ctx.engine.batch;
@@ -260,7 +267,7 @@ export class Batcher<T> {
    * throws, with the keys before it adjusted and none after it.
    */
   adjustMany(keys: KeyBatch, delta: 1 | -1, refCounts: Float64Array | null): number {
-    let list = batchKeys(keys);
+    let list = batchKeys(keys, 'keys', this.host.guard);
     const total = keyCount(list);
     checkRefCountsOut(refCounts, total);
     if (refCounts !== null && overlaps(list, refCounts)) list = list.slice(); // as readManyInto
@@ -302,7 +309,7 @@ export class Batcher<T> {
    * Everything is checked before anything is written.
    */
   insertMany(keys: KeyBatch, slotLists: ReadonlyArray<readonly T[]>, refCounts: number | ArrayLike<number> = 1): void {
-    const list = batchKeys(keys);
+    const list = batchKeys(keys, 'keys', this.host.guard);
     const total = keyCount(list);
     if (!Array.isArray(slotLists)) throw new TypeError('slotLists must be an array with one slot list per key');
     if (slotLists.length !== total) throw new RangeError(`${total} keys but ${slotLists.length} slot lists`);

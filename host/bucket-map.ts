@@ -578,12 +578,12 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   /** The bucket a key belongs to: the top log2(maxBuckets) bits of its first bytes. */
   bucketIx(key: Key): number {
     this.enter();
-    return bucketIndexOf(toKeyBytes(key), this.bits);
+    return bucketIndexOf(toKeyBytes(key, 'key', this.guard), this.bits);
   }
 
   getBucket(key: Key): Bucket<T> {
     this.enter();
-    return this.bucketFor(toKeyBytes(key));
+    return this.bucketFor(toKeyBytes(key, 'key', this.guard));
   }
 
   getBucketFromIndex(ix: number): Bucket<T> {
@@ -623,13 +623,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   readValue(key: Key): Entry<T> | undefined {
     this.enter();
-    const k = toKeyBytes(key);
+    const k = toKeyBytes(key, 'key', this.guard);
     return this.bucketFor(k).readKey(k);
   }
 
   insert(key: Key, slotList: readonly T[], refCount = 1): void {
     this.enterWrite();
-    const k = toKeyBytes(key);
+    const k = toKeyBytes(key, 'key', this.guard);
     const rc = checkRefCount(refCount);
     const ctx = this.ctx;
     // Encoded first: the caller's code it may run cannot change the key once it is routed.
@@ -646,7 +646,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   tryInsert(key: Key, slotList: readonly T[], refCount = 1): NoSpace | undefined {
     this.enterWrite();
-    const k = toKeyBytes(key); // once: a toBytes() answering differently the second time would misroute
+    const k = toKeyBytes(key, 'key', this.guard); // once: a toBytes() answering differently the second time would misroute
     return this.bucketFor(k).tryWrite(k, slotList, refCount);
   }
 
@@ -659,13 +659,13 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   update(key: Key, fn: (current: Entry<T> | undefined) => Entry<T> | undefined): void {
     this.enterWrite();
-    const k = toKeyBytes(key);
+    const k = toKeyBytes(key, 'key', this.guard);
     this.bucketFor(k).update(k, fn);
   }
 
   deleteKey(key: Key): boolean {
     this.enterWrite();
-    const k = toKeyBytes(key);
+    const k = toKeyBytes(key, 'key', this.guard);
     const ix = bucketIndexOf(k, this.bits);
     if (this.ctx.writable[ix] !== 1) return this.bucketAt(ix).removeKey(k);
     return removeMarked(this.ctx, this.guard, ix, k);
@@ -683,7 +683,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
 
   private adjustRef(key: Key, delta: 1 | -1): number | undefined {
     this.enterWrite();
-    const k = toKeyBytes(key);
+    const k = toKeyBytes(key, 'key', this.guard);
     const ix = bucketIndexOf(k, this.bits);
     if (this.ctx.writable[ix] !== 1) {
       const storage = this.storages[ix];
@@ -707,7 +707,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
    */
   readInto(key: Key, target: Uint8Array, offset = 0): number {
     this.enter();
-    return this.readIntoAt(toKeyBytes(key), 0, target, offset);
+    return this.readIntoAt(toKeyBytes(key, 'key', this.guard), 0, target, offset);
   }
 
   /** readInto() of the key at `keys[koff, koff + 32)`, once the map is known open. */
@@ -823,7 +823,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   /** Whether `key` is present: a probe only, the value is neither decoded nor copied. */
   has(key: Key): boolean {
     this.enter();
-    return this.lookup(toKeyBytes(key)) !== null;
+    return this.lookup(toKeyBytes(key, 'key', this.guard)) !== null;
   }
 
   /**

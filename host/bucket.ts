@@ -136,13 +136,13 @@ export class Bucket<T> {
 
   readValue(key: Key): Entry<T> | undefined {
     this.guard.enter();
-    return this.readKey(toKeyBytes(key));
+    return this.readKey(toKeyBytes(key, 'key', this.guard));
   }
 
   /** Upsert; grows the bucket's files as needed. */
   insert(key: Key, slotList: readonly T[], refCount = 1): void {
     this.guard.enterWrite();
-    const k = toKeyBytes(key);
+    const k = toKeyBytes(key, 'key', this.guard);
     const rc = checkRefCount(refCount);
     const slots = this.encode(slotList);
     keptWhole(k);
@@ -153,7 +153,7 @@ export class Bucket<T> {
   tryWrite(key: Key, slotList: readonly T[], refCount = 1): NoSpace | undefined {
     this.guard.enterWrite();
     // A copy: the caller's code run while encoding cannot change the key after the map routed it.
-    const k = toKeyBytes(key).slice();
+    const k = toKeyBytes(key, 'key', this.guard).slice();
     const rc = checkRefCount(refCount);
     const slots = this.encode(slotList);
     if (!this.storage.allocated) this.storage.allocate();
@@ -176,7 +176,7 @@ export class Bucket<T> {
   update(key: Key, fn: (current: Entry<T> | undefined) => Entry<T> | undefined): void {
     this.guard.enterWrite();
     // A copy: `fn` may reuse the caller's key buffer, but the entry goes under the key it was given.
-    const k = toKeyBytes(key).slice();
+    const k = toKeyBytes(key, 'key', this.guard).slice();
     if (typeof fn !== 'function') throw new TypeError('update(key, fn): fn must be a function');
     const current = this.readKey(k);
     const next = this.guard.runCallback(() => fn(current));
@@ -194,7 +194,7 @@ export class Bucket<T> {
 
   deleteKey(key: Key): boolean {
     this.guard.enterWrite();
-    return this.removeKey(toKeyBytes(key));
+    return this.removeKey(toKeyBytes(key, 'key', this.guard));
   }
 
   /** Sizes the index for `count` entries now, so a following bulk load does not grow step by step. */

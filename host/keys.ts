@@ -76,7 +76,7 @@ export function bytesToBase58(bytes: Uint8Array): string {
  * Returns the key as 32 bytes. A Uint8Array of the right length is returned as is (no copy: the
  * map never keeps a reference to it past the call).
  */
-export function toKeyBytes(key: Key, argName = 'key'): Uint8Array {
+export function toKeyBytes(key: Key, argName = 'key', guard?: UserCodeFlag): Uint8Array {
   // util.types, not instanceof: a Proxy passes instanceof, and its traps would run the caller's
   // code while the map copies the key in the middle of a call.
   if (types.isUint8Array(key)) {
@@ -85,14 +85,30 @@ export function toKeyBytes(key: Key, argName = 'key'): Uint8Array {
     return key;
   }
   if (typeof key === 'string') return base58ToBytes(key, argName);
-  if (key !== null && typeof key === 'object' && typeof (key as { toBytes?: unknown }).toBytes === 'function') {
-    const bytes = (key as { toBytes(): unknown }).toBytes();
+  if (key !== null && typeof key === 'object') {
+    // toBytes() and a Proxy's traps are the caller's code: while they run, a map call is REENTRANT
+    // and close() refused, or the call would go on with a map they closed.
+    const was = guard?.userCode ?? false;
+    if (guard !== undefined) guard.userCode = true;
+    let bytes: unknown;
+    try {
+      const toBytes = (key as { toBytes?: unknown }).toBytes;
+      if (typeof toBytes !== 'function') throw new TypeError(`${argName} must be a 32-byte Uint8Array, a base58 string or an object with toBytes()`);
+      bytes = toBytes.call(key);
+    } finally {
+      if (guard !== undefined) guard.userCode = was;
+    }
     if (!types.isUint8Array(bytes)) throw new TypeError(`${argName}.toBytes() must return a Uint8Array`);
     const n = byteLength(bytes);
     if (n !== KEY_BYTES) throw new RangeError(`${argName}.toBytes() must return 32 bytes, got ${n}`);
     return bytes;
   }
   throw new TypeError(`${argName} must be a 32-byte Uint8Array, a base58 string or an object with toBytes()`);
+}
+
+/** The part of a map's guard that marks the caller's code running inside a map call. */
+export interface UserCodeFlag {
+  userCode: boolean;
 }
 
 /**

@@ -308,6 +308,50 @@ for (const engine of ENGINES) {
     map.close();
   });
 
+  test('toBytes() and array getters that close the map or call it are REENTRANT; the call goes on with the map open', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    const rng = new Rng(74);
+    const el = rng.bytes(16);
+    const held = rng.key();
+    const fresh = rng.key();
+    map.insert(held, [el]);
+    const inner: string[] = [];
+    const attempt = (fn: () => unknown): void => {
+      try {
+        fn();
+        inner.push('none');
+      } catch (e) {
+        inner.push((e as BucketMapError).code);
+      }
+    };
+    /** A key object whose toBytes() tries close() and a read first. */
+    const meddling = (bytes: Uint8Array) => ({ toBytes: () => (attempt(() => map.close()), attempt(() => map.has(held)), bytes) });
+    const arrayMeddling = (bytes: Uint8Array): unknown[] => {
+      const list: unknown[] = [held];
+      Object.defineProperty(list, 1, { get: () => (attempt(() => map.close()), bytes), enumerable: true });
+      return list;
+    };
+    const calls: Array<[string, () => unknown, unknown]> = [
+      ['get', () => value(map.readValue(meddling(held))), JSON.stringify([[hex(el)], 1])],
+      ['has', () => map.has(meddling(held)), true],
+      ['insert', () => map.insert(meddling(fresh), [el]), undefined],
+      ['addref', () => map.addref(meddling(fresh)), 2],
+      ['getMany', () => map.getMany([meddling(fresh)]).map(value), [JSON.stringify([[hex(el)], 2])]],
+      ['hasMany', () => map.hasMany(arrayMeddling(fresh) as Uint8Array[]), [true, true]],
+      ['addrefMany', () => map.addrefMany(arrayMeddling(fresh) as Uint8Array[]), undefined],
+      ['deleteMany', () => map.deleteMany(arrayMeddling(fresh) as Uint8Array[]), 2],
+    ];
+    for (const [name, call, expected] of calls) {
+      inner.length = 0;
+      const got = call();
+      if (expected !== undefined) assert.equal(got, expected, name);
+      assert.ok(inner.length > 0 && inner.every((code) => code === codes.REENTRANT), `${name}: the caller's code met ${inner.join(', ')}`);
+      assert.not.throws(() => map.size, `${name}: the map is still open`);
+    }
+    assert.is(map.size, 0, 'held (refCount 2 after addrefMany) and fresh deleted by deleteMany');
+    map.close();
+  });
+
   test('getMany and addrefMany use each key of an array as listed, whatever a codec run by an earlier chunk does to its buffer', () => {
     const { map, setMeddle } = meddlingMap();
     const rng = new Rng(68);
