@@ -69,6 +69,12 @@ export function batchKeys(keys: KeyBatch, argName: string, guard: UserCodeFlag):
   return packed;
 }
 
+/** Checks where in a target of `room` bytes a read starts writing. */
+export function checkOffset(offset: number, room: number): void {
+  if (typeof offset !== 'number') throw new TypeError(`offset must be a number, got ${typeof offset}`);
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > room) throw new RangeError(`offset must be an integer from 0 to ${room}, got ${offset}`);
+}
+
 /** Checks an optional output array of one refCount per key. */
 function checkRefCountsOut(refCounts: Float64Array | null, total: number): void {
   if (refCounts === null) return;
@@ -191,9 +197,7 @@ export class Batcher<T> {
     const slotRoom = byteLength(slots) / 4;
     if (slotRoom < total) throw new RangeError(`slots has room for ${slotRoom} keys, got ${total}`);
     checkRefCountsOut(refCounts, total);
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset > room) {
-      throw new RangeError(`offset must be an integer from 0 to ${room}, got ${offset}`);
-    }
+    checkOffset(offset, room);
     // Keys are read a chunk at a time, so values written over the packed keys of a later chunk
     // would change the keys it looks up: they are read as they were when the call began.
     if (overlaps(list, target) || overlaps(list, slots) || (refCounts !== null && overlaps(list, refCounts))) list = list.slice();

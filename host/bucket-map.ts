@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, encodeSlotList, putMarked, removeMarked, type Entry, type MapGuard } from './bucket.js';
 import { BucketStorage, checkDriveOrder, openBucketFiles, readOnlyError, sameCounts, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
-import { Batcher, type KeyBatch } from './batch.js';
+import { Batcher, checkOffset, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
 import { HostEngine, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
@@ -718,7 +718,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     // subclass's runs nowhere (run here, it could transfer the key's buffer, read then as zeros).
     if (!types.isUint8Array(target)) throw new TypeError('target must be a Uint8Array');
     const room = byteLength(target);
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset > room) throw new RangeError(`offset must be an integer from 0 to ${room}, got ${offset}`);
+    checkOffset(offset, room);
     const ref = this.lookup(keys, koff);
     if (ref === null) return -1;
     const bytes = ref.slots * this.codec.size;

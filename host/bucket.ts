@@ -24,6 +24,7 @@ export class NoSpace {
   readonly sizeClass: number;
 
   constructor(kind: 'index' | 'data', bucket: number, capacity: number, sizeClass: number) {
+    if (kind !== 'index' && kind !== 'data') throw new TypeError(`NoSpace kind must be 'index' or 'data', got ${String(kind)}`);
     this.kind = kind;
     this.bucket = bucket;
     this.capacity = capacity;

@@ -6,7 +6,7 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BucketMap, BucketMapError, type Bucket } from '../host/index.js';
+import { BucketMap, BucketMapError, NoSpace, type Bucket } from '../host/index.js';
 import { ENGINES, Rng, snapshot } from './helpers.js';
 
 const rng = new Rng(60);
@@ -145,6 +145,26 @@ for (const engine of ENGINES) {
     assert.equal(snapshot(map), before);
     assert.ok(map.verify().ok);
     console.log(`    ${tried} bad calls rejected (${engine}), map unchanged`);
+    map.close();
+  });
+
+  test('an argument of the wrong type is a TypeError, one of the right type out of range a RangeError', () => {
+    const map = new BucketMap({ maxBuckets: 4, engine });
+    const target = new Uint8Array(64);
+    const isType = (e: Error): boolean => e instanceof TypeError;
+    const isRange = (e: Error): boolean => e instanceof RangeError;
+    for (const offset of ['1', null, 1n, {}]) {
+      assert.throws(() => map.readInto(goodKey, target, offset as never), isType, `readInto offset ${String(offset)}`);
+      assert.throws(() => map.readManyInto([goodKey], target, new Int32Array(1), null, offset as never), isType, `readManyInto offset ${String(offset)}`);
+      assert.throws(() => map.packed(goodKey).readInto(0, target, offset as never), isType, `packed readInto offset ${String(offset)}`);
+    }
+    for (const offset of [-1, 65, 1.5, NaN]) {
+      assert.throws(() => map.readInto(goodKey, target, offset), isRange, `readInto offset ${offset}`);
+      assert.throws(() => map.readManyInto([goodKey], target, new Int32Array(1), null, offset), isRange, `readManyInto offset ${offset}`);
+    }
+    for (const kind of ['Index', '', undefined, 0]) {
+      assert.throws(() => new NoSpace(kind as never, 0, 80, 0), isType, `NoSpace kind ${String(kind)}`);
+    }
     map.close();
   });
 
