@@ -350,8 +350,14 @@ function liveReaders(file: string): Owner[] {
     }
     if (owner === null) {
       // Nobody holds it: its process died (or, for a draft, a reader is between making it and
-      // locking it, and retries when its rename finds it gone).
-      fs.rmSync(at, { force: true });
+      // locking it, and retries when its rename finds it gone). One this process may not remove
+      // (a killed reader of another user's, in a folder that user made) is no reader either: it
+      // had made every writer's open fail until someone removed it by hand.
+      try {
+        fs.rmSync(at, { force: true });
+      } catch {
+        // Left in place; the next writer finds it unheld again.
+      }
     } else if (name.endsWith('.new') || name.endsWith('.gone')) {
       // Not published yet, or being removed: not a reader.
     } else {
@@ -479,11 +485,21 @@ export class MapLock {
           const previous = readOwnerFd(fd);
           // Published first (the owner line), readers looked for second (see the header).
           writeOwnerFd(fd, ownerText(fd));
-          const readers = liveReaders(file);
-          if (readers.length > 0) {
-            // Back off as we came: a dead writer's line stays for the next writer to find.
+          // Back off as we came, also when the look fails: a dead writer's line stays for the next
+          // writer to find, and ours must not stay to be taken for one.
+          const backOff = () => {
             if (previous.parsed) writeOwnerFd(fd, previous.text);
             else fs.rmSync(file, { force: true });
+          };
+          let readers: Owner[];
+          try {
+            readers = liveReaders(file);
+          } catch (err) {
+            backOff();
+            throw err;
+          }
+          if (readers.length > 0) {
+            backOff();
             throw new BucketMapError(codes.LOCKED, `${file}: the map is open read-only in ${describeReaders(readers)}`, { file });
           }
           keep = true;

@@ -305,6 +305,46 @@ for (const engine of ENGINES) {
     });
   });
 
+  test('a dead reader\'s file the writer may not remove (another user\'s, in a folder that user made) does not stop the writer', () => {
+    withSeed((rng) => {
+      const { model } = writeMap(config, rng, 200);
+      // What `sudo bucket-map verify` stopped by Ctrl-C leaves for a service running as another
+      // user: a reader file nobody holds, in a readers folder only root may change.
+      fs.mkdirSync(readersOf(config));
+      const stale = path.join(readersOf(config), `${deadPid()}.abc123`);
+      fs.writeFileSync(stale, `${deadPid()} - otherhost 0 - - 3\n`);
+      const notOurs = (rm: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
+        if (String(file).startsWith(readersOf(config))) throw Object.assign(new Error(`EACCES: permission denied, unlink '${String(file)}'`), { code: 'EACCES', syscall: 'unlink' });
+        return rm(file, ...rest);
+      };
+      withFsFunction('rmSync', notOurs, () => {
+        const writer = new BucketMap(config);
+        assert.equal(snapshot(writer), model);
+        writer.insert(rng.key(), [rng.bytes(16)]);
+        writer.close();
+      });
+      assert.ok(fs.existsSync(stale), 'the file it could not remove stays, and means nothing');
+      // One it may not even open cannot be judged: the open fails, and leaves no owner line of its
+      // own for the next writer to take for a dead writer's.
+      const unreadable = (open: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
+        if (String(file) === stale) throw Object.assign(new Error(`EACCES: permission denied, open '${stale}'`), { code: 'EACCES', syscall: 'open' });
+        return open(file, ...rest);
+      };
+      withFsFunction('openSync', unreadable, () => {
+        const err = thrownBy(() => new BucketMap(config));
+        assert.ok(err instanceof BucketMapError && err.code === codes.IO && err.file === stale, String(err));
+      });
+      assert.not.ok(fs.existsSync(`${config.restartFile}.lock`), 'the failed open left its lock line');
+      // The lock file is gone with the writer's clean close: no later open takes it for a dead writer's.
+      assert.not.ok(fs.existsSync(`${config.restartFile}.lock`));
+      const reader = new BucketMap({ ...config, readOnly: true });
+      assert.is(reader.size, model.size + 1);
+      const refused = thrownBy(() => new BucketMap(config));
+      assert.ok(refused instanceof BucketMapError && refused.code === codes.LOCKED, String(refused));
+      reader.close();
+    });
+  });
+
   test('a map its writer did not close cleanly is NEEDS_RECOVERY to a reader, which writes nothing; a writer\'s open repairs it', async () => {
     await withSeed(async (rng) => {
       const { model } = writeMap(config, rng, 300);
