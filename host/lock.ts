@@ -401,7 +401,9 @@ function publishReader(file: string): { path: string; fd: number } | null {
       return { path: reader, fd };
     } catch (err) {
       if (fd >= 0) closeQuietly(fd);
-      fs.rmSync(draft, { force: true });
+      // Quietly: where the draft could not be made (a file in place of the folder: ENOTDIR) its
+      // removal fails too, and that raw error hid the reason the open goes on without a file.
+      removeQuietly(draft);
       // The last reader removed the folder, or a writer our unlocked draft: make it again.
       if (code(err) === 'ENOENT' && attempt < 3) continue;
       removeIfEmpty(dir);
@@ -409,6 +411,14 @@ function publishReader(file: string): { path: string; fd: number } | null {
       if (err instanceof BucketMapError) throw err;
       throw ioError(`cannot register a reader of ${file}`, err, file);
     }
+  }
+}
+
+function removeQuietly(file: string): void {
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    // Never made, or not ours to remove.
   }
 }
 

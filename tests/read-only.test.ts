@@ -345,6 +345,21 @@ for (const engine of ENGINES) {
     });
   });
 
+  test('a file in place of the readers folder: readers open as where none can be made, and a writer is still LOCKED while one is open', () => {
+    withSeed((rng) => {
+      const { model } = writeMap(config, rng, 200);
+      fs.writeFileSync(readersOf(config), 'not a folder');
+      const reader = new BucketMap({ ...config, readOnly: true });
+      assert.equal(snapshot(reader), model);
+      assert.is(BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives }).ok, true);
+      const refused = thrownBy(() => new BucketMap(config));
+      assert.ok(refused instanceof BucketMapError && refused.code === codes.LOCKED, String(refused));
+      reader.close();
+      assert.is(fs.readFileSync(readersOf(config), 'utf8'), 'not a folder');
+      new BucketMap(config).close();
+    });
+  });
+
   test('a map its writer did not close cleanly is NEEDS_RECOVERY to a reader, which writes nothing; a writer\'s open repairs it', async () => {
     await withSeed(async (rng) => {
       const { model } = writeMap(config, rng, 300);
