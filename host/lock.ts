@@ -432,8 +432,13 @@ function removeIfEmpty(dir: string): void {
 
 /** Removes reader file `reader`, releases its lock, and removes its folder if it was the last one there. */
 function withdrawReader(reader: { path: string; fd: number }): void {
-  fs.rmSync(reader.path, { force: true });
-  closeQuietly(reader.fd);
+  try {
+    fs.rmSync(reader.path, { force: true });
+  } finally {
+    // Whatever the removal did: a file left behind unheld is a dead reader's to the next writer,
+    // where one still held kept the map from every writer until this process exited.
+    closeQuietly(reader.fd);
+  }
   removeIfEmpty(path.dirname(reader.path));
 }
 

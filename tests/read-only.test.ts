@@ -345,6 +345,24 @@ for (const engine of ENGINES) {
     });
   });
 
+  test('a reader whose file cannot be removed at close() still lets go of the map: close() reports IO, the next writer opens', () => {
+    withSeed((rng) => {
+      const { model } = writeMap(config, rng, 200);
+      const reader = new BucketMap({ ...config, readOnly: true });
+      const refuseInReaders = (rm: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
+        if (String(file).startsWith(readersOf(config))) throw Object.assign(new Error(`EROFS: read-only file system, unlink '${String(file)}'`), { code: 'EROFS', syscall: 'unlink' });
+        return rm(file, ...rest);
+      };
+      const err = withFsFunction('rmSync', refuseInReaders, () => thrownBy(() => reader.close()));
+      assert.ok(err instanceof BucketMapError && err.code === codes.IO, String(err));
+      assert.ok(thrownBy(() => reader.size)?.code === codes.CLOSED);
+      // Its file stayed, but nobody holds it any more: the next writer takes it for a dead reader's.
+      const writer = new BucketMap(config);
+      assert.equal(snapshot(writer), model);
+      writer.close();
+    });
+  });
+
   test('a file in place of the readers folder: readers open as where none can be made, and a writer is still LOCKED while one is open', () => {
     withSeed((rng) => {
       const { model } = writeMap(config, rng, 200);
