@@ -31,7 +31,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
-import { BucketMapError, codes, ioError } from './errors.js';
+import { BucketMapError, codes, corrupt, ioError } from './errors.js';
 
 /** fs-native-extensions: OFD locks on byte ranges (the parts of its API used here). */
 interface NativeLocks {
@@ -604,6 +604,8 @@ export class MapLock {
     try {
       fd = fs.openSync(restartFile, (shared ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW);
     } catch (err) {
+      // As the restart file's own check says it (BucketMap.verify locks it before reading it).
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw corrupt(restartFile, 'restart file is a symbolic link');
       throw ioError(`cannot open restart file ${restartFile} to lock it`, err, restartFile);
     }
     let locked = false;

@@ -375,6 +375,20 @@ for (const engine of ENGINES) {
     new BucketMap(config).close();
   });
 
+  test('a restart file that is a symbolic link is CORRUPT to a writer, a reader and verify alike, and nothing is written', () => {
+    const config = persistentConfig(dir, engine);
+    new BucketMap(config).close();
+    const link = `${dir}/link`;
+    fs.symlinkSync(config.restartFile!, link);
+    const before = fingerprint(dir);
+    const symlinkRefused = (e: BucketMapError) => e instanceof BucketMapError && e.code === codes.CORRUPT && /symbolic link/.test(e.message);
+    assert.throws(() => new BucketMap({ ...config, restartFile: link }), symlinkRefused);
+    assert.throws(() => new BucketMap({ ...config, restartFile: link, readOnly: true }), symlinkRefused);
+    // verify locks the restart file before reading it: that open had failed as IO (ELOOP).
+    assert.throws(() => BucketMap.verify({ restartFile: link, drives: config.drives }), symlinkRefused);
+    assert.equal(fingerprint(dir), before);
+  });
+
   test('a dead worker\'s lock line names a descriptor number since reused: a writer that finds the lock held a moment never takes it for the dead worker\'s', async () => {
     const config = persistentConfig(dir, engine);
     const lockFile = `${config.restartFile}.lock`;
