@@ -459,12 +459,21 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         this.ctx.counters.deferredBuckets = 0;
       }
     } catch (err) {
-      for (const s of storages) s.close(false);
-      engine?.close();
-      manifest?.close();
-      if (createdRestartFile && cfg.restartFile !== null) fs.rmSync(cfg.restartFile, { force: true });
-      if (ownedTempDir !== null) removeTempFolder(ownedTempDir);
-      lock?.release();
+      // Every step runs, and none replaces the open's own error: a reader file that cannot be
+      // removed would otherwise turn NEEDS_RECOVERY into IO and leave the folders made behind.
+      const quietly = (undo: () => void): void => {
+        try {
+          undo();
+        } catch {
+          // What it left is what a crash leaves, and the next open clears it.
+        }
+      };
+      for (const s of storages) quietly(() => s.close(false));
+      quietly(() => engine?.close());
+      quietly(() => manifest?.close());
+      if (createdRestartFile && cfg.restartFile !== null) quietly(() => fs.rmSync(cfg.restartFile!, { force: true }));
+      if (ownedTempDir !== null) quietly(() => removeTempFolder(ownedTempDir!));
+      quietly(() => lock?.release());
       for (let i = madeDirs.length - 1; i >= 0; i--) {
         try {
           fs.rmdirSync(madeDirs[i]); // only if empty: whatever another process put there stays

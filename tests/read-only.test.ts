@@ -363,6 +363,21 @@ for (const engine of ENGINES) {
     });
   });
 
+  test('a refused reader whose file cannot be removed reports why it was refused, not the removal', () => {
+    withSeed((rng) => {
+      const { model } = writeMap(config, rng, 200);
+      const refuseInReaders = (rm: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
+        if (String(file).startsWith(readersOf(config))) throw Object.assign(new Error(`EROFS: read-only file system, unlink '${String(file)}'`), { code: 'EROFS', syscall: 'unlink' });
+        return rm(file, ...rest);
+      };
+      const err = withFsFunction('rmSync', refuseInReaders, () => thrownBy(() => new BucketMap({ ...config, maxBuckets: config.maxBuckets * 2, readOnly: true })));
+      assert.ok(err instanceof BucketMapError && err.code === codes.CONFIG_MISMATCH, String(err));
+      const writer = new BucketMap(config);
+      assert.equal(snapshot(writer), model);
+      writer.close();
+    });
+  });
+
   test('a file in place of the readers folder: readers open as where none can be made, and a writer is still LOCKED while one is open', () => {
     withSeed((rng) => {
       const { model } = writeMap(config, rng, 200);
