@@ -121,6 +121,11 @@ function startReader(config: BucketMapConfig): { worker: Worker; next: () => Pro
 }
 
 const readersOf = (config: BucketMapConfig) => `${config.restartFile}.lock.readers`;
+/** An rmSync that fails with EROFS for the files of a map's readers folder. */
+const refuseInReaders = (config: BucketMapConfig) => (rm: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
+  if (String(file).startsWith(readersOf(config))) throw Object.assign(new Error(`EROFS: read-only file system, unlink '${String(file)}'`), { code: 'EROFS', syscall: 'unlink' });
+  return rm(file, ...rest);
+};
 
 for (const engine of ENGINES) {
   const test = suite(`read-only opens [${engine}]`);
@@ -349,11 +354,7 @@ for (const engine of ENGINES) {
     withSeed((rng) => {
       const { model } = writeMap(config, rng, 200);
       const reader = new BucketMap({ ...config, readOnly: true });
-      const refuseInReaders = (rm: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
-        if (String(file).startsWith(readersOf(config))) throw Object.assign(new Error(`EROFS: read-only file system, unlink '${String(file)}'`), { code: 'EROFS', syscall: 'unlink' });
-        return rm(file, ...rest);
-      };
-      const err = withFsFunction('rmSync', refuseInReaders, () => thrownBy(() => reader.close()));
+      const err = withFsFunction('rmSync', refuseInReaders(config), () => thrownBy(() => reader.close()));
       assert.ok(err instanceof BucketMapError && err.code === codes.IO, String(err));
       assert.ok(thrownBy(() => reader.size)?.code === codes.CLOSED);
       // Its file stayed, but nobody holds it any more: the next writer takes it for a dead reader's.
@@ -366,11 +367,7 @@ for (const engine of ENGINES) {
   test('a refused reader whose file cannot be removed reports why it was refused, not the removal', () => {
     withSeed((rng) => {
       const { model } = writeMap(config, rng, 200);
-      const refuseInReaders = (rm: (...args: unknown[]) => unknown) => (file: unknown, ...rest: unknown[]) => {
-        if (String(file).startsWith(readersOf(config))) throw Object.assign(new Error(`EROFS: read-only file system, unlink '${String(file)}'`), { code: 'EROFS', syscall: 'unlink' });
-        return rm(file, ...rest);
-      };
-      const err = withFsFunction('rmSync', refuseInReaders, () => thrownBy(() => new BucketMap({ ...config, maxBuckets: config.maxBuckets * 2, readOnly: true })));
+      const err = withFsFunction('rmSync', refuseInReaders(config), () => thrownBy(() => new BucketMap({ ...config, maxBuckets: config.maxBuckets * 2, readOnly: true })));
       assert.ok(err instanceof BucketMapError && err.code === codes.CONFIG_MISMATCH, String(err));
       const writer = new BucketMap(config);
       assert.equal(snapshot(writer), model);
