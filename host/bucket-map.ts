@@ -876,6 +876,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       this.enter(); // resumed after close(): CLOSED, not a quiet end
       if (this.storages[ix].allocated) yield* this.bucketAt(ix).iterateKeys();
     }
+    this.enter(); // resumed past the last entry after close(): CLOSED too, as at every other step
   }
 
   *entries(): IterableIterator<[Uint8Array, Entry<T>]> {
@@ -884,6 +885,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       this.enter(); // resumed after close(): CLOSED, not a quiet end
       if (this.storages[ix].allocated) yield* this.bucketAt(ix).iterateEntries();
     }
+    this.enter(); // resumed past the last entry after close(): CLOSED too, as at every other step
   }
 
   *values(): IterableIterator<Entry<T>> {

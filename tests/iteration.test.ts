@@ -135,6 +135,30 @@ for (const engine of ENGINES) {
     removeDir(dir);
   });
 
+  test('an iterator that has yielded the last entry, stepped after close() or inside a callback, throws as one half-way does', () => {
+    // The last bucket holds entries, so the last entry comes from the last bucket's snapshot: its
+    // next step found no bucket left to enter and answered done, on a closed map.
+    for (const buckets of [1, 2]) {
+      const make: Array<(map: BucketMap) => Iterator<unknown>> = [(m) => m.keys(), (m) => m.entries(), (m) => m.values(), (m) => m[Symbol.iterator]()];
+      for (const iterate of make) {
+        const map = new BucketMap({ maxBuckets: buckets, engine });
+        const key = new Uint8Array(32).fill(0xff); // the last bucket
+        map.insert(key, [key.subarray(0, 16)]);
+        const outer = iterate(map);
+        assert.is(outer.next().done, false);
+        map.update(key, (current) => {
+          assert.is(thrownBy(() => outer.next())?.code, codes.REENTRANT, 'stepped inside an update() callback');
+          return current;
+        });
+        const it = iterate(map);
+        assert.is(it.next().done, false);
+        map.close();
+        assert.is(thrownBy(() => it.next())?.code, codes.CLOSED, `${buckets} bucket(s)`);
+        assert.is(it.next().done, true, 'and stays done');
+      }
+    }
+  });
+
   // Two iterators stepped in turn while the caller makes changes that keep cells where they are
   // (addref, unref, update in place) and changes that move them or replace the files under the
   // bucket being iterated (setAnticipatedCount, a data file doubling, compact), with codecs whose
