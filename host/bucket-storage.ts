@@ -285,7 +285,11 @@ export class BucketStorage {
     const bytes = fileBytesFor(spec, this.ctx.segmentBytes);
     const usage = this.ctx.usage;
     const after = usage.bytes - (replaces === null ? 0 : replaces.bytes) + bytes;
-    if (after > usage.maxBytes) {
+    // Only a file larger than the one it replaces counts against the ceiling. A compaction's files
+    // are smaller, but its data files are made while its new index is counted beside the old one,
+    // and a map reopened with a lower maxBytes is past it already: compact() (and a repair at the
+    // same size) would be refused the very disk it gives back.
+    if (after > usage.maxBytes && after > usage.bytes) {
       throw new BucketMapError(
         codes.SIZE_LIMIT,
         `bucket ${this.ix}: growing would take the bucket files to ${after} bytes, past maxBytes (${usage.maxBytes})`,

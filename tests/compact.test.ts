@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { BucketMap, BucketMapError, codecs, codes, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { CELLS_PER_PAGE } from '../host/layout.js';
 import { SPARE_FILE_PATTERN } from '../host/storage.js';
-import { ENGINES, Rng, fingerprint, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, withSeed } from './helpers.js';
+import { ENGINES, Rng, fingerprint, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, thrownBy, withSeed } from './helpers.js';
 
 /** Runs `fn` with a seeded Rng and a persistent configuration in a fresh folder, removed afterwards. */
 function withPersistentMap(engine: EngineKind, extra: Partial<BucketMapConfig>, fn: (rng: Rng, config: BucketMapConfig, dir: string) => void): void {
@@ -248,6 +248,42 @@ for (const engine of ENGINES) {
       map.close();
     });
   });
+
+  for (const fraction of [1, 0.5]) {
+    test(`a map reopened with maxBytes at ${fraction} of its size is compacted; growth past the ceiling is still refused`, () => {
+      withPersistentMap(engine, { maxBuckets: 1 }, (rng, config) => {
+        let map = new BucketMap(config);
+        // A large index and a data file that shrinks by less than the new index takes: at the
+        // map's own size, the data file was refused SIZE_LIMIT, made while the new index counted
+        // beside the old one; below it, the first file compact() made was refused.
+        const singles = Array.from({ length: 40000 }, () => rng.key());
+        const pairs = Array.from({ length: 200 }, () => rng.key());
+        map.insertMany(singles, singles.map((k) => [k.subarray(0, 16)]));
+        map.insertMany(pairs, pairs.map((k) => [k.subarray(0, 16), k.subarray(16)]));
+        map.deleteMany(singles.slice(0, 30000));
+        map.deleteMany(pairs.slice(0, 150));
+        const before = snapshot(map);
+        const used = (): number => map.stats().index.bytes + map.stats().data.bytes;
+        const peak = used();
+        map.close();
+        const maxBytes = Math.floor(peak * fraction);
+        map = new BucketMap({ ...config, maxBytes });
+        const report = map.compact();
+        assert.is(report.buckets, 1);
+        assert.ok(used() < peak / 4 && report.bytesFreed === peak - used(), `${used()} bytes after compact(), of ${peak}`);
+        assert.is(map.stats().data.files, 1, 'the data file was rebuilt too');
+        assert.equal(snapshot(map), before);
+        assert.ok(map.verify().ok);
+        map.close();
+        map = new BucketMap({ ...config, maxBytes: Math.floor(peak / 4) });
+        assert.equal(snapshot(map), before, 'after reopening');
+        const more = Array.from({ length: map.stats().index.capacity }, () => rng.key());
+        assert.is(thrownBy(() => map.insertMany(more, more.map(() => [])))?.code, codes.SIZE_LIMIT, 'growth past maxBytes');
+        assert.ok(used() <= peak / 4);
+        map.close();
+      });
+    });
+  }
 
   test('bad options are refused before anything changes; a closed map or a callback refuses the call', () => {
     const map = new BucketMap({ maxBuckets: 1, engine });
