@@ -622,7 +622,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     let bytes = 0;
     for (const storage of this.storages) bytes += storage.bytesToAnticipate(perBucket);
     const { usage } = this.ctx;
-    if (usage.bytes + bytes > usage.maxBytes) {
+    // Only bytes it adds count: a map reopened with a maxBytes below its files may still presize for what it has.
+    if (bytes > 0 && usage.bytes + bytes > usage.maxBytes) {
       throw new BucketMapError(codes.SIZE_LIMIT, `sizing every bucket for ${perBucket} entries would take the bucket files to ${usage.bytes + bytes} bytes, past maxBytes (${usage.maxBytes})`);
     }
     for (let ix = 0; ix < this.storages.length; ix++) if (this.storages[ix].anticipate(perBucket)) this.ctx.versions[ix]++;

@@ -155,6 +155,24 @@ for (const engine of ENGINES) {
     removeDir(dir);
   });
 
+  test('on a map past a lowered maxBytes, a setAnticipatedCount that grows nothing is no SIZE_LIMIT; one that grows still is', () => {
+    const dir = tempDir();
+    const config = persistentConfig(dir, engine, { maxBuckets: 2 });
+    const map = new BucketMap(config);
+    for (let i = 0; i < 5000; i++) map.insert(rng.key(), [rng.bytes(16)]);
+    const { index, data } = map.stats();
+    map.close();
+    const again = new BucketMap({ ...config, maxBytes: index.bytes + data.bytes - 1 });
+    const sizes = (): number[] => [again.stats().index.capacity, again.stats().index.bytes, again.stats().index.resizes];
+    again.setAnticipatedCount(100);
+    again.setAnticipatedCount(again.size);
+    assert.equal(sizes(), [index.capacity, index.bytes, 0], 'nothing grew');
+    assert.is(thrownBy(() => again.setAnticipatedCount(4 * again.size))?.code, codes.SIZE_LIMIT);
+    assert.equal(sizes(), [index.capacity, index.bytes, 0], 'nothing grew');
+    again.close();
+    removeDir(dir);
+  });
+
   test('data files grow by doubling while entries stay valid', () => {
     const map = new BucketMap({ maxBuckets: 1, engine });
     const keys = Array.from({ length: 3000 }, () => rng.key());
