@@ -285,6 +285,28 @@ for (const engine of ENGINES) {
     });
   }
 
+  test('a presized index is shrunk like any other, and the count anticipated still stands for the next growth', () => {
+    withSeed((rng) => {
+      const map = new BucketMap({ maxBuckets: 1, engine });
+      map.insert(rng.key(), []); // a file to grow now
+      map.setAnticipatedCount(20000);
+      const presized = map.stats().index.capacity;
+      assert.ok(presized >= 20000 / 0.8, `presized to ${presized} cells`);
+      const keys = Array.from({ length: 99 }, () => rng.key());
+      for (const k of keys) map.insert(k, [k.subarray(0, 16)]);
+      const report = map.compact();
+      assert.is(report.buckets, 1, 'nothing was deleted, yet the presized index is oversized');
+      const small = map.stats().index.capacity;
+      assert.ok(small < presized / 50, `compacted to ${small} cells`);
+      const resizes = map.stats().index.resizes;
+      while (map.stats().index.capacity === small) map.insert(rng.key(), []);
+      assert.is(map.stats().index.capacity, presized, 'the first growth after it goes back to the anticipated size');
+      assert.is(map.stats().index.resizes, resizes + 1);
+      for (const k of keys) assert.ok(map.has(k));
+      map.close();
+    });
+  });
+
   test('bad options are refused before anything changes; a closed map or a callback refuses the call', () => {
     const map = new BucketMap({ maxBuckets: 1, engine });
     const key = new Uint8Array(32).fill(7);
