@@ -571,23 +571,15 @@ export class BucketStorage {
    * files with TypeScript tables for either engine, as repair does. Returns the bytes freed.
    */
   compact(load: number): number {
-    if (!this.allocated) return 0;
+    // Decided on the files' sizes and the counts first, so a bucket opened lazily is not mapped
+    // (and checked) for nothing: a compact() after a reopen would otherwise bind every bucket.
+    if (!this.hasFiles || this.compactionPlan(load) === null || !this.allocated) return 0;
+    // Mapping it may have repaired it (a header that disagreed with the close record): plan on
+    // the counts it has now.
+    const plan = this.compactionPlan(load);
+    if (plan === null) return 0;
+    const { count, dataCounts, target, current, dataPlan } = plan;
     const old = this.index as MappedFile;
-    const current = old.spec.totalRecords;
-    const [count, dataCounts] = this.liveCounts();
-    const target = Math.max(INITIAL_INDEX_PAGES, Math.ceil(count / load / CELLS_PER_PAGE));
-    // Data classes to rebuild, and the capacity each gets (-1: the class is empty and its file goes).
-    const dataPlan = new Map<number, number>();
-    for (let c = 0; c < SIZE_CLASSES; c++) {
-      const file = this.data[c];
-      if (file === null) continue;
-      let pow2 = dataCounts[c] === 0 ? -1 : initialDataPow2(file.spec.cellBytes);
-      while (pow2 >= 0 && 2 ** pow2 * load < dataCounts[c]) pow2++;
-      // Fewer cells need not mean fewer bytes (files are whole pages): such a rebuild gives nothing back.
-      const smaller = pow2 < 0 || fileBytesFor(this.dataSpec(c, file.spec.generation, pow2), this.ctx.segmentBytes) < file.bytes;
-      if (pow2 < file.spec.capacityPow2 && smaller) dataPlan.set(c, pow2);
-    }
-    if (target >= current && dataPlan.size === 0) return 0;
     const started = performance.now();
     const generation = (this.record as BucketRecord).indexGen + 1;
     const source = this.tableOver(old);
@@ -605,6 +597,30 @@ export class BucketStorage {
     const freed = before - bytes();
     this.ctx.counters.compactMs += performance.now() - started;
     return freed;
+  }
+
+  /**
+   * What compact(load) would rebuild: the index's target size and the data classes to copy (with
+   * the capacity each gets, -1 for an empty class whose file goes); null if nothing would shrink.
+   * Reads no mapping, so it may be asked of a bucket opened lazily.
+   */
+  private compactionPlan(load: number): { count: number; dataCounts: number[]; target: number; current: number; dataPlan: Map<number, number> } | null {
+    const current = (this.index as MappedFile).spec.totalRecords;
+    const count = this.entryCount();
+    const dataCounts = Array.from(this.dataCellCounts());
+    const target = Math.max(INITIAL_INDEX_PAGES, Math.ceil(count / load / CELLS_PER_PAGE));
+    const dataPlan = new Map<number, number>();
+    for (let c = 0; c < SIZE_CLASSES; c++) {
+      const file = this.data[c];
+      if (file === null) continue;
+      let pow2 = dataCounts[c] === 0 ? -1 : initialDataPow2(file.spec.cellBytes);
+      while (pow2 >= 0 && 2 ** pow2 * load < dataCounts[c]) pow2++;
+      // Fewer cells need not mean fewer bytes (files are whole pages): such a rebuild gives nothing back.
+      const smaller = pow2 < 0 || fileBytesFor(this.dataSpec(c, file.spec.generation, pow2), this.ctx.segmentBytes) < file.bytes;
+      if (pow2 < file.spec.capacityPow2 && smaller) dataPlan.set(c, pow2);
+    }
+    if (target >= current && dataPlan.size === 0) return null;
+    return { count, dataCounts, target, current, dataPlan };
   }
 
   /** Rehashes `source` into a new index file of `pages` pages, or returns null (file gone) if some key found no room. */

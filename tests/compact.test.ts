@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { BucketMap, BucketMapError, codecs, codes, type BucketMapConfig, type EngineKind } from '../host/index.js';
 import { CELLS_PER_PAGE } from '../host/layout.js';
 import { SPARE_FILE_PATTERN } from '../host/storage.js';
-import { ENGINES, Rng, fingerprint, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, thrownBy, withSeed } from './helpers.js';
+import { ENGINES, Rng, entryValue, fingerprint, hex, listFiles, persistentConfig, removeDir, snapshot, tempDir, thrownBy, withSeed } from './helpers.js';
 
 /** Runs `fn` with a seeded Rng and a persistent configuration in a fresh folder, removed afterwards. */
 function withPersistentMap(engine: EngineKind, extra: Partial<BucketMapConfig>, fn: (rng: Rng, config: BucketMapConfig, dir: string) => void): void {
@@ -303,6 +303,36 @@ for (const engine of ENGINES) {
       assert.is(map.stats().index.capacity, presized, 'the first growth after it goes back to the anticipated size');
       assert.is(map.stats().index.resizes, resizes + 1);
       for (const k of keys) assert.ok(map.has(k));
+      map.close();
+    });
+  });
+
+  test('after a reopen, compact() maps only the buckets it rebuilds: the others stay left to first use', () => {
+    withPersistentMap(engine, { maxBuckets: 64 }, (rng, config) => {
+      let map = new BucketMap(config);
+      const keys = Array.from({ length: 6400 }, () => rng.key());
+      map.insertMany(keys, keys.map((k) => [k.subarray(0, 16), k.subarray(16)]));
+      map.compact(); // leaves no bucket larger than it needs
+      map.close();
+      map = new BucketMap(config);
+      assert.is(map.stats().open.deferredBuckets, 64);
+      // Bucket 0 alone loses most of its entries (and is mapped for it).
+      const gone = keys.filter((k) => map.bucketIx(k) === 0).slice(10);
+      map.deleteMany(gone);
+      // Not snapshot(map): iterating maps every bucket.
+      const dropped = new Set(gone.map(hex));
+      const before = new Map(keys.filter((k) => !dropped.has(hex(k))).map((k) => [hex(k), entryValue([k.subarray(0, 16), k.subarray(16)], 1)]));
+      const mappings = map.stats().mappings.live;
+      assert.is(map.compact().buckets, 1);
+      // Bucket 0's old files stay mapped until a collection: its new ones are two more at most.
+      assert.ok(map.stats().mappings.live <= mappings + 2, `${map.stats().mappings.live - mappings} more mappings`);
+      const again = map.compact();
+      assert.equal([again.buckets, again.bytesFreed], [0, 0]);
+      assert.ok(map.stats().mappings.live <= mappings + 2, 'nothing left to compact maps nothing');
+      map.close();
+      map = new BucketMap(config);
+      assert.equal(snapshot(map), before, 'after reopening');
+      assert.ok(map.verify().ok);
       map.close();
     });
   });
