@@ -125,12 +125,15 @@ export function getMany(start: u32, n: u32, withValues: u32): u32 {
  */
 export function putMany(start: u32, n: u32): u32 {
   let added: u32 = 0;
+  // Counted as they are added, not only at the end: a call that throws part way (a host callback
+  // that overflows the stack) still leaves the host the number of keys it added.
+  store<u32>(outPtr + OUT_SLOTS, 0);
   for (let i = start; i < n; i++) {
     bindCurrent(load<u32>(at32(bBuckets, i)));
     const rc = <u64>load<f64>(bRefCounts + (<usize>i << 3));
     const status = putAt(bKeys + <usize>i * 32, bLists + load<u32>(at32(bListAt, i)), load<u32>(at32(bSlots, i)), <u32>rc, <u32>(rc >> 32));
     if (status == PUT_NEW) {
-      added++;
+      store<u32>(outPtr + OUT_SLOTS, ++added);
     } else if (status != PUT_UPDATED) {
       drainLog();
       store<u32>(outPtr + OUT_KIND, status);

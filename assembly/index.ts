@@ -15,7 +15,7 @@ export { getMany, putMany, removeMany, adjustMany } from './batch';
 import {
   initBatch, bKeys, bBuckets, bSlots, bRefCounts, bListAt, bLists, bStatus, bOutRc, bOutSlots, bDataAt, bData, BATCH,
 } from './batch';
-export { invalidate } from './page_cache';
+export { invalidate, recover } from './page_cache';
 
 /** Sets the map's parameters and allocates every buffer; `cacheSets` × 4 pages of cache. */
 export function init(maxBuckets: u32, maxSearch: u32, elementSize: u32, cacheSets: u32, randomSeed: u32): void {

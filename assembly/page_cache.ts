@@ -325,6 +325,24 @@ export function invalidate(fidFrom: u32, fidTo: u32): void {
   }
 }
 
+/**
+ * Makes the cache agree with the mappings again after a call into the core threw part way (a
+ * stack overflow in one of the host's callbacks, say; the host calls this before anything else).
+ * Pages prefetch() tagged may never have been copied in, and a log the host was applying when it
+ * threw still holds records: the host applies what it had not (it keeps its place), and every
+ * clean page is dropped to be fetched again, so no copy older or newer than its file stays. Dirty
+ * pages stay: only the core writes them, and a resize that stopped discards its file's.
+ */
+export function recover(): void {
+  fetchCount = 0;
+  memoFid = 0;
+  drainLog();
+  for (let s: u32 = 0; s < slotCount; s++) {
+    const t = tagOf(s);
+    if (load<u32>(t, T_DIRTY) == 0) store<u32>(t, 0, T_FID);
+  }
+}
+
 /** Hands the ordered write log to the host, which applies it to the mappings. */
 export function drainLog(): void {
   if (logUsed == 0) return;

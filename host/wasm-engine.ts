@@ -65,6 +65,7 @@ interface CoreExports {
   adjustMany(start: number, n: number, delta: number): number;
   flush(): void;
   invalidate(fidFrom: number, fidTo: number): void;
+  recover(): void;
 }
 
 let compiled: WebAssembly.Module | null = null;
@@ -118,6 +119,15 @@ export class WasmEngine implements Engine {
   private readonly fidOf = new Map<MappedFile, { first: number; count: number }>();
   /** Files bound to each bucket, to release the ids of files a bucket no longer uses. */
   private readonly bound: Array<MappedFile[] | undefined>;
+  /**
+   * Set while a call into the core is under way, and left set by one that threw part way (a stack
+   * overflow in a callback, as in a map used from deep recursion) until the core has recovered:
+   * its cache may then hold slots tagged for pages never copied in, and its log records the files
+   * lack. Every call into the core recovers first.
+   */
+  private stopped = false;
+  /** How far into the log the last applyLog got before it threw (0 when it finished): it resumes there. */
+  private logDone = 0;
 
   constructor(options: WasmEngineOptions) {
     const imports = {
@@ -202,9 +212,12 @@ export class WasmEngine implements Engine {
   private applyLog(log: number, bytes: number): void {
     const words = this.u32;
     const u8 = this.u8;
-    let p = log;
+    // Applied again from the start, a move record would copy a cell that a later record has
+    // moved since; a record stopped part way is one whose stores may run again.
+    let p = log + this.logDone;
     const end = log + bytes;
     while (p < end) {
+      this.logDone = p - log;
       const w = p >>> 2;
       const fid = words[w];
       const off = words[w + 1];
@@ -233,6 +246,7 @@ export class WasmEngine implements Engine {
       }
       p = src + ((length + 3) & ~3);
     }
+    this.logDone = 0;
   }
 
   /**
@@ -329,11 +343,37 @@ export class WasmEngine implements Engine {
   forget(file: MappedFile): void {
     const known = this.fidOf.get(file);
     if (known === undefined) return;
+    // No recovery first: forgetting a file needs none, and a failing one would hide why the file goes.
     this.core.invalidate(known.first, known.first + known.count);
     this.release(file);
   }
 
   // ── operations ─────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Before a call into the core: recovers from one that threw part way, and marks this one under
+   * way. The mark is set before the call and cleared after it returns, not in a catch: a call that
+   * overflows the stack may leave no room to run one.
+   */
+  private enter(): void {
+    if (this.stopped) this.core.recover();
+    this.stopped = true;
+  }
+
+  /**
+   * A call into the core threw: recovers at once if it can, so the files have every store the
+   * core made before the iterators, flush or compact read them (else the next call recovers), and
+   * rethrows.
+   */
+  private stop(err: unknown): never {
+    try {
+      this.core.recover();
+      this.stopped = false;
+    } catch {
+      /* the next call into the core recovers */
+    }
+    throw err;
+  }
 
   private setKey(key: Uint8Array, koff = 0): void {
     const u8 = this.u8;
@@ -352,7 +392,14 @@ export class WasmEngine implements Engine {
   read(ix: number, key: Uint8Array, koff: number): ValueRef | null | undefined {
     if (this.bound[ix] === undefined) return undefined;
     this.setKey(key, koff);
-    const found = this.core.get(ix);
+    this.enter();
+    let found: number;
+    try {
+      found = this.core.get(ix);
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
     if (found === 0) return null;
     if (found === FOUND_CORRUPT) throw this.damaged(ix);
     const w = this.u32;
@@ -366,21 +413,43 @@ export class WasmEngine implements Engine {
 
   put(ix: number, key: Uint8Array, slots: number, refCount: number): number {
     this.setKey(key);
-    const status = this.core.put(ix, slots, refCount >>> 0, Math.floor(refCount / TWO_32));
+    this.enter();
+    let status: number;
+    try {
+      status = this.core.put(ix, slots, refCount >>> 0, Math.floor(refCount / TWO_32));
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
     if (status === PUT_CORRUPT) throw this.damaged(ix);
     return status;
   }
 
   remove(ix: number, key: Uint8Array): boolean {
     this.setKey(key);
-    const removed = this.core.remove(ix);
+    this.enter();
+    let removed: number;
+    try {
+      removed = this.core.remove(ix);
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
     if (removed === FOUND_CORRUPT) throw this.damaged(ix);
     return removed === 1;
   }
 
   adjustRef(ix: number, key: Uint8Array, delta: number): number {
     this.setKey(key);
-    return this.core.adjustRef(ix, delta);
+    this.enter();
+    let rc: number;
+    try {
+      rc = this.core.adjustRef(ix, delta);
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
+    return rc;
   }
 
   count(ix: number): number {
@@ -396,7 +465,14 @@ export class WasmEngine implements Engine {
 
   rehashInto(ix: number, target: MappedFile): boolean {
     const fid = this.register(target);
-    const status = this.core.rehash(ix, fid, target.spec.totalRecords, target.recordsPerSegment, target.spec.seedLo, target.spec.seedHi);
+    this.enter();
+    let status: number;
+    try {
+      status = this.core.rehash(ix, fid, target.spec.totalRecords, target.recordsPerSegment, target.spec.seedLo, target.spec.seedHi);
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
     if (status !== 1) {
       this.forget(target);
       if (status === PUT_CORRUPT) throw this.damaged(ix);
@@ -406,11 +482,24 @@ export class WasmEngine implements Engine {
 
   copyDataInto(ix: number, sizeClass: number, target: MappedFile): void {
     const fid = this.register(target);
-    this.core.copyData(ix, sizeClass, fid, target.spec.capacityPow2, target.recordsPerSegment);
+    this.enter();
+    try {
+      this.core.copyData(ix, sizeClass, fid, target.spec.capacityPow2, target.recordsPerSegment);
+    } catch (err) {
+      this.stop(err);
+    }
+    this.stopped = false;
   }
 
   getMany(start: number, n: number, withValues: boolean): number {
-    const done = this.core.getMany(start, n, withValues ? 1 : 0);
+    this.enter();
+    let done: number;
+    try {
+      done = this.core.getMany(start, n, withValues ? 1 : 0);
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
     if (done > start && this.batch.status[done - 1] === FOUND_CORRUPT) throw this.damaged(this.batch.buckets[done - 1]);
     return done;
   }
@@ -424,18 +513,40 @@ export class WasmEngine implements Engine {
   }
 
   putMany(start: number, n: number): number {
-    const next = this.core.putMany(start, n);
+    this.enter();
+    let next: number;
+    try {
+      next = this.core.putMany(start, n);
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
     if (next < n && this.batchStatus === PUT_CORRUPT) throw this.damaged(this.batch.buckets[next]);
     return next;
   }
 
   removeMany(n: number): void {
-    const done = this.core.removeMany(n);
+    this.enter();
+    let done: number;
+    try {
+      done = this.core.removeMany(n);
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
     if (done > 0 && this.batch.status[done - 1] === FOUND_CORRUPT) throw this.damaged(this.batch.buckets[done - 1]);
   }
 
   adjustMany(start: number, n: number, delta: number): number {
-    return this.core.adjustMany(start, n, delta);
+    this.enter();
+    let stop: number;
+    try {
+      stop = this.core.adjustMany(start, n, delta);
+    } catch (err) {
+      return this.stop(err);
+    }
+    this.stopped = false;
+    return stop;
   }
 
   /** Registered files (for tests: files a bucket no longer uses must not stay registered). */
@@ -449,7 +560,9 @@ export class WasmEngine implements Engine {
   }
 
   close(): void {
+    this.enter();
     this.core.flush();
+    this.stopped = false;
     this.files = [undefined];
     this.files16 = [undefined];
     this.files32 = [undefined];

@@ -1,6 +1,6 @@
 import {
-  drainLog, flushDirty, initCache, invalidate, markDirty, page, readRange, setClock, writeRangeBuilding, writeThrough,
-  writeU16Through,
+  drainLog, flushDirty, initCache, invalidate, markDirty, page, prefetch, readRange, recover, setClock, writeRangeBuilding,
+  writeThrough, writeU16Through,
 } from '../page_cache';
 import { createFile, fetches, fileU16, fileU8, logApplies, pageWrites, setFileU8 } from './fixtures';
 
@@ -101,6 +101,26 @@ describe('page cache', () => {
     const before = fetches();
     page(FILE, 2);
     expect(fetches()).toBe(before + 1, 'fetched again');
+  });
+
+  test('recover drops pages a stopped batch tagged but never fetched, applies the log, and keeps dirty pages', () => {
+    initCache(4);
+    freshFile(8);
+    const dirty = page(FILE, 1);
+    store<u8>(dirty + 5, 0x5a);
+    markDirty(dirty);
+    writeU16Through(FILE, 4 * 1024 + 2, 0x1234);
+    // A batch whose host fetch threw: page 3's slot is tagged, its bytes are another page's.
+    page(FILE, 2);
+    prefetch(FILE, 3);
+    recover();
+    expect(fileU16(FILE, 4 * 1024 + 2)).toBe(0x1234, 'the log reached the file');
+    const before = fetches();
+    const p = page(FILE, 3);
+    expect(fetches()).toBe(before + 1, 'fetched, not answered from the tagged slot');
+    expect(<u32>load<u8>(p + 97)).toBe((3 * 31 + 97) & 0xff);
+    flushDirty();
+    expect(fileU8(FILE, 1024 + 5)).toBe(0x5a, 'the dirty page was kept and written back');
   });
 
   test('writeThrough updates the resident copy at once and the file in order when the log drains', () => {
