@@ -176,10 +176,10 @@ function resolveConfig(config: unknown): ResolvedConfig {
   }
   let drives: string[] | null = null;
   if (c.drives !== undefined) {
-    if (!Array.isArray(c.drives) || c.drives.length === 0) throw new TypeError('drives must be a non-empty array of folder paths');
-    if (c.drives.length > 255) throw new RangeError('drives may name at most 255 folders');
-    const given: unknown[] = Array.from(c.drives as unknown[]); // each element read once
-    if (given.length === 0 || given.length > 255) throw new RangeError('drives must name 1 to 255 folders');
+    if (!Array.isArray(c.drives)) throw new TypeError('drives must be a non-empty array of folder paths');
+    const given: unknown[] = Array.from(c.drives as unknown[]); // its length and each element read once
+    if (given.length === 0) throw new TypeError('drives must be a non-empty array of folder paths');
+    if (given.length > 255) throw new RangeError('drives may name at most 255 folders');
     drives = given.map((d: unknown, i: number) => {
       if (typeof d !== 'string' || d.length === 0) throw new TypeError(`drives[${i}] must be a non-empty string`);
       if (d.includes('\0')) throw new TypeError(`drives[${i}] must not contain a NUL character`);
@@ -298,6 +298,30 @@ function listDrive(dir: string): fs.Dirent[] {
 function mapIdInUse(drives: readonly string[], mapId: number): boolean {
   const prefix = mapFilePrefix(mapId);
   return drives.some((d) => listDrive(d).some((entry) => entry.name.startsWith(prefix)));
+}
+
+/** The steps of a release, each run whatever the ones before did; the first failure is kept. */
+class ReleaseSteps {
+  failed = false;
+  private failure: unknown;
+
+  run(step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      if (this.failed) return;
+      this.failed = true;
+      this.failure = err;
+    }
+  }
+
+  /** Throws the first failure, if any: an operating system's refusal (it names its system call) as IO. */
+  throwFirst(what: string): void {
+    if (!this.failed) return;
+    const err = this.failure;
+    const refused = !(err instanceof BucketMapError) && typeof (err as NodeJS.ErrnoException | null)?.syscall === 'string';
+    throw refused ? ioError(what, err, (err as NodeJS.ErrnoException).path) : err;
+  }
 }
 
 export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>]> {
@@ -461,26 +485,16 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     } catch (err) {
       // Every step runs, and none replaces the open's own error: a reader file that cannot be
       // removed would otherwise turn NEEDS_RECOVERY into IO and leave the folders made behind.
-      const quietly = (undo: () => void): void => {
-        try {
-          undo();
-        } catch {
-          // What it left is what a crash leaves, and the next open clears it.
-        }
-      };
-      for (const s of storages) quietly(() => s.close(false));
-      quietly(() => engine?.close());
-      quietly(() => manifest?.close());
-      if (createdRestartFile && cfg.restartFile !== null) quietly(() => fs.rmSync(cfg.restartFile!, { force: true }));
-      if (ownedTempDir !== null) quietly(() => removeTempFolder(ownedTempDir!));
-      quietly(() => lock?.release());
-      for (let i = madeDirs.length - 1; i >= 0; i--) {
-        try {
-          fs.rmdirSync(madeDirs[i]); // only if empty: whatever another process put there stays
-        } catch {
-          // Not empty, or gone.
-        }
-      }
+      // What a failed step left is what a crash leaves, and the next open clears it.
+      const undo = new ReleaseSteps();
+      for (const s of storages) undo.run(() => s.close(false));
+      undo.run(() => engine?.close());
+      undo.run(() => manifest?.close());
+      if (createdRestartFile && cfg.restartFile !== null) undo.run(() => fs.rmSync(cfg.restartFile!, { force: true }));
+      if (ownedTempDir !== null) undo.run(() => removeTempFolder(ownedTempDir!));
+      undo.run(() => lock?.release());
+      // Only if empty (rmdir): whatever another process put there stays.
+      for (let i = madeDirs.length - 1; i >= 0; i--) undo.run(() => fs.rmdirSync(madeDirs[i]));
       throw err;
     }
     this.lock = lock;
@@ -965,20 +979,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     if (this.guard.userCode) throw new BucketMapError(codes.REENTRANT, 'close() cannot be called from code a map call runs: an update() callback, a codec, a getter of an argument');
     // The first failure is reported, after every step has run: once closed, close() does nothing,
     // so a step skipped now (the lock's release, say) would never run.
-    let failed = false;
-    let failure: unknown;
-    const step = (fn: () => void): void => {
-      try {
-        fn();
-      } catch (err) {
-        if (failed) return;
-        failed = true;
-        // An operating system's refusal (it names its system call) is IO, as everywhere else.
-        const refused = !(err instanceof BucketMapError) && typeof (err as NodeJS.ErrnoException | null)?.syscall === 'string';
-        failure = refused ? ioError('close() could not release everything', err, (err as NodeJS.ErrnoException).path) : err;
-      }
-    };
-    step(() => {
+    const steps = new ReleaseSteps();
+    steps.run(() => {
       if (this.persistent && !this.ctx.readOnly) {
         this.flush();
         // Before the record: an open that finds one does not look for files to remove.
@@ -991,15 +993,15 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
     // version, so an iterator stepped after close() meets enter() and CLOSED, instead of reading
     // mappings of files that a later writer may truncate (a SIGBUS).
     this.ctx.versions.fill(NaN);
-    for (const storage of this.storages) step(() => storage.close(!this.persistent));
-    step(() => this.ctx.spares.clear());
-    step(() => this.ctx.engine.close());
-    step(() => this.ctx.manifest.close());
-    step(() => this.lock?.release());
-    if (this.ownedTempDir !== null) step(() => removeTempFolder(this.ownedTempDir!));
+    for (const storage of this.storages) steps.run(() => storage.close(!this.persistent));
+    steps.run(() => this.ctx.spares.clear());
+    steps.run(() => this.ctx.engine.close());
+    steps.run(() => this.ctx.manifest.close());
+    steps.run(() => this.lock?.release());
+    if (this.ownedTempDir !== null) steps.run(() => removeTempFolder(this.ownedTempDir!));
     // Files left in drives the caller gave stay on the exit's list, which tries them again.
-    if (!failed) this.forgetFilesAtExit?.();
-    if (failed) throw failure;
+    if (!steps.failed) this.forgetFilesAtExit?.();
+    steps.throwFirst('close() could not release everything');
   }
 
   [Symbol.dispose](): void {

@@ -1,4 +1,5 @@
 import { types } from 'node:util';
+import { byteLength } from './keys.js';
 
 /**
  * Slot-list elements are fixed-size records. A codec turns one element into `size` bytes and back;
@@ -11,9 +12,6 @@ export interface ElementCodec<T> {
   /** Reads one element from `source[offset .. offset+size)`; the result must not alias `source`. */
   decode(source: Uint8Array, offset: number): T;
 }
-
-/** %TypedArray%.prototype.length: the array's own length, whatever a subclass's getter says. */
-const typedArrayLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')!.get! as (this: Uint8Array) => number;
 
 /** The codecs this module made: frozen and checked already, so checkCodec takes them as they are. */
 const builtIn = new WeakSet<object>();
@@ -30,7 +28,7 @@ function bytes(n: number): ElementCodec<Uint8Array> {
       // array's own bytes: an element shorter than it claimed left the bytes of the element
       // encoded before it (another entry's) in its place.
       if (!types.isUint8Array(value)) throw new TypeError(`slot-list element must be a Uint8Array of ${n} bytes`);
-      const length = typedArrayLength.call(value);
+      const length = byteLength(value); // the array's own length, whatever a subclass's getter says
       if (length !== n) throw new RangeError(`slot-list element must be ${n} bytes, got ${length}`);
       target.set(value, offset);
     },

@@ -352,12 +352,9 @@ function liveReaders(file: string): Owner[] {
       // Nobody holds it: its process died (or, for a draft, a reader is between making it and
       // locking it, and retries when its rename finds it gone). One this process may not remove
       // (a killed reader of another user's, in a folder that user made) is no reader either: it
-      // had made every writer's open fail until someone removed it by hand.
-      try {
-        fs.rmSync(at, { force: true });
-      } catch {
-        // Left in place; the next writer finds it unheld again.
-      }
+      // had made every writer's open fail until someone removed it by hand. Left in place, the
+      // next writer finds it unheld again.
+      removeQuietly(at);
     } else if (name.endsWith('.new') || name.endsWith('.gone')) {
       // Not published yet, or being removed: not a reader.
     } else {
