@@ -8,7 +8,7 @@
 import { types } from 'node:util';
 import type { Entry, MapGuard } from './bucket.js';
 import { checkRefCount } from './bucket.js';
-import type { BucketStorage, MapContext } from './bucket-storage.js';
+import { BATCH_WRITE, NO_WRITE, markAfterError, type BucketStorage, type MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BATCH, NO_BUCKET } from './engine.js';
 import { BucketMapError, codes } from './errors.js';
@@ -16,6 +16,12 @@ import { byteLength, KEY_BYTES, overlaps, plainBytes, toKeyBytes, type Key, type
 import { copyToBytes } from './copy.js';
 import { DATA_FULL, INDEX_FULL } from './table.js';
 import { maxSlotsFor, MAX_LIST_BYTES } from './layout.js';
+
+/** Marks a batched write of the engine batch's first `n` entries under way (see MapContext.writing). */
+function markBatch(ctx: MapContext, n: number): void {
+  ctx.writingBatch = n;
+  ctx.writing = BATCH_WRITE;
+}
 
 /** Keys for a batched call: an array of keys, or keys packed back to back (32 bytes each). */
 export type KeyBatch = readonly Key[] | Uint8Array;
@@ -249,7 +255,12 @@ export class Batcher<T> {
       b.status.fill(0, 0, n);
       let inChunk = 0;
       try {
+        markBatch(ctx, n);
         ctx.engine.removeMany(n);
+        ctx.writing = NO_WRITE;
+      } catch (err) {
+        markAfterError(ctx, err);
+        throw err;
       } finally {
         // Also when a damaged cell stops the chunk: the keys removed before it leave the map's
         // size, and iterations of their buckets learn of it.
@@ -282,7 +293,15 @@ export class Batcher<T> {
       const n = Math.min(BATCH, total - from);
       this.loadMarked(list, from, n);
       for (let start = 0; start < n; ) {
-        const stop = ctx.engine.adjustMany(start, n, delta);
+        markBatch(ctx, n);
+        let stop: number;
+        try {
+          stop = ctx.engine.adjustMany(start, n, delta);
+        } catch (err) {
+          markAfterError(ctx, err);
+          throw err;
+        }
+        ctx.writing = NO_WRITE;
         for (let i = start; i < stop; i++) {
           const present = b.status[i] === 1;
           if (present) {
@@ -377,7 +396,12 @@ export class Batcher<T> {
       for (let start = 0; start < n; ) {
         let next: number;
         try {
+          markBatch(ctx, n);
           next = ctx.engine.putMany(start, n);
+          ctx.writing = NO_WRITE;
+        } catch (err) {
+          markAfterError(ctx, err);
+          throw err;
         } finally {
           guard.entries += ctx.engine.batchAdded; // also the keys added before a damaged cell
         }

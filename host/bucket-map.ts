@@ -9,10 +9,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Bucket, NoSpace, checkRefCount, encodeSlotList, putMarked, removeMarked, type Entry, type MapGuard } from './bucket.js';
-import { BucketStorage, checkDriveOrder, openBucketFiles, readOnlyError, sameCounts, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
+import { BATCH_WRITE, BucketStorage, NO_WRITE, checkDriveOrder, markAfterError, openBucketFiles, readOnlyError, sameCounts, tableOverFiles, type FileLayout, type MapContext } from './bucket-storage.js';
 import { Batcher, checkOffset, type KeyBatch } from './batch.js';
 import { checkCodec, codecs, type ElementCodec } from './codecs.js';
-import { HostEngine, type Engine, type EngineKind } from './engine.js';
+import { HostEngine, NO_BUCKET, type Engine, type EngineKind } from './engine.js';
 import { BucketMapError, checkPlatform, codes, ioError } from './errors.js';
 import { bucketIndexAt, bucketIndexOf, byteLength, keptWhole, toKeyBytes, type Key } from './keys.js';
 import { PackedKeys, type PackedHost } from './packed-keys.js';
@@ -454,6 +454,8 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
         writable: new Uint8Array(cfg.maxBuckets),
         versions: new Float64Array(cfg.maxBuckets),
         readOnly: cfg.readOnly,
+        writing: NO_WRITE,
+        writingBatch: 0,
       };
       if (manifest.file !== null) checkDriveOrder(this.ctx, manifest.allocated(), manifest.file);
       if (!this.persistent && ownedTempDir === null) this.forgetFilesAtExit = scheduleFileRemoval(drives, mapFilePrefix(manifest.config.mapId));
@@ -551,6 +553,36 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
   private enter(): void {
     if (this.closed) throw new BucketMapError(codes.CLOSED, 'the map is closed');
     if (this.guard.userCode) throw new BucketMapError(codes.REENTRANT, 'map methods cannot be called from code a map call runs: an update() callback, a codec, a getter of an argument');
+    if (this.ctx.writing !== NO_WRITE) this.repairStoppedWrite();
+  }
+
+  /**
+   * A write stopped part way (see MapContext.writing): repairs its buckets before anything reads
+   * them, as an open after a crash at that point would, and recounts the map. A repair that fails
+   * leaves the mark, so every later call (close() too, through its flush) tries again and fails
+   * alike rather than serve the half-written bucket; the bucket's header stays dirty, and the next
+   * open repairs it.
+   */
+  private repairStoppedWrite(): void {
+    const ctx = this.ctx;
+    const started = performance.now();
+    ctx.engine.settle();
+    const buckets = new Set<number>();
+    if (ctx.writing === BATCH_WRITE) {
+      const named = ctx.engine.batch.buckets;
+      for (let i = 0; i < ctx.writingBatch; i++) if (named[i] !== NO_BUCKET) buckets.add(named[i]);
+    } else {
+      buckets.add(ctx.writing);
+    }
+    let repaired = 0;
+    for (const ix of buckets) if (this.storages[ix].repairStopped()) repaired++;
+    let entries = 0;
+    for (const storage of this.storages) entries += storage.entryCount();
+    this.guard.entries = entries;
+    ctx.writing = NO_WRITE;
+    ctx.counters.stoppedWrites++;
+    ctx.counters.stoppedWriteRepairs += repaired;
+    ctx.counters.stoppedWriteMs += performance.now() - started;
   }
 
   /** enter() for a call that writes: refused on a read-only map before its arguments are read. */
@@ -715,7 +747,15 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       storage.markDirty();
     }
     // An inline entry staying within refCounts 1..256 changes one byte in place.
-    const inPlace = this.ctx.engine.adjustRef(ix, k, delta);
+    this.ctx.writing = ix;
+    let inPlace: number;
+    try {
+      inPlace = this.ctx.engine.adjustRef(ix, k, delta);
+    } catch (err) {
+      markAfterError(this.ctx, err);
+      throw err;
+    }
+    this.ctx.writing = NO_WRITE;
     if (inPlace === -1) return undefined;
     if (inPlace >= 0) {
       this.ctx.versions[ix]++;
@@ -1184,6 +1224,7 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
       cache: { hits: e.cacheHits, misses: e.cacheMisses, pagesIn: e.pagesIn, pagesOut: e.pagesOut, writeRecords: e.writeRecords },
       flush: { count: c.flushes, totalMs: c.flushMs, lastMs: c.lastFlushMs },
       open: { ms: c.openMs, repairedBuckets: c.repairedBuckets, deferredBuckets: c.deferredBuckets, removedFiles: c.removedFiles, repairMs: c.repairMs, freedDataCells: c.freedDataCells },
+      stoppedWrites: { count: c.stoppedWrites, repairedBuckets: c.stoppedWriteRepairs, ms: c.stoppedWriteMs },
       mappings: { live: mappings.live, budget: mappings.budget },
     };
   }

@@ -122,6 +122,55 @@ export interface MapContext extends FileLayout {
   readonly versions: Float64Array;
   /** Opened with `readOnly: true`: files mapped read-only, and every write refused before it starts. */
   readonly readOnly: boolean;
+  /**
+   * The write under way: the bucket it changes, BATCH_WRITE, or NO_WRITE. Set before a write's
+   * first store and cleared after its last, not in a catch or finally: an error V8 raises itself
+   * (the call stack exhausted, in a map called from deep recursion) can stop the map's own code
+   * between two stores, with no room left to run one. A mark the map's next call finds still set
+   * is a write that never finished: its buckets are repaired then (BucketStorage.repairStopped).
+   */
+  writing: number;
+  /** With BATCH_WRITE: the batch's first this many entries name the buckets the write changes. */
+  writingBatch: number;
+}
+
+/** What BucketStorage.compact(load) rebuilds (see compactionPlan). */
+interface CompactionPlan {
+  count: number;
+  dataCounts: number[];
+  /** The index's size now and the size it is rebuilt at, in pages. */
+  current: number;
+  target: number;
+  /** Data classes to copy, with the capacity each gets (-1: an empty class whose file goes). */
+  dataPlan: Map<number, number>;
+}
+
+/** `MapContext.writing` when no write is under way. */
+export const NO_WRITE = -1;
+/** `MapContext.writing` while the engine runs a batched write. */
+export const BATCH_WRITE = -2;
+
+/**
+ * A write under the mark threw `err`. The map's own errors are raised before a write's first store
+ * or after its last (a damaged cell is met before anything is changed; growth drops the file it
+ * was building), so they clear the mark; anything else leaves it for the next call to repair.
+ */
+export function markAfterError(ctx: MapContext, err: unknown): void {
+  if (err instanceof BucketMapError) ctx.writing = NO_WRITE;
+}
+
+/** Runs `change` to bucket `ix` under the write mark (see MapContext.writing). */
+export function underMark<R>(ctx: MapContext, ix: number, change: () => R): R {
+  ctx.writing = ix;
+  let result: R;
+  try {
+    result = change();
+  } catch (err) {
+    markAfterError(ctx, err);
+    throw err;
+  }
+  ctx.writing = NO_WRITE;
+  return result;
 }
 
 /** READ_ONLY: the public calls refuse writes first; these checks stand behind them, before any byte. */
@@ -240,7 +289,7 @@ export class BucketStorage {
     if (this.vouched && !sameCounts(readSavedCounts(this.index as MappedFile), saved)) {
       // The header is dirty or disagrees with the close record: repair as after a crash. A repair
       // that fails leaves the bucket pending too, so the next use tries again.
-      this.repair();
+      this.repairAfterCrash();
       this.pending = null;
       this.vouched = false;
       this.ctx.adjustEntries(this.ctx.engine.count(this.ix) - saved.count);
@@ -357,16 +406,45 @@ export class BucketStorage {
       this.pending = saved;
       return;
     }
-    this.repair();
+    this.repairAfterCrash();
   }
 
-  /** Replays the journal, rebuilds the index into a new file, frees orphaned data cells, recounts. */
-  private repair(): void {
+  private repairAfterCrash(): void {
+    const started = performance.now();
+    this.ctx.counters.freedDataCells += this.repair();
+    this.ctx.counters.repairedBuckets++;
+    this.ctx.counters.repairMs += performance.now() - started;
+  }
+
+  /**
+   * After a write that stopped part way (see MapContext.writing), once the engine has settled: the
+   * bucket's files are as a crash at that point would leave them, so they are repaired as an open
+   * after a crash repairs them, and the engine is bound to the result. The stopped write's key
+   * reads as before it or as after it; every other entry is as it was. Returns whether there was
+   * anything to repair.
+   */
+  repairStopped(): boolean {
+    // Pending: no write reached it (a write binds its bucket first). No index: none was made.
+    if (this.pending !== null || this.index === null || this.closed) return false;
+    // The engine's copies of these files' pages may predate the repair's stores (it frees data
+    // cells in place): it lets go of the files, and the repair's rebind registers them afresh.
+    for (const file of this.files()) this.ctx.engine.forget(file);
+    this.repair();
+    // The repaired index's header is clean: the next change must mark it dirty again.
+    this.dirty = false;
+    this.ctx.writable[this.ix] = 0;
+    return true;
+  }
+
+  /**
+   * Replays the journal, rebuilds the index into a new file, frees orphaned data cells, recounts.
+   * Returns the data cells freed.
+   */
+  private repair(): number {
     if (this.ctx.readOnly) {
       throw new BucketMapError(codes.NEEDS_RECOVERY, `bucket ${this.ix} needs repair (its header is dirty or disagrees with the close record): open the map for writing once, then read-only`);
     }
     this.ctx.beforeChange();
-    const started = performance.now();
     const record = this.record as BucketRecord;
     const old = this.index as MappedFile;
     const source = this.tableOver(old);
@@ -375,19 +453,18 @@ export class BucketStorage {
     for (let pages = record.indexPages; ; pages = this.checkedPages(nextIndexPages(pages))) {
       const built = this.buildIndexFrom(source, generation, pages);
       if (built === null) continue;
+      let freed: number;
       try {
-        this.ctx.counters.freedDataCells += collectDataCells(built.table, old.segmentPaths[0]);
+        freed = collectDataCells(built.table, old.segmentPaths[0]);
       } catch (err) {
         this.dropFile(built.file);
         throw err;
       }
       saveCounts(built.file, built.table.count, built.table.dataCount);
       this.switchIndex(built.file, generation, pages, built.table.count, built.table.dataCount);
-      break;
+      this.unsynced = true;
+      return freed;
     }
-    this.unsynced = true;
-    this.ctx.counters.repairedBuckets++;
-    this.ctx.counters.repairMs += performance.now() - started;
   }
 
   /** A TypeScript table over this bucket's files (used to repair, scan and verify with either engine). */
@@ -428,6 +505,10 @@ export class BucketStorage {
 
   /** Creates the bucket's first index file, sized for the anticipated count if one was given. */
   allocate(): void {
+    underMark(this.ctx, this.ix, () => this.createFirstFile());
+  }
+
+  private createFirstFile(): void {
     const record = emptyRecord();
     [record.seedLo, record.seedHi] = testHooks.fixedSeed ?? randomSeed();
     record.drive = Math.floor(Math.random() * this.ctx.drives.length);
@@ -521,12 +602,16 @@ export class BucketStorage {
    */
   growIndex(observedCapacity: number, reason: 'overflow' | 'anticipated' = 'overflow'): void {
     if (this.index === null || this.index.spec.capacity !== observedCapacity) return;
+    underMark(this.ctx, this.ix, () => this.rebuildIndex(observedCapacity, reason));
+  }
+
+  private rebuildIndex(observedCapacity: number, reason: 'overflow' | 'anticipated'): void {
     const started = performance.now();
     const count = this.ctx.engine.count(this.ix);
     const reseed = reason === 'overflow' && this.ctx.maxSearch >= RESEED_MIN_SEARCH
       && count < observedCapacity * RESEED_BELOW_LOAD && this.reseededAt !== observedCapacity;
     const seed = copyRecord(this.record as BucketRecord);
-    let pages = this.index.spec.totalRecords;
+    let pages = (this.index as MappedFile).spec.totalRecords;
     if (reseed) {
       [seed.seedLo, seed.seedHi] = randomSeed();
       this.reseededAt = observedCapacity;
@@ -578,6 +663,10 @@ export class BucketStorage {
     // the counts it has now.
     const plan = this.compactionPlan(load);
     if (plan === null) return 0;
+    return underMark(this.ctx, this.ix, () => this.rebuildSmaller(plan));
+  }
+
+  private rebuildSmaller(plan: CompactionPlan): number {
     const { count, dataCounts, target, current, dataPlan } = plan;
     const old = this.index as MappedFile;
     const started = performance.now();
@@ -604,7 +693,7 @@ export class BucketStorage {
    * the capacity each gets, -1 for an empty class whose file goes); null if nothing would shrink.
    * Reads no mapping, so it may be asked of a bucket opened lazily.
    */
-  private compactionPlan(load: number): { count: number; dataCounts: number[]; target: number; current: number; dataPlan: Map<number, number> } | null {
+  private compactionPlan(load: number): CompactionPlan | null {
     const current = (this.index as MappedFile).spec.totalRecords;
     const count = this.entryCount();
     const dataCounts = Array.from(this.dataCellCounts());
@@ -663,13 +752,14 @@ export class BucketStorage {
       for (const file of created) this.dropFile(file);
       throw err;
     }
-    const retired: MappedFile[] = [this.index as MappedFile];
+    const classes = [...newData.keys()];
+    const files = [...newData.values()];
+    const retired: MappedFile[] = [this.index as MappedFile, ...classes.map((c) => this.data[c] as MappedFile)];
+    // No call until the bucket's fields all name the new files: a write stopped in between is
+    // repaired from them (see MapContext.writing), and must not find old and new mixed.
     this.record = record;
     this.index = built.file;
-    for (const [c, file] of newData) {
-      retired.push(this.data[c] as MappedFile);
-      this.data[c] = file;
-    }
+    for (let i = 0; i < classes.length; i++) this.data[classes[i]] = files[i];
     this.bindEngine(count, dataCounts);
     for (const file of retired) this.dropFile(file);
     this.dirty = true;
@@ -708,6 +798,11 @@ export class BucketStorage {
     const current = this.data[sizeClass];
     const currentPow2 = current === null ? -1 : current.spec.capacityPow2;
     if (this.index === null || currentPow2 !== observedPow2) return;
+    underMark(this.ctx, this.ix, () => this.replaceData(sizeClass, current));
+  }
+
+  private replaceData(sizeClass: number, current: MappedFile | null): void {
+    const currentPow2 = current === null ? -1 : current.spec.capacityPow2;
     const started = performance.now();
     const cellBytes = dataCellBytes(sizeClass, this.ctx.elementSize);
     let pow2: number;
@@ -722,8 +817,10 @@ export class BucketStorage {
     const record = copyRecord(this.record as BucketRecord);
     const generation = record.dataGen[sizeClass] + 1;
     const file = this.createFile(sizeClass, generation, this.dataSpec(sizeClass, generation, pow2), current);
+    let counts: [number, number[]];
     try {
       if (current !== null) this.ctx.engine.copyDataInto(this.ix, sizeClass, file);
+      counts = this.liveCounts();
       record.dataGen[sizeClass] = generation;
       record.dataPow2[sizeClass] = pow2;
       this.ctx.manifest.set(this.ix, record);
@@ -731,7 +828,8 @@ export class BucketStorage {
       this.dropFile(file);
       throw err;
     }
-    const [count, dataCounts] = this.liveCounts();
+    const [count, dataCounts] = counts;
+    // No call until the bucket's fields name the new file (see switchCompacted).
     this.record = record;
     this.data[sizeClass] = file;
     this.bindEngine(count, dataCounts);

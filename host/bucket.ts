@@ -3,7 +3,7 @@
  * arguments, encode the slot list with the map's codec, then call the engine; capacity problems
  * come back as NoSpace and are fixed by growing the files.
  */
-import type { BucketStorage, MapContext } from './bucket-storage.js';
+import { NO_WRITE, markAfterError, type BucketStorage, type MapContext } from './bucket-storage.js';
 import type { ElementCodec } from './codecs.js';
 import { BucketMapError, codes } from './errors.js';
 import { keptWhole, toKeyBytes, type Key } from './keys.js';
@@ -96,7 +96,15 @@ export function encodeSlotList<T>(guard: MapGuard, codec: ElementCodec<T>, maxSl
  * path (which skips this bucket's objects) both write through it.
  */
 export function putMarked(ctx: MapContext, guard: MapGuard, ix: number, k: Uint8Array, slots: number, refCount: number): number {
-  const status = ctx.engine.put(ix, k, slots, refCount);
+  ctx.writing = ix;
+  let status: number;
+  try {
+    status = ctx.engine.put(ix, k, slots, refCount);
+  } catch (err) {
+    markAfterError(ctx, err);
+    throw err;
+  }
+  ctx.writing = NO_WRITE;
   if (status === PUT_NEW) guard.entries++;
   if (status === PUT_NEW || status === PUT_UPDATED) ctx.versions[ix]++;
   return status;
@@ -104,7 +112,15 @@ export function putMarked(ctx: MapContext, guard: MapGuard, ix: number, k: Uint8
 
 /** The engine's remove from bucket `ix`, already marked dirty, with the same bookkeeping as putMarked. */
 export function removeMarked(ctx: MapContext, guard: MapGuard, ix: number, k: Uint8Array): boolean {
-  const removed = ctx.engine.remove(ix, k);
+  ctx.writing = ix;
+  let removed: boolean;
+  try {
+    removed = ctx.engine.remove(ix, k);
+  } catch (err) {
+    markAfterError(ctx, err);
+    throw err;
+  }
+  ctx.writing = NO_WRITE;
   if (removed) {
     guard.entries--;
     ctx.versions[ix]++;

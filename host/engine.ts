@@ -87,6 +87,11 @@ export interface Engine {
   /** Lets go of a file no bucket uses (one dropped after a failed growth): nothing if it was never handed over. */
   forget(file: MappedFile): void;
   /**
+   * Completes what a call that threw part way left undone, so that the files hold every store the
+   * engine made before it stopped (a stopped write is repaired from them).
+   */
+  settle(): void;
+  /**
    * Looks the key at `key[koff, koff + 32)` up in bucket `ix`: its value, null if absent, or
    * undefined if the bucket is not bound (it has no files yet, or is opened lazily and not yet
    * mapped: ask BucketStorage.allocated).
@@ -217,6 +222,10 @@ export class HostEngine implements Engine {
 
   forget(): void {
     // A table is built over a bucket's files only when it is bound; nothing else holds on to them.
+  }
+
+  settle(): void {
+    // Every store goes straight to the mapping: a call that stopped left nothing elsewhere.
   }
 
   read(ix: number, key: Uint8Array, koff: number): ValueRef | null | undefined {

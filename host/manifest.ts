@@ -335,6 +335,9 @@ export class Manifest {
   /** Makes `record` the state in force for bucket `ix` (see the file comment for why it is safe). */
   set(ix: number, record: BucketRecord): void {
     const seq = this.seqs[ix] + 1;
+    // Copied first: once the slot is written, nothing but stores may run before the view agrees
+    // with it (a stop in between would leave the next write aiming at the slot in force).
+    const copy = copyRecord(record);
     if (this.fd !== null) {
       const slot = this.records[ix] === undefined && this.seqs[ix] === 0 ? 0 : 1 - this.active[ix];
       const position = HEADER_BYTES + ix * 2 * MANIFEST_SLOT_BYTES + slot * MANIFEST_SLOT_BYTES;
@@ -346,7 +349,7 @@ export class Manifest {
       this.active[ix] = slot;
     }
     this.seqs[ix] = seq;
-    this.records[ix] = copyRecord(record);
+    this.records[ix] = copy;
   }
 
   sync(): void {

@@ -18,6 +18,9 @@ export class Counters {
   removedFiles = 0;
   repairMs = 0;
   freedDataCells = 0;
+  stoppedWrites = 0;
+  stoppedWriteRepairs = 0;
+  stoppedWriteMs = 0;
 }
 
 export interface BucketMapStats {
@@ -61,4 +64,10 @@ export interface BucketMapStats {
    * kernel sets no cap).
    */
   mappings: { live: number; budget: number };
+  /**
+   * Writes an error V8 raised itself stopped part way (the call stack exhausted, say, in a map
+   * called from deep recursion), noticed and repaired by the map's next call: how many, the
+   * buckets repaired, and the time the repairs took.
+   */
+  stoppedWrites: { count: number; repairedBuckets: number; ms: number };
 }

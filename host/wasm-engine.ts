@@ -360,6 +360,12 @@ export class WasmEngine implements Engine {
     this.stopped = true;
   }
 
+  settle(): void {
+    if (!this.stopped) return;
+    this.core.recover();
+    this.stopped = false;
+  }
+
   /**
    * A call into the core threw: recovers at once if it can, so the files have every store the
    * core made before the iterators, flush or compact read them (else the next call recovers), and
