@@ -355,8 +355,8 @@ function liveReaders(file: string): Owner[] {
       // had made every writer's open fail until someone removed it by hand. Left in place, the
       // next writer finds it unheld again.
       removeQuietly(at);
-    } else if (name.endsWith('.new') || name.endsWith('.gone')) {
-      // Not published yet, or being removed: not a reader.
+    } else if (name.endsWith('.new')) {
+      // A draft not published yet: not a reader.
     } else {
       live.push(owner);
     }
