@@ -251,6 +251,13 @@ export class BucketStorage {
   private pending: SavedCounts | null = null;
   /** The pending counts come from the close record, not yet from the bucket's own header. */
   private vouched = false;
+  /**
+   * Files the bucket's fields no longer name, not yet dropped: a switch to new files that stopped
+   * before its drop (see MapContext.writing) leaves them, and the repair's own switch drops them
+   * once the engine is bound to the repaired files. Without this list they stayed on disk (a clean
+   * close vouches for every bucket, so no open looked for stray files again) and mapped.
+   */
+  private retired: MappedFile[] = [];
 
   constructor(ctx: MapContext, ix: number) {
     this.ctx = ctx;
@@ -363,10 +370,21 @@ export class BucketStorage {
 
   /** Deletes a file that is no longer (or was never) referenced, and forgets its bytes. */
   private dropFile(file: MappedFile): void {
-    this.ctx.usage.bytes -= file.bytes;
+    const bytes = file.bytes;
     this.ctx.engine.forget(file);
     file.unlink(this.ctx.spares);
     file.release();
+    // Last: a drop stopped before it is dropped again (dropRetired), and must not count twice.
+    this.ctx.usage.bytes -= bytes;
+  }
+
+  /** Drops the retired files; the engine must be bound to the bucket's current files. */
+  private dropRetired(): void {
+    const files = this.retired;
+    while (files.length > 0) {
+      this.dropFile(files[files.length - 1]);
+      files.length--;
+    }
   }
 
   private bindEngine(count: number, dataCounts: ArrayLike<number>): void {
@@ -754,14 +772,16 @@ export class BucketStorage {
     }
     const classes = [...newData.keys()];
     const files = [...newData.values()];
-    const retired: MappedFile[] = [this.index as MappedFile, ...classes.map((c) => this.data[c] as MappedFile)];
+    const retired: MappedFile[] = [...this.retired, this.index as MappedFile];
+    for (const c of classes) if (this.data[c] !== null) retired.push(this.data[c] as MappedFile);
     // No call until the bucket's fields all name the new files: a write stopped in between is
     // repaired from them (see MapContext.writing), and must not find old and new mixed.
+    this.retired = retired;
     this.record = record;
     this.index = built.file;
     for (let i = 0; i < classes.length; i++) this.data[classes[i]] = files[i];
     this.bindEngine(count, dataCounts);
-    for (const file of retired) this.dropFile(file);
+    this.dropRetired();
     this.dirty = true;
     this.unsynced = true;
   }
@@ -783,11 +803,12 @@ export class BucketStorage {
       this.dropFile(file);
       throw err;
     }
+    // No call until the old index is listed as retired and the fields name the new one.
+    this.retired[this.retired.length] = this.index as MappedFile;
     this.record = record;
-    const old = this.index as MappedFile;
     this.index = file;
     this.bindEngine(count, dataCounts);
-    this.dropFile(old);
+    this.dropRetired();
   }
 
   /**
@@ -830,11 +851,12 @@ export class BucketStorage {
     }
     const [count, dataCounts] = counts;
     // No call until the bucket's fields name the new file (see switchCompacted).
+    if (current !== null) this.retired[this.retired.length] = current;
     this.record = record;
     this.data[sizeClass] = file;
     this.bindEngine(count, dataCounts);
+    this.dropRetired();
     if (current !== null) {
-      this.dropFile(current);
       this.ctx.counters.dataResizes++;
       // Only the resizes counted: a class's first file is no resize (as a bucket's first index isn't).
       this.ctx.counters.dataResizeMs += performance.now() - started;
@@ -889,7 +911,9 @@ export class BucketStorage {
     this.ctx.writable[this.ix] = 0;
     this.pending = null;
     this.vouched = false;
-    for (const file of this.files()) {
+    // Retired files too: a stopped switch that no repair followed (close() of a map without a
+    // restart file runs no flush) leaves them.
+    for (const file of [...this.files(), ...this.retired]) {
       if (remove) {
         this.ctx.usage.bytes -= file.bytes;
         file.unlink();
@@ -898,5 +922,6 @@ export class BucketStorage {
     }
     this.index = null;
     this.data.fill(null);
+    this.retired = [];
   }
 }

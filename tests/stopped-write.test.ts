@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { BucketMap, codecs, type BucketMapConfig, type Entry } from '../host/index.js';
 import type { EngineKind } from '../host/engine.js';
 import { Table } from '../host/table.js';
-import { ENGINES, Rng, entryValue, hex, persistentConfig, removeDir, tempDir, thrownBy, withSeed } from './helpers.js';
+import { ENGINES, Rng, entryValue, hex, persistentConfig, removeDir, strayFiles, tempDir, thrownBy, withSeed } from './helpers.js';
 
 const test = suite('a write stopped part way by an error V8 raises');
 
@@ -316,6 +316,73 @@ for (const engine of ENGINES) {
         removeDir(dir);
       }
     });
+  });
+}
+
+/** Throws a RangeError from the engine's next bind(), the last call of a switch to new files before the old ones go. */
+function armBind(map: BucketMap): { fired: () => boolean; disarm: () => void } {
+  const engine = (map as unknown as { ctx: { engine: Record<string, unknown> } }).ctx.engine;
+  const original = engine.bind as (...args: unknown[]) => unknown;
+  let fired = false;
+  engine.bind = function (this: unknown, ...args: unknown[]): unknown {
+    if (!fired) {
+      fired = true;
+      throw new RangeError('Maximum call stack size exceeded (injected)');
+    }
+    return original.apply(this, args);
+  };
+  return { fired: () => fired, disarm: () => delete engine.bind };
+}
+
+for (const engine of ENGINES) {
+  test(`${engine}: a switch to new files stopped before the old ones go leaves none behind`, () => {
+    const switches: Array<[string, (map: BucketMap, rng: Rng) => void]> = [
+      ['index growth', (map, rng) => map.insert(rng.key(), [], 1)],
+      ['data growth', (map, rng) => map.insert(rng.key(), [rng.bytes(8), rng.bytes(8)], 1)],
+      ['compaction', (map) => void map.compact()],
+    ];
+    for (const [name, step] of switches) {
+      withSeed((rng) => {
+        const dir = tempDir();
+        try {
+          const config = persistentConfig(dir, engine, { maxBuckets: 1, codec: codecs.bytes(8) });
+          const map = new BucketMap(config);
+          let size = 0;
+          try {
+            // The bucket's first files exist: the fault lands in a switch from old files to new.
+            for (let i = 0; i < 10; i++) map.insert(rng.key(), [rng.bytes(8), rng.bytes(8)], 1);
+            if (name === 'compaction') {
+              const keys = Array.from({ length: 3000 }, () => rng.key());
+              map.insertMany(keys, keys.map(() => [rng.bytes(8), rng.bytes(8)]));
+              map.deleteMany(keys.slice(100));
+            }
+            const fault = armBind(map);
+            try {
+              for (let i = 0; i < 5000 && !fault.fired(); i++) void thrownBy(() => step(map, rng));
+            } finally {
+              fault.disarm();
+            }
+            assert.ok(fault.fired(), `${name}: no switch happened`);
+            size = map.size; // the repair
+            assert.ok(map.verify().ok, `${name}: verify`);
+            const stats = map.stats();
+            const usage = (map as unknown as { ctx: { usage: { bytes: number } } }).ctx.usage.bytes;
+            assert.is(usage, stats.index.bytes + stats.data.bytes, `${name}: bytes counted against maxBytes`);
+          } finally {
+            map.close();
+          }
+          assert.is(strayFiles(config), 0, `${name}: files the restart file does not name`);
+          const reopened = new BucketMap(config);
+          try {
+            assert.is(reopened.size, size, `${name}: size after reopening`);
+          } finally {
+            reopened.close();
+          }
+        } finally {
+          removeDir(dir);
+        }
+      });
+    }
   });
 }
 
