@@ -398,13 +398,15 @@ export class Batcher<T> {
         try {
           markBatch(ctx, n);
           next = ctx.engine.putMany(start, n);
-          ctx.writing = NO_WRITE;
         } catch (err) {
+          guard.entries += ctx.engine.batchAdded; // also the keys added before a damaged cell
           markAfterError(ctx, err);
           throw err;
-        } finally {
-          guard.entries += ctx.engine.batchAdded; // also the keys added before a damaged cell
         }
+        // Counted under the mark: batchAdded is a getter on the wasm engine, a call that can stop
+        // too, and a stop there with the mark cleared left the map's size short of its entries.
+        guard.entries += ctx.engine.batchAdded;
+        ctx.writing = NO_WRITE;
         if (next === n) break;
         const storage = storages[b.buckets[next]];
         const status = ctx.engine.batchStatus;

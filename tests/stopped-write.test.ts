@@ -386,4 +386,38 @@ for (const engine of ENGINES) {
   });
 }
 
+test('wasm: insertMany stopped as it reads how many keys the engine added counts them', () => {
+  withSeed((rng) => {
+    const dir = tempDir();
+    try {
+      const map = new BucketMap(persistentConfig(dir, 'wasm', { maxBuckets: 2, codec: codecs.bytes(8) }));
+      try {
+        const before = Array.from({ length: 20 }, () => rng.key());
+        map.insertMany(before, before.map(() => []));
+        // The getter runs right after putMany returns: a call that can overflow the stack as any other.
+        const engine = (map as unknown as { ctx: { engine: object } }).ctx.engine;
+        let armed = true;
+        Object.defineProperty(engine, 'batchAdded', {
+          configurable: true,
+          get(): number {
+            armed = false;
+            throw new RangeError('Maximum call stack size exceeded (injected)');
+          },
+        });
+        const keys = Array.from({ length: 10 }, () => rng.key());
+        const err = thrownBy(() => map.insertMany(keys, keys.map(() => [])));
+        delete (engine as { batchAdded?: number }).batchAdded;
+        assert.ok(!armed && err instanceof RangeError, String(err));
+        let n = 0;
+        for (const _ of map.keys()) n++;
+        assert.is(map.size, n);
+      } finally {
+        map.close();
+      }
+    } finally {
+      removeDir(dir);
+    }
+  });
+});
+
 test.run();
