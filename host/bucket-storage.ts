@@ -378,6 +378,16 @@ export class BucketStorage {
     this.ctx.usage.bytes -= bytes;
   }
 
+  /**
+   * A file that a failed switch made: dropped after the map's own error (the restart file does
+   * not name it), else retired for the repair to drop once its record is in force. Any other
+   * error may have stopped the restart file's update after its write, with the file in force.
+   */
+  private dropMade(file: MappedFile, err: unknown): void {
+    if (err instanceof BucketMapError) this.dropFile(file);
+    else this.retired[this.retired.length] = file;
+  }
+
   /** Drops the retired files; the engine must be bound to the bucket's current files. */
   private dropRetired(): void {
     const files = this.retired;
@@ -467,7 +477,10 @@ export class BucketStorage {
     const old = this.index as MappedFile;
     const source = this.tableOver(old);
     replayJournal(old, source);
-    const generation = record.indexGen + 1;
+    // Past any retired index: one a stopped switch made may hold the next generation's name, and
+    // dropping it after the repair would empty the repaired file in its place.
+    let generation = record.indexGen + 1;
+    for (const file of this.retired) if (file.spec.kind === FILE_KIND_INDEX && file.spec.generation >= generation) generation = file.spec.generation + 1;
     for (let pages = record.indexPages; ; pages = this.checkedPages(nextIndexPages(pages))) {
       const built = this.buildIndexFrom(source, generation, pages);
       if (built === null) continue;
@@ -537,6 +550,11 @@ export class BucketStorage {
     try {
       this.ctx.manifest.set(this.ix, record);
     } catch (err) {
+      if (!(err instanceof BucketMapError)) {
+        // Maybe in force (see dropMade): the bucket takes it, and the repair rewrites its record.
+        this.index = file;
+        throw err;
+      }
       this.dropFile(file);
       this.record = undefined;
       throw err;
@@ -767,7 +785,7 @@ export class BucketStorage {
       }
       this.ctx.manifest.set(this.ix, record);
     } catch (err) {
-      for (const file of created) this.dropFile(file);
+      for (const file of created) this.dropMade(file, err);
       throw err;
     }
     const classes = [...newData.keys()];
@@ -800,7 +818,7 @@ export class BucketStorage {
       this.ctx.manifest.set(this.ix, record);
     } catch (err) {
       // Not in force: the file goes, and the bucket carries on with the index it has.
-      this.dropFile(file);
+      this.dropMade(file, err);
       throw err;
     }
     // No call until the old index is listed as retired and the fields name the new one.
@@ -846,7 +864,7 @@ export class BucketStorage {
       record.dataPow2[sizeClass] = pow2;
       this.ctx.manifest.set(this.ix, record);
     } catch (err) {
-      this.dropFile(file);
+      this.dropMade(file, err);
       throw err;
     }
     const [count, dataCounts] = counts;

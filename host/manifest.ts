@@ -344,6 +344,11 @@ export class Manifest {
       try {
         fs.writeSync(this.fd, encodeSlot(record, seq), 0, MANIFEST_SLOT_BYTES, position);
       } catch (err) {
+        // Only the write's own failure (an error with a system code) says the slot was not written.
+        // An error V8 raises (a stack overflow in fs's code after the write) leaves it unknown: it
+        // goes on as it is, so that the caller keeps the new files for the repair instead of
+        // dropping files in force.
+        if (typeof (err as NodeJS.ErrnoException | null)?.code !== 'string') throw err;
         throw ioError(`cannot update restart file`, err, this.file as string);
       }
       this.active[ix] = slot;
