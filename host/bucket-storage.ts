@@ -5,7 +5,7 @@
  * record, then unlinks the old file, so a crash at any point leaves one complete state referenced.
  */
 import { randomBytes } from 'node:crypto';
-import { BucketMapError, codes } from './errors.js';
+import { BucketMapError, codes, ioError } from './errors.js';
 import type { Engine } from './engine.js';
 import type { FileSpec } from './format.js';
 import {
@@ -360,7 +360,16 @@ export class BucketStorage {
       // compaction's leftover. It retires its segments in order, so any of them may be gone and a
       // later one still there: clear every segment the new file takes, not only a run from 0.
       const segments = segmentCountFor(spec, this.ctx.segmentBytes);
-      for (let s = 0; s < segments; s++) fs.rmSync(segmentPath(this.dir(), name, s), { force: true });
+      for (let s = 0; s < segments; s++) {
+        const leftover = segmentPath(this.dir(), name, s);
+        try {
+          fs.rmSync(leftover, { force: true });
+        } catch (cause) {
+          // A BucketMapError: nothing is in force yet, so the growth fails cleanly (a raw error
+          // would leave the write mark set, and the repair would meet the same leftover).
+          throw ioError('cannot remove a file left by a crash', cause, leftover);
+        }
+      }
       file = MappedFile.create(this.dir(), name, spec, this.ctx.segmentBytes, this.ctx.spares, this.ctx.hugePages);
     }
     usage.bytes += file.bytes;

@@ -12,7 +12,9 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BucketMap, codecs, type BucketMapConfig, type Entry } from '../host/index.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BucketMap, codecs, codes, type BucketMapConfig, type Entry } from '../host/index.js';
 import type { EngineKind } from '../host/engine.js';
 import { Table } from '../host/table.js';
 import { ENGINES, Rng, entryValue, hex, persistentConfig, removeDir, strayFiles, tempDir, thrownBy, withFsFunction, withSeed } from './helpers.js';
@@ -476,6 +478,49 @@ for (const engine of ENGINES) {
         }
       });
     }
+  });
+}
+
+for (const engine of ENGINES) {
+  test(`${engine}: a growth that meets a leftover it cannot remove fails with IO, and the next call serves the bucket as it was`, () => {
+    withSeed((rng) => {
+      const dir = tempDir();
+      try {
+        const config = persistentConfig(dir, engine, { maxBuckets: 1 });
+        const map = new BucketMap(config);
+        try {
+          const keys = [rng.key()];
+          map.insert(keys[0], [], 1);
+          const drive = (config.drives as string[])[0];
+          const index = fs.readdirSync(drive).find((name) => /\.i\.\d+\.0\.bkt$/.test(name)) as string;
+          const generation = Number(/\.i\.(\d+)\.0\.bkt$/.exec(index)?.[1]);
+          // A folder where the next index generation's file goes: the leftover sweep cannot remove it.
+          const blocker = path.join(drive, index.replace(/\.i\.\d+\.0\.bkt$/, `.i.${generation + 1}.0.bkt`));
+          fs.mkdirSync(blocker);
+          fs.writeFileSync(path.join(blocker, 'x'), 'x');
+          let err: (Error & { code?: string }) | null = null;
+          while (err === null) {
+            const k = rng.key();
+            err = thrownBy(() => map.insert(k, [], 1));
+            if (err === null) keys.push(k);
+          }
+          assert.is(err.code, codes.IO, String(err));
+          // Before the fix the error was fs's own, the write mark stayed set, and every later call
+          // repaired the bucket into the same name and failed alike.
+          assert.is(map.size, keys.length);
+          for (const k of keys) assert.ok(map.has(k));
+          assert.is(map.stats().stoppedWrites.count, 0);
+          fs.rmSync(blocker, { recursive: true });
+          for (let i = 0; i < 200; i++) map.insert(rng.key(), [], 1);
+          assert.is(map.size, keys.length + 200);
+          assert.ok(map.verify().ok);
+        } finally {
+          map.close();
+        }
+      } finally {
+        removeDir(dir);
+      }
+    });
   });
 }
 
