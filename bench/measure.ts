@@ -103,15 +103,26 @@ export interface DropCaches {
   reason?: string;
 }
 
-/** Writes back dirty pages, then asks the kernel to drop the page cache (needs root). */
-export function dropPageCache(): DropCaches {
+/** Writes 3 to drop_caches: page cache, dentries and inodes (needs root). */
+function writeDropCaches(): void {
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+}
+
+/**
+ * Writes back dirty pages, then asks the kernel to drop the page cache (needs root). The kernel
+ * keeps every page a process still maps, and mmap-io unmaps a closed bucket-map's files only once
+ * their Buffers are collected and the event loop turns, so settle() goes first: without it
+ * bucket-map's cold reopen found all of its files still cached while the peers' were dropped.
+ */
+export async function dropPageCache(gc = (globalThis as { gc?: () => void }).gc, drop = writeDropCaches): Promise<DropCaches> {
+  await settle(gc);
   try {
     execFileSync('sync', { stdio: 'ignore' });
   } catch (err) {
     return { done: false, reason: `sync failed: ${(err as Error).message}` };
   }
   try {
-    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+    drop();
     return { done: true };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

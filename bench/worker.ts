@@ -345,7 +345,7 @@ async function main(): Promise<void> {
     await r.verify('verify');
     await store.close();
     if (args.cold) {
-      const dropped = dropPageCache();
+      const dropped = await dropPageCache();
       r.result.dropCaches = dropped;
       if (dropped.done) {
         await r.once('coldReopen', () => store.open());
