@@ -9,10 +9,31 @@ import { ONCE_PHASES, PHASE_LABELS, RATE_PHASES, type RunResult } from './result
 import type { Stat, StoreSummary } from './summary.js';
 import type { DropCaches } from './measure.js';
 import { DEFAULT_N } from './workload.js';
+import { STORES } from './stores/index.js';
 
-/** `results.<ext>` for the default N, `results-<N>.<ext>` for any other (one file of each per N). */
-export function resultsFile(n: number, ext: 'svg' | 'json'): string {
+/**
+ * The stores of a run of only some of them, in the suite's order; null for a run of every store.
+ * Such a run gets a section and files of its own, so that it never replaces a full run of its N.
+ */
+function someStores(stores: readonly string[]): string[] | null {
+  const chosen = STORES.map((s) => s.name).filter((name) => stores.includes(name));
+  return chosen.length === STORES.length ? null : chosen;
+}
+
+/**
+ * `results.<ext>` for a full run at the default N, `results-<N>.<ext>` at any other, and
+ * `results-<N>-<store>+<store>.<ext>` for a run of some of the stores.
+ */
+export function resultsFile(n: number, ext: 'svg' | 'json', stores: readonly string[] = STORES.map((s) => s.name)): string {
+  const some = someStores(stores);
+  if (some !== null) return `results-${sizeLabel(n)}-${some.join('+')}.${ext}`;
   return n === DEFAULT_N ? `results.${ext}` : `results-${sizeLabel(n)}.${ext}`;
+}
+
+/** The RESULTS.md section of a run: `1M`, or `1M bucket-map-host, lmdb` for a run of some of the stores. */
+export function runLabel(n: number, stores: readonly string[]): string {
+  const some = someStores(stores);
+  return some === null ? sizeLabel(n) : `${sizeLabel(n)} ${some.join(', ')}`;
 }
 
 /** A run's name in file names and markers: its N, as in `1M`, `10M`, `50k`. */

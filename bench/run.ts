@@ -12,7 +12,7 @@ import { parseOptions, USAGE, type Options } from './options.js';
 import { STORES } from './stores/index.js';
 import { describeMachine, packageVersion, bucketMapVersion } from './machine.js';
 import { summarise } from './summary.js';
-import { renderMarkdown, resultsFile, sizeLabel, writeJson, writeMarkdown, type Failure, type Report, type StoreReport } from './report.js';
+import { renderMarkdown, resultsFile, runLabel, writeJson, writeMarkdown, type Failure, type Report, type StoreReport } from './report.js';
 import { renderSvg } from './svg.js';
 import { snapshotBuild } from './snapshot.js';
 import type { RunResult } from './result.js';
@@ -148,16 +148,16 @@ async function main(): Promise<void> {
     loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
     stores,
   };
-  writeJson(path.join(outDir, resultsFile(o.n, 'json')), report);
-  writeReports(report, outDir, `RESULTS.md, ${resultsFile(o.n, 'svg')} and ${resultsFile(o.n, 'json')}`);
+  writeJson(path.join(outDir, resultsFile(o.n, 'json', o.stores)), report);
+  writeReports(report, outDir, `RESULTS.md, ${resultsFile(o.n, 'svg', o.stores)} and ${resultsFile(o.n, 'json', o.stores)}`);
   if (stores.some((s) => s.failures.length > 0)) process.exitCode = 1;
 }
 
 function writeReports(report: Report, outDir: string, written: string): void {
   const markdown = renderMarkdown(report);
-  const label = sizeLabel(report.options.n);
-  writeMarkdown(path.join(outDir, 'RESULTS.md'), label, markdown);
-  fs.writeFileSync(path.join(outDir, resultsFile(report.options.n, 'svg')), renderSvg(report));
+  const { n, stores } = report.options;
+  writeMarkdown(path.join(outDir, 'RESULTS.md'), runLabel(n, stores), markdown);
+  fs.writeFileSync(path.join(outDir, resultsFile(n, 'svg', stores)), renderSvg(report));
   process.stdout.write(`${markdown}\n\nbench: wrote ${written} in ${outDir}\n`);
 }
 
@@ -165,7 +165,7 @@ function writeReports(report: Report, outDir: string, written: string): void {
 function rerender(jsonFile: string, outDir: string): void {
   const report = JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as Report;
   for (const s of report.stores) s.summary = summarise(s.runs);
-  writeReports(report, outDir, `RESULTS.md and ${resultsFile(report.options.n, 'svg')}`);
+  writeReports(report, outDir, `RESULTS.md and ${resultsFile(report.options.n, 'svg', report.options.stores)}`);
 }
 
 main().catch((err: unknown) => {

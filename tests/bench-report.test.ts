@@ -1,7 +1,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cell, times2 } from '../bench/report.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { cell, times2, type Report } from '../bench/report.js';
 import { stat } from '../bench/summary.js';
+import { STORES } from '../bench/stores/index.js';
+import { tempDir } from './helpers.js';
 
 // Every report says its figures are truncated, never rounded: a ratio shown must never exceed the
 // measured one.
@@ -11,6 +17,48 @@ test('bench report: ratios are truncated to two decimals, not rounded', () => {
   assert.is(times2(3.8171), '3.81×');
   assert.is(times2(2), '2.00×');
   assert.is(cell(stat([1.816, 1.669, 1.919]), times2, 3), '1.81× (1.66×–1.91×)');
+});
+
+const runScript = fileURLToPath(new URL('../bench/run.js', import.meta.url));
+
+function report(stores: string[]): Report {
+  return {
+    generated: '2026-11-28T00:00:00.000Z',
+    command: 'npm run bench -- --n 1000000',
+    options: { n: 1_000_000, runs: 1, seed: 1, stores, cold: false },
+    machine: { cpu: 'cpu', cores: 2, ramGiB: 1, kernel: 'Linux', node: 'v20', fs: 'ext4' },
+    loadAverage: { start: 0, end: 0 },
+    stores: stores.map((name) => ({
+      name, version: '1', persistent: true, notes: `notes of ${name}`, runs: [], failures: [],
+      summary: { rate: {}, ms: {}, cpuMs: {}, bytesPerEntry: null, diskBytes: null, bytesPerEntryCompacted: null, peakAnonKiB: null, peakFileKiB: null, baselineAnonKiB: null, vmHwmKiB: null },
+    })),
+  };
+}
+
+test('bench report: a run of some of the stores keeps the full run of the same N (section and chart)', () => {
+  // `npm run bench -- --n 10M --stores bucket-map-wasm,lmdb` (the README's own example) replaced
+  // the section, chart and JSON of the full 10M run with a two-store one.
+  const dir = tempDir('bench-report-');
+  try {
+    const all = STORES.map((s) => s.name);
+    const full = path.join(dir, 'full.json');
+    const some = path.join(dir, 'some.json');
+    fs.writeFileSync(full, JSON.stringify(report(all)));
+    fs.writeFileSync(some, JSON.stringify(report(['lmdb'])));
+    const rerender = (file: string): void => {
+      execFileSync(process.execPath, [runScript, '--from-json', file, '--out', dir], { stdio: 'ignore' });
+    };
+    rerender(full);
+    const fullSvg = fs.readFileSync(path.join(dir, 'results.svg'), 'utf8');
+    rerender(some);
+    const md = fs.readFileSync(path.join(dir, 'RESULTS.md'), 'utf8');
+    for (const name of all) assert.ok(md.includes(`notes of ${name}`), `the full run's section still names ${name}`);
+    assert.is(fs.readFileSync(path.join(dir, 'results.svg'), 'utf8'), fullSvg, "the full run's chart is kept");
+    const svgs = fs.readdirSync(dir).filter((f) => f.endsWith('.svg'));
+    assert.is(svgs.length, 2, `a chart of its own for the partial run: ${svgs.join(', ')}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
