@@ -90,6 +90,14 @@ export function cell(s: Stat | null | undefined, fmt: (x: number) => string, run
   return `${fmt(s.median)}${range}${partial}`;
 }
 
+/**
+ * A store's name as its table rows show it: with the count of its failed runs, since a store whose
+ * runs all failed has only "—" cells, as a phase a store does not have.
+ */
+function rowName(s: StoreReport, runs: number): string {
+  return s.failures.length === 0 ? s.name : `${s.name} (failed in ${s.failures.length} of ${runs} runs)`;
+}
+
 export function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map((_, k) => (k === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
@@ -123,14 +131,14 @@ export function renderMarkdown(r: Report): string {
 
   out.push('### Throughput (operations per second, higher is better)', '');
   out.push(table(['store', ...RATE_PHASES.map((p) => PHASE_LABELS[p])],
-    r.stores.map((s) => [s.name, ...RATE_PHASES.map((p) => cell(s.summary.rate[p], int, runs))])));
+    r.stores.map((s) => [rowName(s, runs), ...RATE_PHASES.map((p) => cell(s.summary.rate[p], int, runs))])));
   out.push('');
 
   out.push('### Open, close, disk and memory', '');
   out.push(table(
     ['store', ...ONCE_PHASES.map((p) => `${PHASE_LABELS[p]} ms`), 'disk B/entry', 'disk MiB', 'disk B/entry after compact', 'peak RssAnon MiB', 'peak RssFile MiB'],
     r.stores.map((s) => [
-      s.name,
+      rowName(s, runs),
       ...ONCE_PHASES.map((p) => cell(s.summary.ms[p], dec1, runs)),
       cell(s.summary.bytesPerEntry, dec1, runs),
       cell(s.summary.diskBytes, (b) => dec1(b / 2 ** 20), runs),
@@ -153,7 +161,7 @@ export function renderMarkdown(r: Report): string {
   out.push('### CPU time per phase (ms, user + system, all threads of the process)', '');
   const cpuPhases = [...RATE_PHASES, 'reopen', 'coldReopen', 'compact'] as const;
   out.push(table(['store', ...cpuPhases.map((p) => PHASE_LABELS[p])],
-    r.stores.map((s) => [s.name, ...cpuPhases.map((p) => cell(s.summary.cpuMs[p], dec1, runs))])));
+    r.stores.map((s) => [rowName(s, runs), ...cpuPhases.map((p) => cell(s.summary.cpuMs[p], dec1, runs))])));
   out.push('');
 
   out.push('### How each store was driven', '');

@@ -73,7 +73,7 @@ export function renderSvg(r: Report): string {
     const lx = M.left + (k % perRow) * colW;
     const ly = M.top + plotH + 46 + Math.floor(k / perRow) * 22;
     o.push(`<rect x="${f1(lx)}" y="${ly - 11}" width="14" height="14" fill="${COLORS[k % COLORS.length]}"/>`);
-    o.push(`<text x="${f1(lx + 20)}" y="${ly}">${esc(s.name)} ${esc(s.version.replace(/ \(.*$/, ""))}</text>`);
+    o.push(`<text x="${f1(lx + 20)}" y="${ly}">${esc(s.name)} ${esc(s.version.replace(/ \(.*$/, ""))}${s.failures.length === 0 ? '' : ` (failed ${s.failures.length}/${r.options.runs})`}</text>`);
   });
   o.push('</svg>');
   return o.join('\n') + '\n';

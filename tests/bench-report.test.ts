@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { cell, times2, type Report } from '../bench/report.js';
+import { cell, renderMarkdown, times2, type Report } from '../bench/report.js';
+import { renderSvg } from '../bench/svg.js';
 import { stat } from '../bench/summary.js';
 import { STORES } from '../bench/stores/index.js';
 import { tempDir } from './helpers.js';
@@ -59,6 +60,20 @@ test('bench report: a run of some of the stores keeps the full run of the same N
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('bench report: a store whose runs all failed is named as failed in every table and in the chart', () => {
+  // Its cells are all "—", as for a phase a store does not have: without a word by its name, a
+  // reader of a table or of the chart would take it for a store that ran.
+  const r = report(['lmdb', 'js-map']);
+  r.options.runs = 3;
+  r.stores[1].failures = [1, 2, 3].map((run) => ({ run, message: 'worker killed by SIGKILL' }));
+  const md = renderMarkdown(r);
+  const rows = md.split('\n').filter((l) => l.startsWith('| js-map'));
+  assert.is(rows.length, 3, 'one row in each of the three tables');
+  for (const row of rows) assert.match(row, /failed in 3 of 3 runs/);
+  for (const row of md.split('\n').filter((l) => l.startsWith('| lmdb'))) assert.not.match(row, /failed/);
+  assert.match(renderSvg(r), /js-map 1 \(failed 3\/3\)/);
 });
 
 test.run();
