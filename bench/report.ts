@@ -198,8 +198,11 @@ export function writeMarkdown(file: string, label: string, section: string): voi
     text = `${HEADER}${block}\n`;
   } else {
     const old = fs.readFileSync(file, 'utf8');
-    const i = old.indexOf(start);
-    const j = old.indexOf(end);
+    // The last start marker and the first end marker after it: a start marker left without its end
+    // (by a hand edit) then stays as it is, instead of a later run replacing everything from it to
+    // the end marker of the section appended after it, other sections included.
+    const i = old.lastIndexOf(start);
+    const j = i < 0 ? -1 : old.indexOf(end, i + start.length);
     text = i >= 0 && j > i
       ? old.slice(0, i) + block + old.slice(j + end.length)
       : `${old.replace(/\n*$/, '\n\n')}${block}\n`;

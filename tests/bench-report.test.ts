@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { cell, renderMarkdown, times2, type Report } from '../bench/report.js';
+import { cell, endMarker, renderMarkdown, startMarker, times2, writeMarkdown, type Report } from '../bench/report.js';
 import { renderSvg } from '../bench/svg.js';
 import { stat } from '../bench/summary.js';
 import { STORES } from '../bench/stores/index.js';
@@ -74,6 +74,24 @@ test('bench report: a store whose runs all failed is named as failed in every ta
   for (const row of rows) assert.match(row, /failed in 3 of 3 runs/);
   for (const row of md.split('\n').filter((l) => l.startsWith('| lmdb'))) assert.not.match(row, /failed/);
   assert.match(renderSvg(r), /js-map 1 \(failed 3\/3\)/);
+});
+
+test('bench writeMarkdown: a section whose end marker was lost never takes the sections after it', () => {
+  // RESULTS.md is edited by hand between the sections. With the 1M end marker gone, the first run
+  // appended a new 1M section; the next replaced everything from the old start marker to the new
+  // end marker, the 10M section between them included.
+  const dir = tempDir('bench-markers-');
+  try {
+    const file = path.join(dir, 'RESULTS.md');
+    fs.writeFileSync(file, `# results\n\n${startMarker('1M')}\nold 1M\n\ntext by hand\n\n${startMarker('10M')}\nthe 10M run\n${endMarker('10M')}\n\nmore text\n`);
+    writeMarkdown(file, '1M', 'first rerun');
+    writeMarkdown(file, '1M', 'second rerun');
+    const text = fs.readFileSync(file, 'utf8');
+    for (const kept of ['text by hand', 'the 10M run', 'more text', 'second rerun']) assert.ok(text.includes(kept), `${kept}:\n${text}`);
+    assert.not.ok(text.includes('first rerun'), 'the second run replaced the first');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
