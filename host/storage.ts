@@ -388,6 +388,14 @@ export function fileBytesFor(spec: FileSpec, segmentBytes: number): number {
   return total;
 }
 
+function notRegularFile(file: string): boolean {
+  try {
+    return !fs.lstatSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Opens one segment file and reads its header, checking it is a regular file of exactly `bytes`
  * bytes first (mapping a shorter file would turn a later access into SIGBUS). Calls `use` with the
@@ -403,6 +411,8 @@ function withCheckedSegment<R>(file: string, bytes: number, readOnly: boolean, u
     if (code === 'ENOENT') throw new BucketMapError(codes.FILE_MISSING, `${file}: bucket file is missing`, { file, cause: err });
     if (code === 'ELOOP') throw corrupt(file, 'is a symbolic link; bucket files must be regular files inside the drives');
     if (code === 'EISDIR') throw corrupt(file, 'is not a regular file');
+    // A socket cannot be opened at all (ENXIO): what is there decides, not how the open failed.
+    if (code === 'ENXIO' && notRegularFile(file)) throw corrupt(file, 'is not a regular file');
     throw ioError(`cannot open ${file}`, err, file);
   }
   try {

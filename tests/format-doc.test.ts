@@ -8,6 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as net from 'node:net';
 import { BucketMap, codecs, type BucketMapConfig } from '../host/index.js';
 import { ENGINES, Rng, hex, removeDir, snapshot, tempDir, testSeed, thrownBy } from './helpers.js';
 
@@ -624,6 +625,20 @@ for (const engine of ENGINES) {
       opensIntact(m).close();
     });
   }
+
+  test('a socket in place of a bucket segment is CORRUPT (not a regular file), at open and on first use', async () => {
+    const file = m.data(1, 1)[0];
+    fs.rmSync(file);
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(file, resolve));
+    try {
+      for (const checkFilesAtOpen of [true, false]) refused({ ...m.config, checkFilesAtOpen }, CORRUPT, /not a regular file/, `checkFilesAtOpen ${checkFilesAtOpen}`);
+      fs.rmSync(`${m.config.restartFile}.closed`);
+      refused(m.config, CORRUPT, /not a regular file/, 'no close record');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 
   test('index header: counts CRC and state; a dirty bucket is repaired, or NEEDS_RECOVERY for a reader', () => {
     const head = m.index(1)[0];
