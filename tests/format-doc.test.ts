@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import { BucketMap, codecs, type BucketMapConfig } from '../host/index.js';
 import { ENGINES, Rng, hex, removeDir, snapshot, tempDir, testSeed, thrownBy } from './helpers.js';
 
@@ -415,6 +416,52 @@ for (const engine of ENGINES) {
   test.run();
 }
 
+{
+  const test = suite('format-doc lock and reader files');
+  let dir = '';
+  test.before.each(() => {
+    dir = tempDir();
+  });
+  test.after.each(() => removeDir(dir));
+
+  test('the writer and each reader name themselves in an owner line; close removes them', () => {
+    const config = configFor(dir, 'host', 16);
+    const lock = `${config.restartFile}.lock`;
+    const line = (file: string): string[] => {
+      const text = fs.readFileSync(file, 'utf8');
+      assert.ok(text.endsWith('\n') && text.indexOf('\n') === text.length - 1, 'one line');
+      const fields = text.slice(0, -1).split(' ');
+      assert.is(fields.length, 7, text);
+      assert.is(fields[0], String(process.pid));
+      assert.is(fields[2], os.hostname());
+      assert.ok(/^\d+$/.test(fields[3]) && /^\d+$/.test(fields[6]), text);
+      let ns = '-';
+      try {
+        ns = fs.readlinkSync('/proc/self/ns/pid');
+      } catch {
+        // not Linux
+      }
+      assert.is(fields[5], ns);
+      return fields;
+    };
+    const writer = new BucketMap(config);
+    line(lock);
+    writer.close();
+    assert.not.ok(fs.existsSync(lock), 'close removes the lock file');
+    const readers = [new BucketMap({ ...config, readOnly: true }), new BucketMap({ ...config, readOnly: true })];
+    const names = fs.readdirSync(`${lock}.readers`);
+    assert.is(names.length, 2);
+    for (const name of names) {
+      assert.match(name, new RegExp(`^${process.pid}\\.[0-9a-z]+$`));
+      line(path.join(`${lock}.readers`, name));
+    }
+    for (const r of readers) r.close();
+    assert.not.ok(fs.existsSync(`${lock}.readers`), 'the last reader removes the folder');
+  });
+
+  test.run();
+}
+
 // ── damage the document says is checked ────────────────────────────────────────────────────────
 
 /** Rewrites the u32 at `at` of `file`; with `crc` = [from, to, crcAt] the covering CRC-32C is recomputed. */
@@ -587,6 +634,11 @@ for (const engine of ENGINES) {
     fs.writeFileSync(f, original);
     setU32(f, other, original.readUInt32LE(inForce) + 1);
     refused(m.config, 'BUCKET_MAP_FILE_MISSING');
+    // Equal sequence numbers: slot A is taken.
+    fs.writeFileSync(f, original);
+    setU32(f, other, original.readUInt32LE(inForce));
+    if (other === 1024) refused(m.config, 'BUCKET_MAP_FILE_MISSING');
+    else opensIntact(m).close();
     // A torn slot in force (CRC fails) leaves the other in force: the same older record.
     fs.writeFileSync(f, original);
     setU8(f, inForce + 30, 1);
