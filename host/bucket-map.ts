@@ -1106,6 +1106,9 @@ export class BucketMap<T = Uint8Array> implements Iterable<[Uint8Array, Entry<T>
    */
   static verify(options: { restartFile: string; drives?: readonly string[] }): VerifyReport {
     if (options === null || typeof options !== 'object') throw new TypeError('verify options must be an object');
+    // It reads the files through typed arrays as an open does: on a big-endian machine every
+    // field would be misread and reported as damage.
+    checkPlatform(os.endianness());
     if (typeof options.restartFile !== 'string' || options.restartFile.length === 0) throw new TypeError('restartFile must be a non-empty string');
     if (options.drives !== undefined && (!Array.isArray(options.drives) || options.drives.some((d) => typeof d !== 'string'))) {
       throw new TypeError('drives must be an array of folder paths');

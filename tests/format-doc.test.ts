@@ -10,6 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
 import * as os from 'node:os';
+import osModule from 'node:os';
+import { syncBuiltinESMExports } from 'node:module';
 import { BucketMap, codecs, type BucketMapConfig } from '../host/index.js';
 import { ENGINES, Rng, hex, removeDir, snapshot, tempDir, testSeed, thrownBy } from './helpers.js';
 
@@ -461,6 +463,28 @@ for (const engine of ENGINES) {
     assert.not.ok(fs.existsSync(`${lock}.readers`), 'the last reader removes the folder');
   });
 
+  test.run();
+}
+
+{
+  const test = suite('format-doc byte order');
+  test('a big-endian machine is refused before any file is read: an open and the static verify', () => {
+    const dir = tempDir();
+    const config = configFor(dir, 'host', 16);
+    new BucketMap(config).close();
+    const real = osModule.endianness;
+    osModule.endianness = () => 'BE';
+    syncBuiltinESMExports();
+    try {
+      for (const run of [() => new BucketMap(config).close(), () => BucketMap.verify({ restartFile: config.restartFile!, drives: config.drives })]) {
+        assert.is(thrownBy(run)?.code, 'BUCKET_MAP_UNSUPPORTED_PLATFORM', run.toString());
+      }
+    } finally {
+      osModule.endianness = real;
+      syncBuiltinESMExports();
+      removeDir(dir);
+    }
+  });
   test.run();
 }
 
