@@ -22,7 +22,7 @@
  * are closed and each one's files reopened by the other engine, compared again and verified; at
  * the very end each map's files are opened read-only by the engine that did not write them last.
  *
- * EDGE_RUNS=n (default 6) draws n configurations, EDGE_STEPS=n (default 600) sets the steps of
+ * EDGE_RUNS=n (default 4) draws n configurations, EDGE_STEPS=n (default 500) sets the steps of
  * each. A failure names its configuration and step; TEST_SEED=n reproduces it as run 0.
  */
 import * as fs from 'node:fs';
@@ -36,8 +36,8 @@ import { hashKey } from '../host/hash.js';
 import { maxSlotsFor } from '../host/layout.js';
 import { hex, persistentConfig, removeDir, Rng, tempDir, testSeed, thrownBy, withSeed } from './helpers.js';
 
-const RUNS = Number(process.env.EDGE_RUNS ?? 6);
-const STEPS = Number(process.env.EDGE_STEPS ?? 600);
+const RUNS = Number(process.env.EDGE_RUNS ?? 4);
+const STEPS = Number(process.env.EDGE_STEPS ?? 500);
 const MAX_RC = Number.MAX_SAFE_INTEGER;
 
 type CodecKind = 'bytes1' | 'bytes16' | 'bytes17' | 'bytes4096' | 'u64' | 'custom';
