@@ -176,7 +176,7 @@ export function renderMarkdown(r: Report): string {
 
   out.push('### How to reproduce', '');
   out.push('```sh', 'npm ci', r.command, '```', '');
-  out.push(`Every figure shown is the measured value truncated (never rounded) to the precision shown; \`bench/${resultsFile(r.options.n, 'json')}\` holds every raw figure of every run.`);
+  out.push(`Every figure shown is the measured value truncated (never rounded) to the precision shown; \`bench/${resultsFile(r.options.n, 'json', r.options.stores)}\` holds every raw figure of every run.`);
   return out.join('\n');
 }
 

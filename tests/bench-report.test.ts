@@ -57,6 +57,10 @@ test('bench report: a run of some of the stores keeps the full run of the same N
     assert.is(fs.readFileSync(path.join(dir, 'results.svg'), 'utf8'), fullSvg, "the full run's chart is kept");
     const svgs = fs.readdirSync(dir).filter((f) => f.endsWith('.svg'));
     assert.is(svgs.length, 2, `a chart of its own for the partial run: ${svgs.join(', ')}`);
+    // Each section names the JSON file its own run wrote.
+    const partial = renderMarkdown(report(['lmdb']));
+    assert.match(partial, '`bench/results-1M-lmdb.json` holds every raw figure');
+    assert.match(renderMarkdown(report(all)), '`bench/results.json` holds every raw figure');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
