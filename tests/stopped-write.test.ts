@@ -336,57 +336,78 @@ function armBind(map: BucketMap): { fired: () => boolean; disarm: () => void } {
   return { fired: () => fired, disarm: () => delete engine.bind };
 }
 
+/** The switches of a bucket to new files, each with a step that makes one happen sooner or later. */
+const SWITCHES: ReadonlyArray<[string, (map: BucketMap, rng: Rng) => void]> = [
+  ['first file', (map, rng) => map.insert(rng.key(), [], 1)],
+  ['index growth', (map, rng) => map.insert(rng.key(), [], 1)],
+  ['data growth', (map, rng) => map.insert(rng.key(), [rng.bytes(8), rng.bytes(8)], 1)],
+  ['compaction', (map) => void map.compact()],
+];
+
+/**
+ * For each switch but those `skip` names: a one-bucket map made ready for it, then `stop`, which
+ * runs the switch's step until the fault it arms fires and says whether it did; the map's next
+ * call repairs, `check` looks at the repaired map, and after close no file is left that the
+ * restart file does not name, and the reopen opens clean with the same entries.
+ */
+function afterStoppedSwitch(engine: EngineKind, skip: readonly string[], stop: (map: BucketMap, attempt: () => void) => boolean, check: (map: BucketMap, name: string) => void = () => {}): void {
+  for (const [name, step] of SWITCHES) {
+    if (skip.includes(name)) continue;
+    withSeed((rng) => {
+      const dir = tempDir();
+      try {
+        const config = persistentConfig(dir, engine, { maxBuckets: 1, codec: codecs.bytes(8) });
+        const map = new BucketMap(config);
+        let size = 0;
+        try {
+          if (name !== 'first file') for (let i = 0; i < 10; i++) map.insert(rng.key(), [rng.bytes(8), rng.bytes(8)], 1);
+          if (name === 'compaction') {
+            const keys = Array.from({ length: 3000 }, () => rng.key());
+            map.insertMany(keys, keys.map(() => [rng.bytes(8), rng.bytes(8)]));
+            map.deleteMany(keys.slice(100));
+          }
+          assert.ok(stop(map, () => void thrownBy(() => step(map, rng))), `${name}: the fault never fired`);
+          size = map.size; // the repair
+          assert.ok(map.verify().ok, `${name}: verify`);
+          check(map, name);
+        } finally {
+          map.close();
+        }
+        assert.is(strayFiles(config), 0, `${name}: files the restart file does not name`);
+        const reopened = new BucketMap(config);
+        try {
+          assert.is(reopened.stats().open.repairedBuckets, 0, `${name}: the close left a bucket to repair`);
+          assert.is(reopened.size, size, `${name}: size after reopening`);
+          assert.ok(reopened.verify().ok, `${name}: verify after reopening`);
+        } finally {
+          reopened.close();
+        }
+      } finally {
+        removeDir(dir);
+      }
+    });
+  }
+}
+
 for (const engine of ENGINES) {
   test(`${engine}: a switch to new files stopped before the old ones go leaves none behind`, () => {
-    const switches: Array<[string, (map: BucketMap, rng: Rng) => void]> = [
-      ['index growth', (map, rng) => map.insert(rng.key(), [], 1)],
-      ['data growth', (map, rng) => map.insert(rng.key(), [rng.bytes(8), rng.bytes(8)], 1)],
-      ['compaction', (map) => void map.compact()],
-    ];
-    for (const [name, step] of switches) {
-      withSeed((rng) => {
-        const dir = tempDir();
-        try {
-          const config = persistentConfig(dir, engine, { maxBuckets: 1, codec: codecs.bytes(8) });
-          const map = new BucketMap(config);
-          let size = 0;
-          try {
-            // The bucket's first files exist: the fault lands in a switch from old files to new.
-            for (let i = 0; i < 10; i++) map.insert(rng.key(), [rng.bytes(8), rng.bytes(8)], 1);
-            if (name === 'compaction') {
-              const keys = Array.from({ length: 3000 }, () => rng.key());
-              map.insertMany(keys, keys.map(() => [rng.bytes(8), rng.bytes(8)]));
-              map.deleteMany(keys.slice(100));
-            }
-            const fault = armBind(map);
-            try {
-              for (let i = 0; i < 5000 && !fault.fired(); i++) void thrownBy(() => step(map, rng));
-            } finally {
-              fault.disarm();
-            }
-            assert.ok(fault.fired(), `${name}: no switch happened`);
-            size = map.size; // the repair
-            assert.ok(map.verify().ok, `${name}: verify`);
-            const stats = map.stats();
-            const usage = (map as unknown as { ctx: { usage: { bytes: number } } }).ctx.usage.bytes;
-            assert.is(usage, stats.index.bytes + stats.data.bytes, `${name}: bytes counted against maxBytes`);
-          } finally {
-            map.close();
-          }
-          assert.is(strayFiles(config), 0, `${name}: files the restart file does not name`);
-          const reopened = new BucketMap(config);
-          try {
-            assert.is(reopened.size, size, `${name}: size after reopening`);
-          } finally {
-            reopened.close();
-          }
-        } finally {
-          removeDir(dir);
-        }
-      });
-    }
+    // The bucket's first files exist: the fault lands in a switch from old files to new.
+    afterStoppedSwitch(engine, ['first file'], (map, attempt) => {
+      const fault = armBind(map);
+      try {
+        for (let i = 0; i < 5000 && !fault.fired(); i++) attempt();
+      } finally {
+        fault.disarm();
+      }
+      return fault.fired();
+    }, (map, name) => {
+      const stats = map.stats();
+      const usage = (map as unknown as { ctx: { usage: { bytes: number } } }).ctx.usage.bytes;
+      assert.is(usage, stats.index.bytes + stats.data.bytes, `${name}: bytes counted against maxBytes`);
+    });
   });
 }
+
 
 test('wasm: insertMany stopped as it reads how many keys the engine added counts them', () => {
   withSeed((rng) => {
@@ -426,58 +447,21 @@ for (const engine of ENGINES) {
   test(`${engine}: a restart-file update stopped after its write is repaired, and the map reopens`, () => {
     // The stop comes from fs.writeSync's own code after the write (as a stack overflow there
     // would): the slot on disk names the new files, the map's view of the restart file does not.
-    const switches: Array<[string, (map: BucketMap, rng: Rng) => void]> = [
-      ['first file', (map, rng) => map.insert(rng.key(), [], 1)],
-      ['index growth', (map, rng) => map.insert(rng.key(), [], 1)],
-      ['data growth', (map, rng) => map.insert(rng.key(), [rng.bytes(8), rng.bytes(8)], 1)],
-      ['compaction', (map) => void map.compact()],
-    ];
-    for (const [name, step] of switches) {
-      withSeed((rng) => {
-        const dir = tempDir();
-        try {
-          const config = persistentConfig(dir, engine, { maxBuckets: 1, codec: codecs.bytes(8) });
-          const map = new BucketMap(config);
-          let size = 0;
-          try {
-            if (name !== 'first file') for (let i = 0; i < 10; i++) map.insert(rng.key(), [rng.bytes(8), rng.bytes(8)], 1);
-            if (name === 'compaction') {
-              const keys = Array.from({ length: 3000 }, () => rng.key());
-              map.insertMany(keys, keys.map(() => [rng.bytes(8), rng.bytes(8)]));
-              map.deleteMany(keys.slice(100));
-            }
-            const manifest = (map as unknown as { ctx: { manifest: { fd: number } } }).ctx.manifest;
-            let fired = false;
-            withFsFunction('writeSync', (original) => function (this: unknown, ...args: unknown[]): unknown {
-              const written = original.apply(this, args);
-              if (!fired && args[0] === manifest.fd) {
-                fired = true;
-                throw new RangeError('Maximum call stack size exceeded (injected)');
-              }
-              return written;
-            }, () => {
-              for (let i = 0; i < 5000 && !fired; i++) void thrownBy(() => step(map, rng));
-            });
-            assert.ok(fired, `${name}: the restart file was not written`);
-            size = map.size; // the repair
-            assert.ok(map.verify().ok, `${name}: verify`);
-          } finally {
-            map.close();
-          }
-          assert.is(strayFiles(config), 0, `${name}: files the restart file does not name`);
-          const reopened = new BucketMap(config);
-          try {
-            assert.is(reopened.stats().open.repairedBuckets, 0, `${name}: the close left a bucket to repair`);
-            assert.is(reopened.size, size, `${name}: size after reopening`);
-            assert.ok(reopened.verify().ok, `${name}: verify after reopening`);
-          } finally {
-            reopened.close();
-          }
-        } finally {
-          removeDir(dir);
+    afterStoppedSwitch(engine, [], (map, attempt) => {
+      const manifest = (map as unknown as { ctx: { manifest: { fd: number } } }).ctx.manifest;
+      let fired = false;
+      withFsFunction('writeSync', (original) => function (this: unknown, ...args: unknown[]): unknown {
+        const written = original.apply(this, args);
+        if (!fired && args[0] === manifest.fd) {
+          fired = true;
+          throw new RangeError('Maximum call stack size exceeded (injected)');
         }
+        return written;
+      }, () => {
+        for (let i = 0; i < 5000 && !fired; i++) attempt();
       });
-    }
+      return fired;
+    });
   });
 }
 
