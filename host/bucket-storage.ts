@@ -151,12 +151,18 @@ export const NO_WRITE = -1;
 export const BATCH_WRITE = -2;
 
 /**
- * A write under the mark threw `err`. The map's own errors are raised before a write's first store
- * or after its last (a damaged cell is met before anything is changed; growth drops the file it
- * was building), so they clear the mark; anything else leaves it for the next call to repair.
+ * Whether a change that threw `err` stopped cleanly. The map's own errors are raised before a
+ * change's first store or after its last (a damaged cell is met before anything is changed; growth
+ * drops the file it was building; the restart file's update fails only by its write's own error);
+ * anything else, an error V8 raises itself, may have stopped it between two.
  */
+function stoppedCleanly(err: unknown): boolean {
+  return err instanceof BucketMapError;
+}
+
+/** A write under the mark threw `err`: a clean stop clears the mark, any other leaves it for the next call to repair. */
 export function markAfterError(ctx: MapContext, err: unknown): void {
-  if (err instanceof BucketMapError) ctx.writing = NO_WRITE;
+  if (stoppedCleanly(err)) ctx.writing = NO_WRITE;
 }
 
 /** Runs `change` to bucket `ix` under the write mark (see MapContext.writing). */
@@ -393,7 +399,7 @@ export class BucketStorage {
    * error may have stopped the restart file's update after its write, with the file in force.
    */
   private dropMade(file: MappedFile, err: unknown): void {
-    if (err instanceof BucketMapError) this.dropFile(file);
+    if (stoppedCleanly(err)) this.dropFile(file);
     else this.retired[this.retired.length] = file;
   }
 
@@ -559,7 +565,7 @@ export class BucketStorage {
     try {
       this.ctx.manifest.set(this.ix, record);
     } catch (err) {
-      if (!(err instanceof BucketMapError)) {
+      if (!stoppedCleanly(err)) {
         // Maybe in force (see dropMade): the bucket takes it, and the repair rewrites its record.
         this.index = file;
         throw err;

@@ -356,7 +356,7 @@ export class WasmEngine implements Engine {
    * overflows the stack may leave no room to run one.
    */
   private enter(): void {
-    if (this.stopped) this.core.recover();
+    this.settle();
     this.stopped = true;
   }
 
